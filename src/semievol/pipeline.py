@@ -1,0 +1,250 @@
+"""Runs the stages of the method over a run directory, resumably.
+
+Layout (round 1; later rounds add ``propagate_r2``, ``select_r2``, ``evolve_r2``, ...)::
+
+    RUN_DIR/config.yaml  versions.json  templates.json
+    RUN_DIR/sft/         warm adapter (PEFT folder), train_log.jsonl, manifest.json
+    RUN_DIR/propagate/   votes.jsonl, configs.json, embedding caches, manifest.json
+    RUN_DIR/select/      pseudo_labels.jsonl, selection.json, manifest.json
+    RUN_DIR/evolve/      evolved adapter, train_data.jsonl, train_log.jsonl, manifest.json
+    RUN_DIR/evaluate/    metrics.json, predictions_<model>.jsonl, manifest.json
+
+Each stage's fingerprint hashes the settings it reads and its upstream fingerprints; a stage whose manifest
+carries the current fingerprint is skipped, so a changed setting re-runs that stage and those downstream.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import RunConfig, to_dict
+from .data import Example, load_task
+from .progress import log
+from .prompts import TEMPLATE_IDS
+from .runctx import (
+    RunContext,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    fingerprint,
+    finish_stage,
+    is_done,
+    read_jsonl,
+)
+from .stages.evaluate import accuracy_record, predict, pseudo_label_metrics
+from .stages.propagate import run_propagate
+from .stages.select import run_select, selected_examples
+from .stages.sft import run_sft
+
+STAGES = ("sft", "propagate", "select", "evolve", "evaluate")
+_RUNTIME_ONLY = {"batch_size", "threads"}  # model settings that do not change results
+
+
+class StageMissing(RuntimeError):
+    """A stage was asked for before the stage it needs has finished."""
+
+
+def _model_key(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg.model).items() if k not in _RUNTIME_ONLY}
+
+
+def _task_key(ctx: RunContext) -> dict[str, Any]:
+    t = ctx.task
+    def digest(split):
+        return None if split is None else fingerprint([(e.id, e.question, e.options, e.answer, e.rationale) for e in split.examples])
+    def digest_unlabeled(split):  # gold answers of the unlabeled split must not change any fingerprint
+        return fingerprint([(e.id, e.question, e.options) for e in split.examples])
+    return {"kind": t.kind, "labeled": digest(t.labeled), "unlabeled": digest_unlabeled(t.unlabeled),
+            "test": digest(t.test)}
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("semievol", "torch", "transformers", "peft", "sentence-transformers", "numpy", "datasets", "gguf"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_run_header(ctx: RunContext) -> None:
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ctx.run_dir / "config.yaml", yaml.safe_dump(to_dict(ctx.cfg), sort_keys=False))
+    atomic_write_json(ctx.run_dir / "versions.json", versions())
+    atomic_write_json(ctx.run_dir / "templates.json", TEMPLATE_IDS)
+
+
+def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = False) -> bool:
+    """Run ``body(out)`` unless ``out`` is finished for ``fp``. Returns True if it ran."""
+    if not force and is_done(out, fp):
+        log(f"{out.name}: finished earlier, skipped")
+        return False
+    pending = out / ".pending"
+    stale = (out / "manifest.json").exists() or (pending.exists() and pending.read_text() != fp)
+    if out.exists() and stale:
+        # finished or started for other settings: nothing in it can be trusted
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(pending, fp)
+    t = time.time()
+    log(f"{out.name}: starting")
+    body(out)
+    ctx.timings[out.name] = round(time.time() - t, 2)
+    finish_stage(out, name, fp)
+    log(f"{out.name}: done in {ctx.timings[out.name]:.0f}s")
+    return True
+
+
+def _need(out: Path, fp: str, what: str) -> None:
+    if not is_done(out, fp):
+        raise StageMissing(f"{out}: the {what} stage has not finished for this config; run `semievol {what}` (or `semievol run`) first")
+
+
+def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False, engine=None) -> RunContext:
+    task = load_task(cfg.task, seed=cfg.seed, need_test=need_test)
+    return RunContext(cfg=cfg, task=task, run_dir=Path(cfg.run_dir), engine=engine, quiet=quiet)
+
+
+def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+    """Run the asked-for stages in order (each skipped if finished); later ones require earlier ones done."""
+    cfg = ctx.cfg
+    write_run_header(ctx)
+    result: dict[str, Any] = {}
+    base_fp = fingerprint(_model_key(cfg), _task_key(ctx), cfg.seed)
+
+    # ---- sft (in-weight propagation)
+    sft_dir = ctx.stage_dir("sft")
+    sft_fp = fingerprint("sft", base_fp, asdict(cfg.sft))
+    ctx.fingerprints["warm"] = sft_fp
+    if "sft" in stages:
+        _stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
+    pool: list[Example] = list(ctx.task.labeled.examples)
+    warm_dir, warm_fp = sft_dir, sft_fp
+    upstream = sft_fp
+    evolve_dir = None
+    for r in range(1, cfg.evolve.rounds + 1):
+        # ---- propagate
+        p_dir = ctx.stage_dir("propagate", r)
+        p_fp = fingerprint("propagate", upstream, warm_fp, asdict(cfg.propagate), cfg.model.embedder, len(pool))
+        ctx.fingerprints["warm"] = warm_fp
+        if "propagate" in stages:
+            _need(warm_dir, warm_fp, "sft" if r == 1 else "evolve")
+            _stage(ctx, "propagate", p_dir, p_fp, lambda out: run_propagate(ctx, out, pool, warm_dir))
+        # ---- select
+        s_dir = ctx.stage_dir("select", r)
+        s_fp = fingerprint("select", p_fp, asdict(cfg.select))
+        if "select" in stages:
+            _need(p_dir, p_fp, "propagate")
+            _stage(ctx, "select", s_dir, s_fp, lambda out: run_select(ctx, p_dir / "votes.jsonl", out, warm_dir))
+        # ---- evolve
+        e_dir = ctx.stage_dir("evolve", r)
+        e_fp = fingerprint("evolve", s_fp, asdict(cfg.sft), asdict(cfg.evolve) | {"rounds": None})
+        if "evolve" in stages:
+            _need(s_dir, s_fp, "select")
+            _stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
+        if is_done(s_dir, s_fp):
+            chosen = selected_examples(s_dir / "pseudo_labels.jsonl", ctx.task.unlabeled.examples)
+            seen = {e.id for e in pool}
+            pool = pool + [e for e in chosen if e.id not in seen]
+        warm_dir, warm_fp, upstream = e_dir, e_fp, e_fp
+        evolve_dir = e_dir
+    # ---- evaluate
+    if "evaluate" in stages:
+        v_dir = ctx.stage_dir("evaluate")
+        v_fp = fingerprint("evaluate", upstream, sft_fp, asdict(cfg.evaluate))
+        if "evolved" in cfg.evaluate.models:
+            _need(evolve_dir, upstream, "evolve")
+        _stage(ctx, "evaluate", v_dir, v_fp, lambda out: run_evaluate(ctx, out, sft_dir, sft_fp, evolve_dir, upstream,
+                                                                           s_dir))
+        result["metrics"] = json.loads((v_dir / "metrics.json").read_text())
+    if ctx.timings:
+        old = {}
+        tf = ctx.run_dir / "timings.json"
+        if tf.exists():
+            old = json.loads(tf.read_text())
+        atomic_write_json(tf, old | ctx.timings)
+    return result
+
+
+def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path, warm_dir: Path) -> None:
+    """Train the evolved adapter: fresh from the base model on pool + selected, or continue the warm one."""
+    from dataclasses import replace
+
+    from .models import resolve_model
+    from .stages.sft import labeled_pairs
+    from .training import train_lora
+
+    cfg = ctx.cfg
+    chosen = selected_examples(select_dir / "pseudo_labels.jsonl", ctx.task.unlabeled.examples)
+    if cfg.evolve.mode == "fresh":
+        data = pool + chosen
+        res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
+                         cfg.sft, out, seed=cfg.seed, desc="evolve")
+    else:
+        data = chosen
+        res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
+                         replace(cfg.sft), out, seed=cfg.seed, init_adapter=warm_dir, lr=cfg.evolve.continue_lr,
+                         desc="evolve")
+    labeled_ids = {e.id for e in ctx.task.labeled.examples}
+    atomic_write_jsonl(out / "train_data.jsonl", [
+        {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer,
+         "source": "labeled" if e.id in labeled_ids else "pseudo"} for e in data
+    ])
+    log(f"evolve: {len(data)} examples ({len(chosen)} pseudo-labelled), {res.steps} steps")
+
+
+def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_dir: Path | None, evolve_fp: str,
+                 select_dir: Path) -> None:
+    cfg = ctx.cfg
+    test = ctx.task.test
+    metrics: dict[str, Any] = {"task": ctx.task.name, "kind": ctx.task.kind, "models": {}}
+    if test is None:
+        raise StageMissing("evaluate: the task has no test split (set task.test, or a preset with task.data_dir)")
+    examples = test.examples
+    if cfg.evaluate.limit:
+        from .data import _subsample
+
+        examples = _subsample(examples, cfg.evaluate.limit, cfg.seed)
+    engine = ctx.get_engine()
+    for name in cfg.evaluate.models:
+        if name == "base":
+            adapter = None
+        elif name == "warm":
+            adapter = ctx.adapter(f"warm-{sft_fp}", sft_dir)
+        elif name == "evolved":
+            if evolve_dir is None or not (evolve_dir / "adapter_config.json").exists():
+                continue
+            adapter = ctx.adapter(f"evolved-{evolve_fp}", evolve_dir)
+        else:
+            continue
+        t = time.time()
+        preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens)
+        atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
+        rec = accuracy_record([p["correct"] for p in preds])
+        rec["seconds"] = round(time.time() - t, 2)
+        rec["prediction_counts"] = _counts([p["pred"] for p in preds])
+        metrics["models"][name] = rec
+        log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, n={rec['n']})")
+    for sub in (evolve_dir, sft_dir):
+        if sub is not None and (sub / "train_summary.json").exists():
+            metrics.setdefault("training", {})[sub.name] = json.loads((sub / "train_summary.json").read_text())
+    pl = select_dir / "pseudo_labels.jsonl"
+    if pl.exists():
+        metrics["pseudo_labels"] = pseudo_label_metrics(read_jsonl(pl))
+        metrics["selection"] = json.loads((select_dir / "selection.json").read_text())
+    atomic_write_json(out / "metrics.json", metrics)
+
+
+def _counts(preds: list[str | None]) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(sorted(Counter(str(p) for p in preds).items()))

@@ -1,0 +1,92 @@
+"""Every prompt semievol shows a model, as named, versioned templates.
+
+A prompt is a list of chat messages plus an assistant prefix; the engine renders it with the model's chat
+template and appends the prefix (``Answer:`` for option scoring). Retrieved demos go into the system message
+as worked examples, not as earlier chat turns: a small model copied the demos' answers when they came as
+turns (measured on FPB before the project began: about 25% accuracy against about 40% with no demos).
+Artifacts record ``TEMPLATE_IDS`` so a change of wording is visible in a run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .answers import LETTERS
+from .data import Example
+
+TEMPLATE_IDS = {
+    "choice": "choice-v1",
+    "free": "free-v1",
+    "demos": "demos-system-v1",
+    "justify_choice": "justify-choice-v1",
+    "justify_free": "justify-free-v1",
+}
+
+SYSTEM = "You are a careful expert. Read the question and reply with the final answer in the form 'Answer: X'."
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: tuple[tuple[str, str], ...]
+    prefix: str = ""
+
+    def key(self) -> str:
+        return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages) + "\x1d" + self.prefix
+
+
+def format_question(ex: Example) -> str:
+    if not ex.options:
+        return ex.question
+    opts = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ex.options))
+    return f"{ex.question}\n\nOptions:\n{opts}"
+
+
+def target_text(ex: Example, answer: str, use_rationale: bool) -> str:
+    """What the model learns to reply: an optional rationale, then 'Answer: X'."""
+    if use_rationale and ex.rationale and not ex.options:
+        return f"{ex.rationale}\nAnswer: {answer}"
+    return f"Answer: {answer}"
+
+
+def _system(demos: list[Example], kind: str) -> str:
+    if not demos:
+        return SYSTEM
+    parts = [SYSTEM, "", "Worked examples of similar questions:"]
+    for i, d in enumerate(demos, 1):
+        parts.append(f"\nExample {i}:\n{format_question(d)}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}")
+    return "\n".join(parts)
+
+
+def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) -> Prompt:
+    """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored."""
+    demos = demos or []
+    msgs = (("system", _system(demos, kind)), ("user", format_question(ex)))
+    if kind == "choice":
+        return Prompt(msgs, "Answer:")
+    return Prompt(msgs, "")
+
+
+def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[str] | None = None) -> Prompt:
+    """Self-justification: the question with the n candidate answers, asking for the final one."""
+    lines = []
+    for i, c in enumerate(candidates, 1):
+        r = (reasons[i - 1].strip() if reasons and reasons[i - 1] else "")
+        if r and kind == "free":
+            lines.append(f"Candidate {i}: {r}\n(final: {c})")
+        else:
+            lines.append(f"Candidate {i}: {c}")
+    user = (
+        f"{format_question(ex)}\n\nSeveral attempts gave these answers:\n" + "\n".join(lines) +
+        "\n\nWeigh the candidates, then give the correct final answer."
+    )
+    msgs = (("system", SYSTEM), ("user", user))
+    return Prompt(msgs, "Answer:" if kind == "choice" else "")
+
+
+def training_pair(ex: Example, answer: str, kind: str, use_rationale: bool) -> tuple[Prompt, str]:
+    """(prompt, response) for fine-tuning: the zero-demo question prompt and the target text."""
+    p = answer_prompt(ex, kind)
+    if kind == "choice":
+        # the prompt's 'Answer:' prefix belongs to the response when training
+        return Prompt(p.messages, ""), f"Answer: {answer}"
+    return p, target_text(ex, answer, use_rationale)

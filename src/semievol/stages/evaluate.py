@@ -1,0 +1,79 @@
+"""Evaluation: test accuracy of base, warm and evolved models with 95% Wilson intervals, and the accuracy of
+the pseudo-labels (all, selected, and against coverage as the threshold moves) where the unlabeled split
+carries gold answers. Test answers use temperature 0: argmax over options, greedy decoding for free-form.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..answers import LETTERS, answers_match, extract_free
+from ..data import Example
+from ..engines import Engine
+from ..prompts import answer_prompt
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for k successes out of n."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def accuracy_record(correct: list[bool]) -> dict[str, Any]:
+    k, n = sum(correct), len(correct)
+    lo, hi = wilson(k, n)
+    return {"accuracy": k / n if n else float("nan"), "correct": k, "n": n, "ci95": [lo, hi]}
+
+
+def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int) -> list[dict[str, Any]]:
+    prompts = [answer_prompt(e, kind) for e in examples]
+    out = []
+    if kind == "choice":
+        dists = engine.score_options(prompts, [len(e.options or []) for e in examples], adapter)
+        for e, d in zip(examples, dists, strict=True):
+            pred = LETTERS[int(np.argmax(d))]
+            out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": pred == e.answer,
+                        "dist": [round(float(x), 5) for x in d]})
+    else:
+        samples = engine.generate(prompts, 1, 0.0, 0, max_new_tokens, adapter)
+        for e, s in zip(examples, samples, strict=True):
+            pred = extract_free(s[0].text)
+            out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": answers_match(pred, e.answer, kind),
+                        "text": s[0].text})
+    return out
+
+
+def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy of all and selected pseudo-labels, per configuration, and against coverage."""
+    gold = [r for r in records if "gold" in r]
+    if not gold:
+        return None
+    sel = [r for r in gold if r["selected"]]
+    out: dict[str, Any] = {
+        "all": accuracy_record([r["correct"] for r in gold]),
+        "selected": accuracy_record([r["correct"] for r in sel]) if sel else None,
+        "coverage": len(sel) / len(gold),
+        "agreement_rate": sum(r["unanimous"] for r in gold) / len(gold),
+    }
+    configs: dict[str, list[bool]] = {}
+    for r in gold:
+        for v in r["votes"]:
+            configs.setdefault(v["config"], []).append(answers_match(v["answer"], r["gold"], "choice" if r["options"] else "free"))
+    out["per_config"] = {c: accuracy_record(v) for c, v in configs.items()}
+    ranked = sorted(gold, key=lambda r: r["score"])
+    curve = []
+    for pct in range(10, 101, 10):
+        m = max(1, round(len(ranked) * pct / 100))
+        top = ranked[:m]
+        curve.append({"coverage": pct / 100, "n": m, "accuracy": sum(r["correct"] for r in top) / m,
+                      "max_score": top[-1]["score"]})
+    out["accuracy_vs_coverage"] = curve
+    return out

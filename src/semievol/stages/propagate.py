@@ -1,0 +1,143 @@
+"""In-context propagation and collaborative pseudo-labelling: n configurations vote on each unlabeled question.
+
+Each configuration is (base or warm model, number of retrieved demos, temperature). On the multiple-choice
+path a vote comes from one forward pass: the exact distribution over the option letters, from which the
+vote is drawn at the configuration's temperature with a generator seeded by (run seed, configuration, row
+id), so a row's votes do not depend on chunking, sharding or resumption. On the free-form path each
+configuration samples a response with token log-probabilities and the answer is extracted from it.
+
+Votes are appended to ``votes.jsonl`` one chunk at a time (flushed and fsynced); a rerun skips the rows
+already there. The unlabeled split's gold answers are never read here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..answers import LETTERS, extract_free
+from ..config import AnswerConfig, parse_answer_config
+from ..data import Example
+from ..progress import log, progress
+from ..prompts import TEMPLATE_IDS, answer_prompt
+from ..retrieval import cached_embeddings, embed, hash_embed, nearest
+from ..runctx import RunContext, atomic_write_json
+
+
+def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
+    h = hashlib.sha256(f"{seed}\x00{config_index}\x00{row_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+
+def draw_vote(dist: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Argmax at temperature 0, else a draw from dist ** (1 / T), renormalised."""
+    if temperature <= 0:
+        return int(np.argmax(dist))
+    logits = np.log(np.clip(dist, 1e-30, 1.0)) / temperature
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def neighbours(ctx: RunContext, pool: list[Example], unlabeled: list[Example], out: Path) -> np.ndarray:
+    k = ctx.cfg.propagate.k
+    if k == 0 or not pool:
+        return np.zeros((len(unlabeled), 0), dtype=np.int64)
+    if ctx.cfg.model.embedder == "hash":
+        make = hash_embed
+    else:
+        from ..models import load_embedder
+
+        model = load_embedder(ctx.cfg.model.embedder)
+        def make(texts: list[str]) -> np.ndarray:
+            return embed(texts, model)
+    keys = cached_embeddings(out / "emb_labeled", [e.question for e in pool], make)
+    queries = cached_embeddings(out / "emb_unlabeled", [e.question for e in unlabeled], make)
+    idx, _ = nearest(keys, queries, k, ctx.cfg.propagate.index)
+    return idx
+
+
+def _done_ids(path: Path) -> set[str]:
+    """Ids already in the votes file; a torn last line (killed mid-write) is cut off."""
+    if not path.exists():
+        return set()
+    good = 0
+    ids: set[str] = set()
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                ids.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError):
+                break
+            good += len(line)
+    if good != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return ids
+
+
+def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
+               warm: str | None) -> list[dict[str, Any]]:
+    engine = ctx.get_engine()
+    kind = ctx.task.kind
+    seed = ctx.cfg.seed
+    rows: list[dict[str, Any]] = [
+        {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
+        for e in chunk
+    ]
+    for ci, c in enumerate(configs):
+        adapter = warm if c.model == "warm" else None
+        prompts = [answer_prompt(e, kind, demos_for[i][: c.demos]) for i, e in enumerate(chunk)]
+        if kind == "choice":
+            dists = engine.score_options(prompts, [len(e.options or []) for e in chunk], adapter)
+            for i, (e, d) in enumerate(zip(chunk, dists, strict=True)):
+                v = draw_vote(d, c.temperature, row_rng(seed, ci, e.id))
+                rows[i]["votes"].append({"config": c.name, "answer": LETTERS[v],
+                                         "dist": [round(float(x), 6) for x in d]})
+        else:
+            samples = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens, adapter)
+            for i, s in enumerate(samples):
+                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s[0].text), "text": s[0].text,
+                                         "mean_nll": round(s[0].mean_nll, 6)})
+    return rows
+
+
+def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Path) -> Path:
+    """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    pcfg = ctx.cfg.propagate
+    configs = [parse_answer_config(c) for c in pcfg.configs]
+    unlabeled = ctx.task.unlabeled.examples
+    atomic_write_json(out / "configs.json", {
+        "configs": [c.name for c in configs], "k": pcfg.k, "embedder": ctx.cfg.model.embedder,
+        "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
+        "pool_size": len(pool), "kind": ctx.task.kind,
+        "vote_rule": "argmax over options at temperature 0, else a seeded draw from p^(1/T)"
+        if ctx.task.kind == "choice" else "one sampled response per configuration, answer extracted",
+    })
+    nn = neighbours(ctx, pool, unlabeled, out)
+    warm = None
+    if any(c.model == "warm" for c in configs):
+        warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
+    votes = out / "votes.jsonl"
+    done = _done_ids(votes)
+    todo = [i for i, e in enumerate(unlabeled) if e.id not in done]
+    if done:
+        log(f"propagate: resuming, {len(done)} of {len(unlabeled)} rows already voted")
+    chunks = [todo[s : s + pcfg.chunk_size] for s in range(0, len(todo), pcfg.chunk_size)]
+    with open(votes, "a", encoding="utf-8") as f:
+        for ch in progress(chunks, desc="pseudo-labelling", unit="chunk"):
+            exs = [unlabeled[i] for i in ch]
+            demos = [[pool[j] for j in nn[i]] for i in ch]
+            rows = vote_chunk(ctx, exs, demos, configs, warm)
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+    return votes

@@ -1,0 +1,201 @@
+"""LoRA fine-tuning with PEFT: the loop behind in-weight propagation (sft) and evolution.
+
+The loss covers the response tokens only. Batches are grouped by length (sorted within shuffled pools),
+gradients accumulate to the effective batch, the schedule is linear warm-up then cosine, and on hardware
+with bf16 the forward and backward run under bf16 autocast over fp32 weights. A NaN or infinite loss stops
+training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
+name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .models import ModelSource, cpu_supports_bf16, default_device, load_model, load_tokenizer
+from .progress import log, progress
+from .prompts import Prompt
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss); nothing was written."""
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    steps: int
+    final_loss: float
+    seconds: float
+    examples: int
+
+
+def _render(tok: Any, prompt: Prompt) -> str:
+    msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prompt.prefix
+
+
+def tokenize_pairs(tok: Any, pairs: list[tuple[Prompt, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) with the prompt masked (-100); the end-of-turn token closes the response."""
+    end = tok.eos_token or ""
+    if "<|im_end|>" in tok.get_vocab():
+        end = "<|im_end|>"
+    out = []
+    for prompt, response in pairs:
+        p = tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
+        r = tok(response + end, add_special_tokens=False)["input_ids"]
+        r = r[:max_length // 2] if len(r) > max_length // 2 else r
+        p = p[-(max_length - len(r)) :]
+        out.append((p + r, [-100] * len(p) + r))
+    return out
+
+
+def length_grouped_batches(lengths: list[int], micro: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffle, then sort inside pools of 32 micro-batches so each batch holds similar lengths."""
+    rng = random.Random(seed * 7919 + epoch)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    pool = micro * 32
+    batches = []
+    for s in range(0, len(idx), pool):
+        chunk = sorted(idx[s : s + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + micro] for i in range(0, len(chunk), micro)]
+    rng.shuffle(batches)
+    return batches
+
+
+def use_bf16(cfg: TrainConfig, device: str) -> bool:
+    if cfg.bf16 == "off":
+        return False
+    if cfg.bf16 == "on":
+        return True
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+def train_lora(
+    source: ModelSource,
+    pairs: list[tuple[Prompt, str]],
+    cfg: TrainConfig,
+    out_dir: Path,
+    seed: int,
+    init_adapter: Path | None = None,
+    lr: float | None = None,
+    device: str | None = None,
+    desc: str = "training",
+) -> TrainResult:
+    """Fine-tune a LoRA adapter on (prompt, response) pairs and write it to ``out_dir`` atomically."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import get_cosine_schedule_with_warmup
+
+    if not pairs:
+        raise TrainingError("no training examples")
+    device = device or default_device()
+    torch.manual_seed(seed)
+    tok = load_tokenizer(source)
+    model = load_model(source, torch.float32, device)
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        targets: Any = cfg.target_modules if cfg.target_modules == "all-linear" else [
+            t.strip() for t in cfg.target_modules.split(",") if t.strip()
+        ]
+        lcfg = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=targets, task_type="CAUSAL_LM", bias="none",
+        )
+        model = get_peft_model(model, lcfg)
+    model.train()
+    data = tokenize_pairs(tok, pairs, cfg.max_length)
+    lengths = [len(x) for x, _ in data]
+    accum = cfg.batch_size // cfg.micro_batch_size
+    micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / accum))
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_cosine_schedule_with_warmup(opt, int(round(cfg.warmup_ratio * total)), total)
+    bf16 = use_bf16(cfg, device)
+    pad = tok.pad_token_id
+
+    def micro_batches():
+        epoch = 0
+        while True:
+            yield from length_grouped_batches(lengths, cfg.micro_batch_size, seed, epoch)
+            epoch += 1
+
+    stream = micro_batches()
+    history: list[dict[str, float]] = []
+    start = time.time()
+    bar = progress(range(total), desc=desc, unit="step")
+    loss_value = float("nan")
+    for step in bar:
+        opt.zero_grad(set_to_none=True)
+        tokens_in_step = 0
+        group = [next(stream) for _ in range(accum)]
+        n_target = sum(sum(1 for t in data[i][1] if t != -100) for mb in group for i in mb)
+        step_loss = 0.0
+        for mb in group:
+            width = max(lengths[i] for i in mb)
+            ids = torch.full((len(mb), width), pad, dtype=torch.long)
+            labels = torch.full((len(mb), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(mb), width), dtype=torch.long)
+            for r, i in enumerate(mb):
+                x, y = data[i]
+                ids[r, : len(x)] = torch.tensor(x)
+                labels[r, : len(y)] = torch.tensor(y)
+                mask[r, : len(x)] = 1
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            logits = logits[:, :-1].float()
+            target = labels[:, 1:]
+            # token-weighted mean over the whole effective batch
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+            ) / max(n_target, 1)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{desc}: loss is {loss.item()} at step {step + 1}; nothing was written "
+                                    "(lower the learning rate or check the data)")
+            loss.backward()
+            step_loss += loss.item()
+            tokens_in_step += int(mask.sum())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        loss_value = step_loss
+        history.append({"step": step + 1, "loss": round(step_loss, 6), "lr": sched.get_last_lr()[0],
+                        "tokens": tokens_in_step, "seconds": round(time.time() - start, 3)})
+        bar.set_postfix_str(f"loss {step_loss:.4f}")
+    seconds = time.time() - start
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp))
+    tok_dir = tmp  # the tokenizer beside the adapter lets vLLM and PEFT users load it alone
+    tok.save_pretrained(str(tok_dir))
+    with open(tmp / "train_log.jsonl", "w") as f:
+        for h in history:
+            f.write(json.dumps(h) + "\n")
+    (tmp / "train_summary.json").write_text(json.dumps({
+        "steps": total, "examples": len(data), "final_loss": loss_value, "seconds": round(seconds, 2),
+        "bf16_autocast": bf16, "lr": lr or cfg.lr, "effective_batch": cfg.batch_size,
+        "init_adapter": str(init_adapter) if init_adapter else None,
+    }, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
+    return TrainResult(out_dir, total, loss_value, seconds, len(data))
