@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(dc)
     dm = sub.add_parser("demo", help="the whole method offline on the embedded models and a generated task")
     add_config_flags(dm)
+    from .results_cli import register as register_results
+
+    register_results(sub)
     return p
 
 
@@ -256,9 +259,13 @@ def _is_user_error(e: Exception) -> bool:
 
 def dispatch(args: argparse.Namespace) -> int:
     from .pipeline import STAGES
+    from .results_cli import COMMANDS as RESULT_COMMANDS
+    from .results_cli import dispatch as dispatch_results
 
     if args.command == "demo":
         return cmd_demo(args)
+    if args.command in RESULT_COMMANDS:
+        return dispatch_results(args)
     cfg = config_from_args(args)
     if args.command == "run":
         return cmd_run(cfg, STAGES, args.quiet)
