@@ -1,8 +1,9 @@
 """Answer extraction, normalisation and comparison: small pure functions.
 
 Free-form answers are compared after normalisation: numbers lose separators, currency signs, units and
-percent signs and match within a relative tolerance of 1e-2; text is lower-cased with punctuation and
-articles removed. Choice answers are letters.
+percent signs, simple fractions become decimals, and numbers match within a relative tolerance of 1e-2;
+text is lower-cased with punctuation (except between digits, so '1/2' never becomes '12') and articles
+removed. Normalisation is idempotent. Choice answers are letters.
 """
 
 from __future__ import annotations
@@ -10,50 +11,78 @@ from __future__ import annotations
 import math
 import re
 import string
+from decimal import Decimal
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 REL_TOL = 1e-2
 
-_NUMBER = re.compile(r"[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
-_ANSWER_TAG = re.compile(r"answer\s*(?:is)?\s*[:\-]?\s*(.+)", re.IGNORECASE)
+_FRACTION = r"(?<![\d/.])[-+]?\d+/\d+(?![\d/])"
+_NUMBER = re.compile(_FRACTION + r"|[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_ANSWER_TAG = re.compile(r"\banswers?\b\s*(?:is\b)?\s*(?::|-(?![\d.]))?\s*(.+)", re.IGNORECASE)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_LETTER_AT_START = re.compile(r"^\W*\(?([A-Z])\)?(?:[\s.,:;)]|$)")
+_LETTER_AT_START = re.compile(r"^\W*\(?([A-Z])\)?(?:[\s.,:;)*]|$)")
+# after an 'Answer:' tag: 'B', 'Option B', '(b)', a lone 'b' or 'b.' (but 'a good one' is a word, not A)
+_TAGGED_LETTER = re.compile(r"^\W*(?:(?i:option|choice)\s*)?"
+                            r"(?:\(([A-Za-z])\)|([A-Z])(?:[\s.,:;)*]|$)|([a-z])(?:[.,:;)*]|$))")
+_DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_PUNCT = re.escape(string.punctuation)
+_PUNCT_NOT_IN_NUMBER = re.compile(rf"(?<!\d)[{_PUNCT}]|[{_PUNCT}](?!\d)")
+
+
+def _fraction(raw: str) -> float | None:
+    num, den = raw.split("/")
+    return int(num) / int(den) if int(den) else None
 
 
 def parse_number(text: str) -> float | None:
-    """The last number in ``text`` (separators, '$' and '%' removed), or None."""
+    """The last number in ``text`` (separators, '$' and '%' removed; 'a/b' as a fraction), or None."""
     found = _NUMBER.findall(text.replace("\u2212", "-"))
     if not found:
         return None
     raw = found[-1].replace(",", "").replace("$", "").replace(" ", "")
     try:
-        value = float(raw)
-    except ValueError:
+        value = _fraction(raw) if "/" in raw else float(raw)
+    except (ValueError, OverflowError):
         return None
-    return value if math.isfinite(value) else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def format_number(value: float) -> str:
-    if value.is_integer() and abs(value) < 1e15:
+    """A number in plain positional notation, exact to the float's shortest repr: '3', '0.5', '0.00001'."""
+    if value.is_integer():
         return str(int(value))
-    return f"{value:.6g}"
+    return format(Decimal(repr(value)), "f")
 
 
 def normalize_text(text: str) -> str:
     s = text.lower().strip()
-    s = "".join(ch for ch in s if ch not in string.punctuation)
+    s = _PUNCT_NOT_IN_NUMBER.sub("", s)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
 
 
-def normalize_free(text: str) -> str:
-    """Canonical form of a free-form answer: a plain number if the text is numeric, else normalised text."""
-    t = text.strip()
-    stripped = re.sub(r"[\s$€£%]|,(?=\d{3})", "", t)
+def _as_number(text: str) -> str | None:
+    """The canonical number if ``text`` is one (with separators, currency, percent or a trailing unit)."""
+    stripped = re.sub(r"[\s$€£%]|,(?=\d{3})", "", text.strip().replace("\u2212", "-"))
     stripped = re.sub(r"[a-zA-Z]+\.?$", "", stripped)  # trailing unit
     if re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)", stripped):
         return format_number(float(stripped))
-    return normalize_text(t)
+    if re.fullmatch(r"[-+]?\d+/\d+", stripped):
+        value = _fraction(stripped)
+        return None if value is None else format_number(value)
+    return None
+
+
+def normalize_free(text: str) -> str:
+    """Canonical form of a free-form answer: a plain number if the text is numeric, else normalised text.
+
+    Idempotent: ``normalize_free(normalize_free(t)) == normalize_free(t)``.
+    """
+    number = _as_number(text)
+    if number is not None:
+        return number
+    norm = normalize_text(text)
+    return _as_number(norm) or norm
 
 
 def extract_free(response: str) -> str | None:
@@ -73,14 +102,18 @@ def extract_free(response: str) -> str | None:
 
 
 def extract_letter(response: str, letters: str | list[str]) -> str | None:
-    """The option letter a response chose: after 'Answer:' if present, else at its start."""
+    """The option letter a response chose: after 'Answer:' if present, else at its start.
+
+    After the tag a letter may be lower case ('(b)', a lone 'b'), follow 'Option', or sit in markdown bold.
+    """
     valid = "".join(letters)
     for ln in reversed(response.strip().splitlines()):
         m = _ANSWER_TAG.search(ln)
         if m:
-            m2 = _LETTER_AT_START.match(m.group(1).strip())
-            if m2 and m2.group(1) in valid:
-                return m2.group(1)
+            m2 = _TAGGED_LETTER.match(m.group(1).strip())
+            letter = m2 and (m2.group(1) or m2.group(2) or m2.group(3)).upper()
+            if letter and letter in valid:
+                return letter
     m = _LETTER_AT_START.match(response.strip())
     if m and m.group(1) in valid:
         return m.group(1)
@@ -91,10 +124,9 @@ def free_match(a: str | None, b: str | None) -> bool:
     """Equality of two normalised free-form answers (numbers within relative tolerance 1e-2)."""
     if a is None or b is None:
         return False
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
+    if not (_DECIMAL.fullmatch(a.strip()) and _DECIMAL.fullmatch(b.strip())):  # not float(): it reads 'nan', '1_0'
         return normalize_text(a) == normalize_text(b)
+    x, y = float(a), float(b)
     if x == y:
         return True
     return math.isclose(x, y, rel_tol=REL_TOL, abs_tol=1e-9)
