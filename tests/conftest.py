@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny random-weight Llama with the embedded model's tokenizer, and small task files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    env = os.environ.get("SEMIEVOL_DATA_DIR")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("the shared data folder (../shared/data or SEMIEVOL_DATA_DIR) is not here")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Llama (hidden size 32) with random weights and SmolLM2's tokenizer, saved to a folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from semievol.models import load_tokenizer, resolve_model
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = load_tokenizer(resolve_model("embedded"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def write_choice_task(folder: Path, n_labeled: int = 16, n_unlabeled: int = 24, n_test: int = 12, seed: int = 0) -> Path:
+    """A small multiple-choice task as CSV files (labeled, unlabeled with gold answers, test)."""
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["apple", "river", "stone", "cloud", "engine", "violin", "tiger", "copper", "garden", "winter"]
+    for split, n in (("labeled", n_labeled), ("unlabeled", n_unlabeled), ("test", n_test)):
+        with open(folder / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "question", "options", "answer", "extra"])
+            for i in range(n):
+                a, b = rng.sample(words, 2)
+                q = f"{split} {i}: which word comes first in the alphabet, {a} or {b}?"
+                w.writerow([f"{split}-{i}", q, json.dumps([a, b, "neither"]), "A" if a < b else "B", "x"])
+    return folder
+
+
+@pytest.fixture
+def choice_task(tmp_path) -> Path:
+    return write_choice_task(tmp_path / "task")

@@ -1,0 +1,145 @@
+"""Each stage end to end on a tiny random model in a temporary run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from semievol.config import build_config
+from semievol.pipeline import STAGES, StageMissing, make_context, run
+from semievol.runctx import read_jsonl
+
+ADAPTER = {"adapter_config.json", "adapter_model.safetensors", "train_log.jsonl", "train_summary.json",
+           "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "manifest.json"}
+
+
+def _cfg(tiny_model: Path, task: Path, run_dir: Path, **over):
+    d = {
+        "run_dir": str(run_dir), "seed": 0,
+        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
+        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv"),
+                 "test": str(task / "test.csv")},
+        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
+        "propagate": {"k": 2, "chunk_size": 10},
+    }
+    for k, v in over.items():
+        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
+    return build_config(d)
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def _manifest_mtimes(run_dir: Path) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("*/manifest.json")}
+
+
+def test_full_run_writes_the_expected_files(tiny_model, choice_task, tmp_path):
+    cfg = _cfg(tiny_model, choice_task, tmp_path / "run")
+    ctx = make_context(cfg, quiet=True, need_test=True)
+    res = run(ctx)
+    rd = tmp_path / "run"
+    assert {"config.yaml", "versions.json", "templates.json", "timings.json", *STAGES} <= _files(rd)
+    assert _files(rd / "sft") >= ADAPTER - {"chat_template.jinja"}
+    assert {"votes.jsonl", "configs.json", "manifest.json"} <= _files(rd / "propagate")
+    assert _files(rd / "select") == {"pseudo_labels.jsonl", "selection.json", "manifest.json"}
+    assert "train_data.jsonl" in _files(rd / "evolve") and "adapter_config.json" in _files(rd / "evolve")
+    assert _files(rd / "evaluate") == {"metrics.json", "manifest.json", "predictions_base.jsonl",
+                                       "predictions_warm.jsonl", "predictions_evolved.jsonl"}
+    assert not list(rd.rglob("*.tmp")) and not list(rd.rglob(".pending"))
+
+    pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
+    assert [r["id"] for r in pl] == [f"unlabeled-{i}" for i in range(24)]  # one line per unlabeled row, in order
+    assert all(len(r["votes"]) == 4 and "gold" in r and "correct" in r for r in pl)
+    assert all(abs(sum(v["dist"]) - 1) < 1e-4 for r in pl for v in r["votes"])
+    assert sum(r["selected"] for r in pl) == 12  # theta 50 over 24 distinct scores
+
+    m = res["metrics"]
+    assert set(m["models"]) == {"base", "warm", "evolved"}
+    for rec in m["models"].values():
+        assert rec["n"] == 12 and rec["ci95"][0] <= rec["accuracy"] <= rec["ci95"][1]
+    assert m["pseudo_labels"]["all"]["n"] == 24 and m["pseudo_labels"]["selected"]["n"] == 12
+    assert len(m["pseudo_labels"]["accuracy_vs_coverage"]) == 10
+    train = read_jsonl(rd / "evolve" / "train_data.jsonl")
+    assert sum(r["source"] == "labeled" for r in train) == 16 and sum(r["source"] == "pseudo" for r in train) == 12
+
+
+def test_rerun_skips_finished_stages_and_a_change_reruns_only_downstream(tiny_model, choice_task, tmp_path):
+    rd = tmp_path / "run"
+    run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True))
+    before = _manifest_mtimes(rd)
+    run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True))
+    assert _manifest_mtimes(rd) == before
+
+    run(make_context(_cfg(tiny_model, choice_task, rd, select={"theta": 25}), quiet=True))
+    after = _manifest_mtimes(rd)
+    assert after["sft"] == before["sft"] and after["propagate"] == before["propagate"]
+    assert all(after[s] != before[s] for s in ("select", "evolve", "evaluate"))
+    pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
+    assert sum(r["selected"] for r in pl) == 6
+
+
+def test_a_stage_before_its_upstream_is_refused(tiny_model, choice_task, tmp_path):
+    ctx = make_context(_cfg(tiny_model, choice_task, tmp_path / "run"), quiet=True)
+    with pytest.raises(StageMissing, match="semievol sft"):
+        run(ctx, ("propagate",))
+
+
+def _scramble_unlabeled_gold(task: Path, seed: int) -> None:
+    path = task / "unlabeled.csv"
+    rows = list(csv.reader(open(path, newline="")))
+    rng = random.Random(seed)
+    for r in rows[1:]:
+        r[3] = rng.choice("ABC")
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def test_unlabeled_gold_answers_never_reach_training_or_selection(tiny_model, tmp_path):
+    from conftest import write_choice_task
+
+    outputs = []
+    for seed in (1, 2):
+        task = write_choice_task(tmp_path / f"task{seed}")
+        _scramble_unlabeled_gold(task, seed)
+        rd = tmp_path / f"run{seed}"
+        run(make_context(_cfg(tiny_model, task, rd, evaluate={"models": ["base"]}), quiet=True),
+            ("sft", "propagate", "select", "evolve"))
+        pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
+        outputs.append({
+            "votes": (rd / "propagate" / "votes.jsonl").read_bytes(),
+            "selection": [(r["id"], r["answer"], r["score"], r["selected"]) for r in pl],
+            "train": (rd / "evolve" / "train_data.jsonl").read_bytes(),
+            "adapter": (rd / "evolve" / "adapter_model.safetensors").read_bytes(),
+            "gold": [r["gold"] for r in pl],
+        })
+    a, b = outputs
+    assert a["gold"] != b["gold"]  # the scramble did change the column
+    for key in ("votes", "selection", "train", "adapter"):
+        assert a[key] == b[key], key
+
+
+def test_killed_propagate_resumes_without_losing_or_repeating_rows(tiny_model, choice_task, tmp_path):
+    rd = tmp_path / "run"
+    full = tmp_path / "full"
+    run(make_context(_cfg(tiny_model, choice_task, full), quiet=True), ("sft", "propagate"))
+    run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True), ("sft", "propagate"))
+    votes = rd / "propagate" / "votes.jsonl"
+    lines = votes.read_bytes().splitlines(keepends=True)
+    # as if killed in the middle of writing the second chunk: the manifest is gone and the last line torn
+    (rd / "propagate" / "manifest.json").unlink()
+    (rd / "propagate" / ".pending").write_text(json.loads((full / "propagate" / "manifest.json").read_text())["fingerprint"])
+    votes.write_bytes(b"".join(lines[:13]) + lines[13][:20])
+    ctx = make_context(_cfg(tiny_model, choice_task, rd), quiet=True)
+    scored = []
+    engine = ctx.get_engine()
+    inner = engine.score_options
+    engine.score_options = lambda prompts, n, adapter: scored.extend(prompts) or inner(prompts, n, adapter)
+    run(ctx, ("propagate",))
+    assert votes.read_bytes() == (full / "propagate" / "votes.jsonl").read_bytes()
+    assert len(scored) == (24 - 13) * 4  # only the rows after the last whole line were voted again

@@ -1,0 +1,83 @@
+"""Selection rules and confidence on hand-made score lists."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from semievol.config import SelectConfig
+from semievol.stages.propagate import draw_vote, row_rng
+from semievol.stages.select import majority, normalized_entropy, select_mask
+
+
+def test_percentile_keeps_scores_at_or_below_the_median():
+    scores = [0.9, 0.1, 0.5, 0.3, 0.7]
+    keep, info = select_mask(scores, SelectConfig(rule="percentile", theta=50))
+    assert keep == [False, True, True, True, False]
+    assert info["tau"] == pytest.approx(0.5)
+
+
+def test_percentile_grows_with_theta():
+    rng = np.random.default_rng(0)
+    scores = list(rng.random(200))
+    previous: set[int] = set()
+    for theta in (0, 10, 25, 50, 75, 100):
+        keep, _ = select_mask(scores, SelectConfig(rule="percentile", theta=theta))
+        now = {i for i, k in enumerate(keep) if k}
+        assert previous <= now
+        previous = now
+    assert len(previous) == 200
+
+
+def test_fixed_threshold():
+    keep, _ = select_mask([0.2, 0.6, 0.4], SelectConfig(rule="fixed", threshold=0.4))
+    assert keep == [True, False, True]
+
+
+def test_released_rule_keeps_unanimous_and_the_most_confident_disagreeing():
+    scores = [0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5]
+    unanimous = [True, True, False, False, False, False, False]
+    keep, info = select_mask(scores, SelectConfig(rule="released", released_theta=30), unanimous=unanimous)
+    # disagreeing scores 0.1..0.5: the 30th percentile is 0.22, so 0.1 and 0.2 stay
+    assert keep == [True, True, True, True, False, False, False]
+    assert info["tau_disagreeing"] == pytest.approx(0.22)
+
+
+def test_class_percentile_is_per_group():
+    scores = [0.1, 0.2, 0.3, 0.4, 0.8, 0.9]
+    groups = ["A", "A", "A", "A", "B", "B"]
+    keep, info = select_mask(scores, SelectConfig(rule="class_percentile", theta=50), groups=groups)
+    # a global median (0.35) would drop all of class B; per class, B keeps its better half
+    assert keep == [True, True, False, False, True, False]
+    assert set(info["tau_per_group"]) == {"A", "B"}
+
+
+def test_invalid_rows_never_selected():
+    keep, _ = select_mask([0.1, float("nan"), 0.2], SelectConfig(rule="all"), valid=[True, True, False])
+    assert keep == [True, False, False]
+
+
+def test_normalized_entropy_bounds():
+    assert normalized_entropy(np.array([1.0, 0.0, 0.0])) == pytest.approx(0.0)
+    assert normalized_entropy(np.array([0.25] * 4)) == pytest.approx(1.0)
+    assert 0 < normalized_entropy(np.array([0.7, 0.2, 0.1])) < 1
+    p = np.array([0.5, 0.5])
+    assert normalized_entropy(p) == pytest.approx(-(2 * 0.5 * math.log(0.5)) / math.log(2))
+
+
+def test_majority_ties_go_to_the_first_seen():
+    assert majority(["B", "A", "A", "B"]) == "B"
+    assert majority([None, "C", None]) == "C"
+    assert majority([None, None]) is None
+
+
+def test_votes_are_argmax_at_zero_temperature_and_seeded_otherwise():
+    d = np.array([0.2, 0.5, 0.3])
+    assert draw_vote(d, 0.0, row_rng(0, 0, "x")) == 1
+    a = [draw_vote(d, 1.0, row_rng(7, 1, f"r{i}")) for i in range(300)]
+    b = [draw_vote(d, 1.0, row_rng(7, 1, f"r{i}")) for i in range(300)]
+    assert a == b
+    share = np.bincount(a, minlength=3) / 300
+    assert abs(share[1] - 0.5) < 0.1 and abs(share[0] - 0.2) < 0.1
