@@ -132,6 +132,27 @@ def test_report_without_gold_answers(tmp_path):
     assert "no gold answers" in _section(page, "confidence")
 
 
+def test_report_free_form_task(tmp_path):
+    run = make_run(tmp_path)
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(30):
+        votes = [str(int(x)) if i > 0 else None for x in rng.integers(0, 28, size=3)]  # row 0: no answer
+        answer = next((v for v in votes if v is not None), None)
+        score = float("inf") if answer is None else round(float(rng.exponential(0.5)), 6)
+        rows.append({"id": f"u{i}", "row": i, "question": f"What is {i} + {i}?", "options": None, "unanimous": False,
+                     "justified": True, "answer": answer, "score": score, "selected": score < 0.4,
+                     "votes": [{"config": c, "answer": v, "text": f"Answer: {v}", "mean_nll": 0.3} for c, v in
+                               zip(CONFIGS, votes, strict=False)],
+                     "gold": str(2 * i), "correct": answer == str(2 * i)})
+    _jsonl(run / "select" / "pseudo_labels.jsonl", rows)
+    (run / "select" / "selection.json").write_text(json.dumps({"rule": "fixed", "tau": 0.4, "confidence": "nll"}))
+    page = write_report(run).read_text()
+    for key in ("confidence", "coverage", "agreement", "classes"):
+        assert "data:image/png" in _section(page, key), key
+    assert "without an answer" in _section(page, "confidence")
+
+
 def test_report_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the package were not installed
     page = write_report(make_run(tmp_path)).read_text()

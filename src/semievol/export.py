@@ -29,9 +29,8 @@ from typing import Any, Literal, get_args
 
 from .config import ConfigError, RunConfig, build_config, load_yaml
 from .data import Example
-from .pipeline import StageMissing
 from .prompts import TEMPLATE_IDS, training_pair
-from .report import last_finished, need_run_dir, stage_dirs
+from .report import last_finished, need_run_dir, stage_dirs, stage_missing
 from .runctx import atomic_write_json, atomic_write_text, read_jsonl
 
 ExportFormat = Literal["alpaca", "sharegpt", "messages", "prompt-completion"]
@@ -73,7 +72,7 @@ def training_examples(run_dir: Path) -> tuple[list[tuple[Example, str]], RunConf
     cfg = run_config(run_dir)
     e_dir = last_finished(run_dir, "evolve")
     if e_dir is None or not (e_dir / "train_data.jsonl").exists():
-        raise StageMissing(f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first")
+        raise stage_missing(f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first")
     rows = read_jsonl(e_dir / "train_data.jsonl")
     rationale: dict[str, str | None] = {}
     free = any(not r.get("options") for r in rows)
@@ -219,7 +218,7 @@ def merge_adapter(run_dir: Path, out: Path | None = None, adapter: Literal["evol
     stage = "evolve" if adapter == "evolved" else "sft"
     a_dir = last_finished(run_dir, stage)
     if a_dir is None or not (a_dir / "adapter_config.json").exists():
-        raise StageMissing(f"{run_dir}: no finished {stage} adapter; run `semievol {stage}` (or `semievol run`) first")
+        raise stage_missing(f"{run_dir}: no finished {stage} adapter; run `semievol {stage}` (or `semievol run`) first")
     out = Path(out) if out else run_dir / f"merged_{adapter}"
     src = resolve_model(cfg.model.model)
     tmp = _check_out(out, MERGE_MARKER, "merged model")

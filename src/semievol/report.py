@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .answers import LETTERS, answers_match, canonical_vote
-from .pipeline import StageMissing
 from .runctx import atomic_write_text, read_jsonl
 from .stages.select import majority
 
@@ -64,11 +65,18 @@ def last_finished(run_dir: Path, stage: str) -> Path | None:
     return done[-1] if done else None
 
 
+def stage_missing(msg: str) -> Exception:
+    """The CLI's one-line error for a missing stage (imported late: the pipeline may import this module)."""
+    from .pipeline import StageMissing
+
+    return StageMissing(msg)
+
+
 def need_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
-        raise StageMissing(f"{run_dir}: no such run directory")
+        raise stage_missing(f"{run_dir}: no such run directory")
     if not (run_dir / "config.yaml").exists():
-        raise StageMissing(f"{run_dir}: not a run directory (no config.yaml); start one with `semievol run --run-dir {run_dir}`")
+        raise stage_missing(f"{run_dir}: not a run directory (no config.yaml); start one with `semievol run --run-dir {run_dir}`")
 
 
 def _json(path: Path) -> Any:
@@ -79,7 +87,7 @@ def load_pseudo_labels(run_dir: Path) -> tuple[Path, list[dict[str, Any]], dict[
     """(select folder, pseudo-label rows, selection.json) of the last finished select stage."""
     s = last_finished(run_dir, "select")
     if s is None:
-        raise StageMissing(f"{run_dir}: the select stage has not finished; run `semievol select` (or `semievol run`) first")
+        raise stage_missing(f"{run_dir}: the select stage has not finished; run `semievol select` (or `semievol run`) first")
     return s, read_jsonl(s / "pseudo_labels.jsonl"), _json(s / "selection.json") or {}
 
 
@@ -359,11 +367,10 @@ def render(run_dir: Path) -> str:
     need_run_dir(run_dir)
     v = last_finished(run_dir, "evaluate")
     metrics = _json(v / "metrics.json") if v else None
-    try:
+    rows, selection, where = None, {}, ""
+    if last_finished(run_dir, "select") is not None:
         s_dir, rows, selection = load_pseudo_labels(run_dir)
         where = f" ({s_dir.name})" if s_dir.name != "select" else ""
-    except StageMissing:
-        rows, selection, where = None, {}, ""
     body = {
         "accuracy": section_accuracy(metrics),
         "confidence": section_confidence(rows, selection),
@@ -374,7 +381,7 @@ def render(run_dir: Path) -> str:
         "config": section_config(run_dir),
         "timings": section_timings(run_dir),
     }
-    task = (metrics or {}).get("task") or ""
+    task = (metrics or {}).get("task") or (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task", {}).get("task") or ""
     nav = "".join(f'<a href="#{k}">{_esc(t)}</a>' for k, t in SECTIONS.items())
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
