@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 
 from .config import ConfigError, RunConfig, build_config, load_yaml
 from .data import Example
+from .progress import log
 from .prompts import TEMPLATE_IDS, training_pair
 from .report import last_finished, need_run_dir, stage_dirs, stage_missing
 from .runctx import atomic_write_json, atomic_write_text, read_jsonl
@@ -187,11 +188,16 @@ def export_data(run_dir: Path, fmt: ExportFormat, out: Path | None = None) -> Pa
         atomic_write_json(tmp / "dataset_info.json", info)
     atomic_write_text(tmp / "README.md", _usage(name, fmt, out.resolve()))
     sources = [s for _, s in examples]
+    trained = json.loads((run_dir / "templates.json").read_text()) if (run_dir / "templates.json").exists() else {}
+    changed = sorted(k for k in ("choice", "free") if k in trained and trained[k] != TEMPLATE_IDS[k])
+    if changed:
+        log(f"export: warning: the run trained with templates {[trained[k] for k in changed]}, this export uses "
+            f"{[TEMPLATE_IDS[k] for k in changed]}; the prompt text may differ from what the adapter saw")
     atomic_write_json(tmp / EXPORT_MARKER, {
         "format": fmt, "dataset": name, "file": DATA_FILE, "rows": len(rows),
         "labeled": sources.count("labeled"), "pseudo": sources.count("pseudo"),
         "source": str((e_dir / "train_data.jsonl").resolve()), "templates": TEMPLATE_IDS,
-        "use_rationale": cfg.sft.use_rationale,
+        "run_templates": trained, "use_rationale": cfg.sft.use_rationale,
     })
     _replace_folder(tmp, out)
     return out
