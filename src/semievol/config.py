@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +22,10 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A setting is unknown, of the wrong type or impossible. The message names the field."""
+    """A setting is unknown, of the wrong type or impossible. The message names the field and is one line."""
+
+    def __init__(self, msg: str):
+        super().__init__(str(msg).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _check(cond: bool, name: str, msg: str) -> None:
@@ -132,19 +137,19 @@ class TrainConfig:
     """Mixed precision (bf16 autocast over fp32 master weights): 'auto' where supported."""
 
     def __post_init__(self) -> None:
-        _check(self.lora_r >= 1, "lora_r", f"must be at least 1, got {self.lora_r}")
-        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        _check(self.epochs > 0 or self.max_steps > 0, "epochs", "must be positive (or set max_steps)")
-        _check(self.max_steps >= 0, "max_steps", f"must be 0 or more, got {self.max_steps}")
-        _check(self.micro_batch_size >= 1, "micro_batch_size", "must be at least 1")
+        _check(self.lora_r >= 1, "sft.lora_r", f"must be at least 1, got {self.lora_r}")
+        _check(self.lr > 0, "sft.lr", f"must be positive, got {self.lr}")
+        _check(self.epochs > 0 or self.max_steps > 0, "sft.epochs", "must be positive (or set max_steps)")
+        _check(self.max_steps >= 0, "sft.max_steps", f"must be 0 or more, got {self.max_steps}")
+        _check(self.micro_batch_size >= 1, "sft.micro_batch_size", "must be at least 1")
         _check(
             self.batch_size >= self.micro_batch_size and self.batch_size % self.micro_batch_size == 0,
-            "batch_size",
+            "sft.batch_size",
             f"must be a multiple of micro_batch_size ({self.micro_batch_size}), got {self.batch_size}",
         )
-        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        _check(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        _check(self.max_length >= 16, "max_length", f"must be at least 16, got {self.max_length}")
+        _check(0 <= self.warmup_ratio < 1, "sft.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _check(0 <= self.lora_dropout < 1, "sft.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        _check(self.max_length >= 16, "sft.max_length", f"must be at least 16, got {self.max_length}")
 
 
 @dataclass
@@ -323,14 +328,19 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: must be a number, got {value!r}")
+        number: float | None = None
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{name}: must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)
@@ -342,9 +352,26 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=False)
 
 
+def _all_settings() -> list[str]:
+    """Every setting as written in a YAML file: 'seed', 'select.theta', ..."""
+    out = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in SECTIONS:
+            out += [f"{f.name}.{sf.name}" for sf in dataclasses.fields(_hints(RunConfig)[f.name])]
+        else:
+            out.append(f.name)
+    return out
+
+
 def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    """An unknown key, with the closest setting in its own section or, failing that, in any section."""
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if not close:  # perhaps another section's setting: 'theta' at the top means 'select.theta'
+        dotted = _all_settings()
+        leaves = sorted({d.rsplit(".", 1)[-1] for d in dotted})
+        leaf = key if key in leaves else next(iter(difflib.get_close_matches(key, leaves, n=1)), None)
+        close = [d for d in dotted if d.rsplit(".", 1)[-1] == leaf]
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     return ConfigError(f"{where}{key}: unknown setting{hint}")
 
 
@@ -395,15 +422,25 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: config file is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{p}:{where} not valid YAML ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the file must hold a mapping of settings")
+    for key in SECTIONS:  # checked here: a flag for the same section would otherwise replace the bad value
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ConfigError(f"{p}: {key}: must be a mapping of settings")
     return data
 
 
@@ -417,8 +454,11 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (the string literal under each field) of a config dataclass."""
+    """Attribute docstrings (the string literal under each field) of a config dataclass.
+
+    Cached: reading the source costs about 10 ms a class, and the CLI asks once per sub-command."""
     import ast
     import inspect
     import textwrap
@@ -443,9 +483,9 @@ def flag_table() -> list[tuple[str, str | None, str, str, Any, Any]]:
     for f in dataclasses.fields(RunConfig):
         if f.name in SECTIONS:
             cls = hints_run[f.name]
-            inst = cls()
+            inst, hints = cls(), _hints(cls)
             for sf in dataclasses.fields(cls):
-                entries.append((f.name, sf.name, _hints(cls)[sf.name], getattr(inst, sf.name)))
+                entries.append((f.name, sf.name, hints[sf.name], getattr(inst, sf.name)))
         else:
             entries.append(("", f.name, hints_run[f.name], getattr(RunConfig(), f.name)))
     for _, fname, _, _ in entries:
