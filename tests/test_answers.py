@@ -16,6 +16,7 @@ from semievol.answers import (
     extract_letter,
     format_number,
     free_match,
+    is_number,
     normalize_free,
     parse_number,
 )
@@ -160,6 +161,15 @@ FREE_MATCH = [
 def test_free_match(a, b, expected):
     assert free_match(a, b) is expected
     assert free_match(b, a) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("3", True), ("-0.5", True), (".5", True), ("1e3", True), (" 7 ", True), ("nan", False), ("inf", False),
+     ("1_000", False), ("1,000", False), ("", False), ("3 apples", False)],
+)
+def test_is_number(text, expected):
+    assert is_number(text) is expected
 
 
 @pytest.mark.parametrize(

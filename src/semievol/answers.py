@@ -120,11 +120,16 @@ def extract_letter(response: str, letters: str | list[str]) -> str | None:
     return None
 
 
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a plain decimal number ('3', '-0.5', '1e3'); 'nan', 'inf' and '1_000' are not."""
+    return _DECIMAL.fullmatch(text.strip()) is not None
+
+
 def free_match(a: str | None, b: str | None) -> bool:
     """Equality of two normalised free-form answers (numbers within relative tolerance 1e-2)."""
     if a is None or b is None:
         return False
-    if not (_DECIMAL.fullmatch(a.strip()) and _DECIMAL.fullmatch(b.strip())):  # not float(): it reads 'nan', '1_0'
+    if not (is_number(a) and is_number(b)):
         return normalize_text(a) == normalize_text(b)
     x, y = float(a), float(b)
     if x == y:

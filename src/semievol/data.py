@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .answers import LETTERS, normalize_free
+from .answers import LETTERS, is_number, normalize_free
 from .config import ConfigError, TaskConfig
 
 csv.field_size_limit(1 << 30)
@@ -26,17 +26,21 @@ csv.field_size_limit(1 << 30)
 AnswerKind = Literal["choice", "free"]
 
 
+def _one_line(text: str) -> str:
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class DataError(ValueError):
     """Bad input data. ``str(err)`` is one line: 'FILE, row N, column C: what is wrong'."""
 
     def __init__(self, path: str, row: int | None, column: str | None, msg: str):
         self.path, self.row, self.column, self.msg = path, row, column, msg
-        where = str(path)
+        where = _one_line(path)
         if row is not None:
             where += f", row {row}"
         if column is not None:
-            where += f", column '{column}'"
-        super().__init__(f"{where}: {msg}")
+            where += f", column '{_one_line(column)}'"
+        super().__init__(f"{where}: {_one_line(msg)}")
 
 
 @dataclass
@@ -85,8 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mmlu": {"answer_kind": "choice", "ext": "csv", "subject_col": "Subject"},
     "mmlu_pro": {"answer_kind": "choice", "ext": "csv", "subject_col": "Subject"},
     "usmle": {"answer_kind": "choice", "ext": "csv", "subject_col": "meta_info"},
-    "convfinqa": {"answer_kind": "free", "ext": "jsonl"},
-    "gsm8k": {"answer_kind": "free", "ext": "jsonl"},
+    "convfinqa": {"answer_kind": "free", "ext": "jsonl", "numeric": True},
+    "gsm8k": {"answer_kind": "free", "ext": "jsonl", "numeric": True},
 }
 
 
@@ -107,12 +111,18 @@ def _read_text(path: Path) -> str:
     return text
 
 
+_CSV_HINTS = {
+    "unexpected end of data": "a quoted field that starts in this record is never closed",
+    "',' expected after '\"'": "a quote inside a quoted field must be doubled (\"\")",
+}
+
+
 def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     text = _read_text(path)
     if not text.strip():
         raise DataError(str(path), None, None, "file is empty")
     lines = io.StringIO(text, newline="")
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
     except csv.Error as e:
@@ -129,9 +139,9 @@ def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except StopIteration:
             break
         except csv.Error as e:
-            raise DataError(str(path), start, None, f"bad CSV ({e})") from None
+            raise DataError(str(path), start, None, f"bad CSV: {_CSV_HINTS.get(str(e), str(e))}") from None
         if cells and any(c.strip() for c in cells):
-            if len(cells) > len(header):
+            if len(cells) != len(header):
                 raise DataError(str(path), start, None, f"{len(cells)} cells but the header has {len(header)} columns")
             out.append((start, dict(zip(header, cells, strict=False))))
         start = reader.line_num + 1
@@ -143,7 +153,8 @@ def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise DataError(str(path), None, None, "file is empty")
     out = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    # split on '\n' only: str.splitlines() also splits on U+2028, U+0085, ... which JSON strings may hold raw
+    for i, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -162,8 +173,8 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise DataError(str(path), None, None, "file is empty")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(str(path), e.lineno, None, f"invalid JSON ({e.msg})") from None
+    except json.JSONDecodeError as e:  # no record number yet: say where in the text
+        raise DataError(str(path), None, None, f"invalid JSON at line {e.lineno}, character {e.colno} ({e.msg})") from None
     if isinstance(data, dict):
         # {"data": [...]} or {"train": [...]}: take the single list value
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -204,7 +215,13 @@ def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
         p = Path(name)
         if p.is_file():
             builder = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(p.suffix)
-            ds = datasets.load_dataset(builder, data_files=str(p), split=split)
+            kwargs: dict[str, Any] = {}
+            if builder == "csv":  # read every cell as text, as the CSV reader above does: 'NA' and '007' stay
+                with open(p, encoding="utf-8-sig", newline="") as f:
+                    header = next(csv.reader(f), [])
+                kwargs = {"keep_default_na": False,
+                          "features": datasets.Features({h: datasets.Value("string") for h in header})}
+            ds = datasets.load_dataset(builder, data_files=str(p), split=split, **kwargs)
         elif p.is_dir() and (p / "dataset_info.json").exists():
             ds = datasets.load_from_disk(str(p))
             if isinstance(ds, datasets.DatasetDict):
@@ -260,9 +277,11 @@ def parse_options(value: Any) -> list[str]:
     if not isinstance(value, list | tuple):
         raise ValueError("options must be a list")
     opts = []
-    for o in value:
+    for i, o in enumerate(value):
         if _missing(o):
-            raise ValueError("an option is empty")
+            raise ValueError(f"option {LETTERS[i] if i < len(LETTERS) else i + 1} is empty")
+        if not isinstance(o, str | int | float) or isinstance(o, bool):
+            raise ValueError(f"option {LETTERS[i] if i < len(LETTERS) else i + 1} is a {type(o).__name__}, not text")
         opts.append(str(o).strip())
     if len(opts) < 2:
         raise ValueError(f"needs at least 2 options, found {len(opts)}")
@@ -271,31 +290,57 @@ def parse_options(value: Any) -> list[str]:
     return opts
 
 
+def _option_text_match(s: str, options: list[str]) -> int | None:
+    """Position of the option whose text is ``s``: exact first, then ignoring case if that is unambiguous."""
+    if s in options:
+        return options.index(s)
+    lowered = [i for i, o in enumerate(options) if o.lower() == s.lower()]
+    if len(lowered) > 1:
+        raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in lowered)} "
+                         "when case is ignored: give the letter")
+    return lowered[0] if lowered else None
+
+
+def _short(s: str) -> str:
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
 def parse_choice_answer(value: Any, options: list[str], index_base: int = 0) -> str:
-    """The answer letter from a letter, an index (counted from ``index_base``) or the option text."""
+    """The answer letter from a letter, an index (counted from ``index_base``) or the option text.
+
+    A letter is a letter even where an option reads 'C'. A numeric string that is also the text of a
+    different option (options '1', '2', '3' with answer '2') is ambiguous and refused; a JSON number is always
+    an index. Option text matches exactly, else ignoring case where that picks one option.
+    """
     letters = LETTERS[: len(options)]
     lo, hi = index_base, len(options) - 1 + index_base
-    if isinstance(value, bool):
-        raise ValueError(f"answer {value!r} is not a letter, index or option")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if float(value).is_integer() and lo <= int(value) <= hi:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"answer {_short(repr(value))} is not a letter, an index or one of the options")
+    if isinstance(value, int | float):
+        if not float(value).is_integer():
+            raise ValueError(f"answer {value!r} is a number but not a whole one, so not an option index")
+        if lo <= int(value) <= hi:
             return letters[int(value) - index_base]
         raise ValueError(f"answer index {value!r} is outside {lo}..{hi}")
-    s = str(value).strip()
+    s = value.strip()
+    if len(s) == 1 and s.upper() in letters:  # a letter wins over an option reading 'C' (real ARC rows have them)
+        return s.upper()
+    text_at = _option_text_match(s, options)
     if len(s) == 1 and s.upper() in LETTERS:
-        if s.upper() in letters:
-            return s.upper()
-        raise ValueError(f"answer '{s}' is outside the options {letters[0]}-{letters[-1]}")
+        if text_at is None:
+            raise ValueError(f"answer '{s}' is outside the options {letters[0]}-{letters[-1]}")
     if s.isdigit():
         i = int(s)
         if lo <= i <= hi:
+            if text_at is not None and text_at != i - index_base:
+                raise ValueError(f"answer '{s}' is ambiguous: option {letters[text_at]} reads '{s}' and index {s} "
+                                 f"is option {letters[i - index_base]}; give the letter")
             return letters[i - index_base]
-        raise ValueError(f"answer index {s} is outside {lo}..{hi}")
-    lowered = [o.lower() for o in options]
-    if s.lower() in lowered:
-        return letters[lowered.index(s.lower())]
-    short = s if len(s) <= 40 else s[:37] + "..."
-    raise ValueError(f"answer '{short}' is not a letter, an index or one of the options")
+        if text_at is None:
+            raise ValueError(f"answer index {s} is outside {lo}..{hi}")
+    if text_at is not None:
+        return letters[text_at]
+    raise ValueError(f"answer '{_short(s)}' is not a letter, an index or one of the options")
 
 
 def to_examples(
@@ -305,13 +350,16 @@ def to_examples(
     kind: AnswerKind,
     cfg: TaskConfig,
     require_answer: bool,
+    numeric: bool = False,
 ) -> list[Example]:
+    """Validate records and map them onto Examples. ``numeric``: free-form answers must be numbers."""
     if not records:
         raise DataError(source, None, None, "no data rows (header only or empty)")
     first_row, first = records[0]
     columns = set().union(*(r.keys() for _, r in records[:50]))
     if cfg.question_col not in columns:
-        raise DataError(source, first_row, cfg.question_col, f"missing column (found: {', '.join(sorted(map(str, columns)))})")
+        found = ", ".join(sorted(map(str, columns))) or "no columns"
+        raise DataError(source, first_row, cfg.question_col, f"missing column (found: {found})")
     if kind == "choice":
         if cfg.option_cols:
             for c in cfg.option_cols:
@@ -327,18 +375,17 @@ def to_examples(
         q = rec.get(cfg.question_col)
         if _missing(q):
             raise DataError(source, row, cfg.question_col, "empty question")
+        if not isinstance(q, str | int | float) or isinstance(q, bool):
+            raise DataError(source, row, cfg.question_col, f"the question is a {type(q).__name__}, not text")
         options = None
         if kind == "choice":
-            try:
-                if cfg.option_cols:
-                    raw = [rec.get(c) for c in cfg.option_cols]
-                    raw = [o for o in raw if not _missing(o)]
-                    options = parse_options(raw)
-                else:
+            if cfg.option_cols:
+                options = _options_from_columns(rec, cfg.option_cols, source, row)
+            else:
+                try:
                     options = parse_options(rec.get(cfg.options_col))
-            except ValueError as e:
-                col = cfg.options_col if not cfg.option_cols else ",".join(cfg.option_cols)
-                raise DataError(source, row, col, str(e)) from None
+                except ValueError as e:
+                    raise DataError(source, row, cfg.options_col, str(e)) from None
         answer = None
         a = rec.get(cfg.answer_col)
         if _missing(a):
@@ -356,6 +403,9 @@ def to_examples(
                 answer = normalize_free(str(a))
                 if not answer:
                     raise DataError(source, row, cfg.answer_col, "answer is empty after normalisation")
+                if numeric and not is_number(answer):
+                    raise DataError(source, row, cfg.answer_col,
+                                    f"answer '{_short(str(a))}' is not a number, and this task's answers are numbers")
         rid = rec.get(cfg.id_col)
         rid = f"{split}-{row}" if _missing(rid) else str(rid)
         if rid in seen_ids:
@@ -377,6 +427,32 @@ def to_examples(
     return out
 
 
+def _options_from_columns(rec: dict[str, Any], cols: list[str], source: str, row: int) -> list[str]:
+    """Options from one column per letter. Empty trailing columns drop out (fewer options); a gap is an error,
+    since closing it would shift every later option onto the wrong letter."""
+    values = [rec.get(c) for c in cols]
+    n = len(values)
+    while n and _missing(values[n - 1]):
+        n -= 1
+    for c, v in zip(cols[:n], values[:n], strict=True):
+        if _missing(v):
+            raise DataError(source, row, c, "empty option, but a later option column is filled")
+    try:
+        return parse_options(values[:n])
+    except ValueError as e:
+        raise DataError(source, row, ",".join(cols), str(e)) from None
+
+
+def _mixed_free_warning(split: Split) -> str | None:
+    """Free-form answers that are mostly numbers with some text usually mean a bad answer column."""
+    text = [e for e in split.examples if e.answer is not None and not is_number(e.answer)]
+    numbers = sum(1 for e in split.examples if e.answer is not None) - len(text)
+    if text and numbers > len(text):
+        return (f"{split.source}: {len(text)} of {len(text) + numbers} answers are text while the rest are numbers "
+                f"(first at row {text[0].row}: '{_short(text[0].answer or '')}'); check the answer column")
+    return None
+
+
 def _guess_kind(records: list[tuple[int, dict[str, Any]]], cfg: TaskConfig) -> AnswerKind:
     if cfg.option_cols:
         return "choice"
@@ -396,7 +472,9 @@ def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig
     """Name, answer kind (None = guess from data), effective TaskConfig and split sources."""
     kind: AnswerKind | None = None if cfg.answer_kind == "auto" else cfg.answer_kind
     name = cfg.task or "custom"
-    sources: dict[str, str | None] = {"labeled": cfg.labeled, "unlabeled": cfg.unlabeled, "test": cfg.test}
+    # an empty string (``--test ''``) means not given, as None does
+    sources: dict[str, str | None] = {"labeled": cfg.labeled or None, "unlabeled": cfg.unlabeled or None,
+                                      "test": cfg.test or None}
     if cfg.task and cfg.task != "demo":
         if cfg.task not in PRESETS:
             import difflib
@@ -417,6 +495,9 @@ def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig
             for s in sources:
                 if sources[s] is None:
                     sources[s] = _find(d, cfg.task, s, preset["ext"])
+            for s in ("labeled", "unlabeled"):
+                if not sources[s]:
+                    raise ConfigError(f"task.data_dir: no {s}.{{csv,jsonl,json,parquet}} in {d / cfg.task}")
     for s in ("labeled", "unlabeled"):
         if not sources[s]:
             raise ConfigError(f"task.{s}: no {s} split given (set task.{s}, or task.task with task.data_dir)")
@@ -431,29 +512,60 @@ def _subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(idx[:n])]
 
 
-def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False) -> Task:
-    """Load and validate the three splits of a task."""
+def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0) -> Task:
+    """Load and validate the three splits of a task.
+
+    ``min_labeled``: the fewest labeled rows the run can use (``propagate.k``, the neighbours retrieved per
+    unlabeled question); fewer is a ConfigError rather than silently fewer demonstrations.
+    Free-form answers: with a numeric preset (gsm8k, convfinqa) every answer must be a number; otherwise
+    numbers and text may mix, with a warning when a split is mostly numbers and some answers are text.
+    """
     if cfg.task == "demo":
         from .demo_task import make_demo_task
 
-        return make_demo_task(seed=0)
+        task = make_demo_task(seed=0)
+        _check_labeled_size(task, min_labeled, cfg)
+        return task
     name, kind, cfg, sources = resolve_sources(cfg)
+    if need_test and not sources["test"]:
+        raise ConfigError("task.test: evaluation needs a test split, and none was given")
+    numeric = bool(PRESETS.get(name, {}).get("numeric"))
     recs = {s: read_records(src) for s, src in sources.items() if src}
     if kind is None:
         kind = _guess_kind(recs["labeled"], cfg)
     splits: dict[str, Split] = {}
     for s, r in recs.items():
         src = sources[s] or s
-        ex = to_examples(r, src, s, kind, cfg, require_answer=(s != "unlabeled"))
+        ex = to_examples(r, src, s, kind, cfg, require_answer=(s != "unlabeled"), numeric=numeric)
         limit = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}[s]
         splits[s] = Split(s, src, _subsample(ex, limit, seed))
-    if need_test and "test" not in splits:
-        raise ConfigError("task.test: evaluation needs a test split, and none was given")
     task = Task(name, kind, splits["labeled"], splits["unlabeled"], splits.get("test"))
+    _check_shared_ids(task, cfg.id_col)
+    _check_labeled_size(task, min_labeled, cfg)
     task.warnings.extend(_overlap_warnings(task))
+    if kind == "free":
+        task.warnings.extend(w for sp in (task.labeled, task.unlabeled, task.test)
+                             if sp is not None and (w := _mixed_free_warning(sp)))
     for w in task.warnings:
         warnings.warn(w, stacklevel=2)
     return task
+
+
+def _check_shared_ids(task: Task, id_col: str) -> None:
+    """Labeled and unlabeled rows are told apart by id downstream (the evolve pool), so ids must not repeat."""
+    lab = {e.id: e.row for e in task.labeled.examples}
+    for e in task.unlabeled.examples:
+        if e.id in lab:
+            raise DataError(task.unlabeled.source, e.row, id_col,
+                            f"id '{e.id}' is also used in the labeled split (row {lab[e.id]} of {task.labeled.source})")
+
+
+def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:
+    n = len(task.labeled)
+    if n < min_labeled:
+        after = " after task.limit_labeled" if cfg.limit_labeled else ""
+        raise ConfigError(f"propagate.k: {min_labeled} neighbours are retrieved per question, but the labeled split "
+                          f"({task.labeled.source}) has only {n} rows{after}")
 
 
 def _overlap_warnings(task: Task) -> list[str]:
