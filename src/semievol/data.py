@@ -21,8 +21,6 @@ from typing import Any, Literal
 from .answers import LETTERS, is_number, normalize_free
 from .config import ConfigError, TaskConfig
 
-csv.field_size_limit(1 << 30)
-
 AnswerKind = Literal["choice", "free"]
 
 
@@ -122,6 +120,7 @@ def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise DataError(str(path), None, None, "file is empty")
     lines = io.StringIO(text, newline="")
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # fields of many megabytes (the default is 128 KiB)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
