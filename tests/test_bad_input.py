@@ -303,8 +303,6 @@ def test_error_lines_stay_one_line_when_the_data_has_newlines(workdir, capsys):
     assert_one_line_error(rc, err, "lab.csv, row 2, column 'answer': answer 'not\\nan option'")
 
 
-@pytest.mark.xfail(strict=True, reason="load_task(min_labeled=...) exists; pipeline.make_context must pass "
-                                       "min_labeled=cfg.propagate.k (pipeline.py is not this test's module)")
 def test_k_larger_than_the_labeled_set(workdir, capsys):
     _write(workdir, GOOD)
     rc, _, err = run_cli(_args(Case("k", "", args=["--k", "5"])), capsys)

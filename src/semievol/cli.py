@@ -208,7 +208,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "run_dir": "runs/demo",
     "task": {"task": "demo"},
     # The paper's lr 1e-4 leaves a 135M model predicting the majority class (probe on FPB): 1e-3 here.
-    "sft": {"lr": 1e-3, "epochs": 3},
+    "sft": {"lr": 1e-3, "epochs": 2},
     "select": {"theta": 50},
 }
 
@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         logging.getLogger("transformers").setLevel(logging.ERROR)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return dispatch(args)
     except KeyboardInterrupt:

@@ -110,7 +110,9 @@ def _need(out: Path, fp: str, what: str) -> None:
 
 
 def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False, engine=None) -> RunContext:
-    task = load_task(cfg.task, seed=cfg.seed, need_test=need_test)
+    task = load_task(cfg.task, seed=cfg.seed, need_test=need_test, min_labeled=cfg.propagate.k)
+    for w in task.warnings:
+        log(f"warning: {w}")
     return RunContext(cfg=cfg, task=task, run_dir=Path(cfg.run_dir), engine=engine, quiet=quiet)
 
 
@@ -172,6 +174,11 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
         if tf.exists():
             old = json.loads(tf.read_text())
         atomic_write_json(tf, old | ctx.timings)
+    if "evaluate" in stages:
+        from .report import write_report
+
+        result["report"] = write_report(ctx.run_dir)
+        log(f"report: {result['report']}")
     return result
 
 
@@ -196,7 +203,7 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
                          desc="evolve")
     labeled_ids = {e.id for e in ctx.task.labeled.examples}
     atomic_write_jsonl(out / "train_data.jsonl", [
-        {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer,
+        {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
          "source": "labeled" if e.id in labeled_ids else "pseudo"} for e in data
     ])
     log(f"evolve: {len(data)} examples ({len(chosen)} pseudo-labelled), {res.steps} steps")

@@ -1,0 +1,31 @@
+"""Every shipped example config parses, validates and points at a preset with a known data layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semievol.config import build_config, load_yaml
+from semievol.data import PRESETS, load_task
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+def test_there_are_examples_for_the_four_tasks():
+    assert {p.stem for p in EXAMPLES} >= {"arc", "fpb", "pubmedqa", "gsm8k"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_config_is_valid(path):
+    cfg = build_config(load_yaml(path))
+    assert cfg.task.task in PRESETS
+    assert cfg.run_dir.startswith("runs/")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_config_loads_its_task(path, data_dir):
+    cfg = build_config(load_yaml(path))
+    cfg.task.data_dir = str(data_dir)
+    task = load_task(cfg.task, seed=cfg.seed, need_test=True)
+    assert len(task.labeled) > 0 and len(task.unlabeled) > 0 and task.test is not None
