@@ -49,7 +49,7 @@ def _examples(rng: random.Random, n: int, split: str, seen: set[str]) -> list[Ex
     return out
 
 
-def make_demo_task(seed: int = 0, labeled: int = 48, unlabeled: int = 160, test: int = 120) -> Task:
+def make_demo_task(seed: int = 0, labeled: int = 48, unlabeled: int = 96, test: int = 120) -> Task:
     rng = random.Random(1234 + seed)
     seen: set[str] = set()
     return Task(

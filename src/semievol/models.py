@@ -142,13 +142,38 @@ def _hub_error(src: ModelSource, err: Exception) -> ModelError:
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host resolves and accepts a connection (checked once, before any download)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(loader: Any, src: ModelSource, **kwargs: Any) -> Any:
+    """Local folders and the Hub cache first; the network only when the Hub is reachable."""
+    try:
+        return loader(src.path, gguf_file=src.gguf_file, local_files_only=True, **kwargs)
+    except OSError as e:
+        if Path(src.path).is_dir() or not _hub_reachable():
+            raise _hub_error(src, e) from None
+    try:
+        return loader(src.path, gguf_file=src.gguf_file, **kwargs)
+    except OSError as e:
+        raise _hub_error(src, e) from None
+
+
 def load_tokenizer(src: ModelSource) -> Any:
     from transformers import AutoTokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
-    except OSError as e:
-        raise _hub_error(src, e) from None
+    tok = _from_pretrained(AutoTokenizer.from_pretrained, src)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -166,7 +191,7 @@ def _cached_state(path: str, gguf_file: str | None) -> Any:
     """Dequantising a GGUF file takes seconds; keep the fp32 state dict of the last ones loaded."""
     from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype="float32")
+    m = _from_pretrained(AutoModelForCausalLM.from_pretrained, ModelSource(path, gguf_file), dtype="float32")
     return m.config, {k: v.clone() for k, v in m.state_dict().items()}
 
 
@@ -175,19 +200,14 @@ def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
-    try:
-        if src.gguf_file:
-            from transformers import AutoModelForCausalLM as Auto
-
-            config, state = _cached_state(src.path, src.gguf_file)
-            model = Auto.from_config(config, dtype=dtype)
-            model.load_state_dict(state, strict=False)
-            if getattr(config, "tie_word_embeddings", False):
-                model.tie_weights()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(src.path, dtype=dtype)
-    except OSError as e:
-        raise _hub_error(src, e) from None
+    if src.gguf_file:
+        config, state = _cached_state(src.path, src.gguf_file)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model.load_state_dict(state, strict=False)
+        if getattr(config, "tie_word_embeddings", False):
+            model.tie_weights()
+    else:
+        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, src, dtype=dtype)
     model.to(device=device, dtype=dtype)
     model.eval()
     return model

@@ -66,6 +66,8 @@ class HFEngine:
 
         if name in self.adapters:
             return
+        if not name.replace("-", "_").isidentifier():
+            raise EngineError(f"adapter name '{name}' must be letters, digits, '-' or '_'")
         if not self.adapters:
             self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
         else:
