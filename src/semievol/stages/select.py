@@ -54,7 +54,7 @@ def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | 
                 groups: list[str | None] | None = None, valid: list[bool] | None = None) -> tuple[list[bool], dict[str, Any]]:
     """Which rows to keep (score <= threshold); returns the mask and the thresholds used."""
     s = np.asarray(scores, dtype=np.float64)
-    ok = np.asarray(valid if valid is not None else [True] * len(s)) & np.isfinite(s)
+    ok = np.asarray(valid if valid is not None else [True] * len(s), dtype=bool) & np.isfinite(s)
     info: dict[str, Any] = {"rule": cfg.rule}
     if not ok.any():
         return [False] * len(s), info
@@ -68,7 +68,7 @@ def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | 
         keep = ok & (s <= cfg.threshold)
         info["tau"] = cfg.threshold
     elif cfg.rule == "released":
-        una = np.asarray(unanimous if unanimous is not None else [False] * len(s))
+        una = np.asarray(unanimous if unanimous is not None else [False] * len(s), dtype=bool)
         dis = ok & ~una
         tau = float(np.percentile(s[dis], cfg.released_theta)) if dis.any() else float("-inf")
         keep = ok & (una | (s <= tau))
