@@ -18,8 +18,8 @@ TEMPLATE_IDS = {
     "choice": "choice-v1",
     "free": "free-v1",
     "demos": "demos-system-v1",
-    "justify_choice": "justify-choice-v1",
-    "justify_free": "justify-free-v1",
+    "justify_choice": "justify-choice-v2",
+    "justify_free": "justify-free-v2",
 }
 
 SYSTEM = "You are a careful expert. Read the question and reply with the final answer in the form 'Answer: X'."
@@ -68,18 +68,19 @@ def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) ->
 
 def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[str] | None = None) -> Prompt:
     """Self-justification: the question with the n candidate answers, asking for the final one."""
+    # v2 keeps the user turn exactly as the warm model saw it in training and puts the candidates in the
+    # system message. v1 appended them to the question: on the demo task the warm model then answered
+    # 29% correctly, against 59% for the same model asked the plain question.
     lines = []
     for i, c in enumerate(candidates, 1):
         r = (reasons[i - 1].strip() if reasons and reasons[i - 1] else "")
         if r and kind == "free":
-            lines.append(f"Candidate {i}: {r}\n(final: {c})")
+            lines.append(f"Attempt {i}: {r}\n(final: {c})")
         else:
-            lines.append(f"Candidate {i}: {c}")
-    user = (
-        f"{format_question(ex)}\n\nSeveral attempts gave these answers:\n" + "\n".join(lines) +
-        "\n\nWeigh the candidates, then give the correct final answer."
-    )
-    msgs = (("system", SYSTEM), ("user", user))
+            lines.append(f"Attempt {i}: {c}")
+    system = (f"{SYSTEM}\n\nEarlier attempts at the next question answered:\n" + "\n".join(lines) +
+              "\nThey may be wrong. Weigh them and give the correct answer.")
+    msgs = (("system", system), ("user", format_question(ex)))
     return Prompt(msgs, "Answer:" if kind == "choice" else "")
 
 
