@@ -217,6 +217,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, base=DEMO_DEFAULTS)
+    apply_threads(cfg)
     from .pipeline import STAGES
 
     return cmd_run(cfg, STAGES, args.quiet)
@@ -262,6 +263,14 @@ def _is_user_error(e: Exception) -> bool:
     return isinstance(e, ConfigError | DataError | EngineError | ModelError | StageMissing | SelectionError | TrainingError)
 
 
+def apply_threads(cfg: RunConfig) -> None:
+    """model.threads > 0 caps torch's CPU threads (useful when other jobs share the cores)."""
+    if cfg.model.threads:
+        import torch
+
+        torch.set_num_threads(cfg.model.threads)
+
+
 def dispatch(args: argparse.Namespace) -> int:
     from .pipeline import STAGES
     from .results_cli import COMMANDS as RESULT_COMMANDS
@@ -272,6 +281,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in RESULT_COMMANDS:
         return dispatch_results(args)
     cfg = config_from_args(args)
+    apply_threads(cfg)
     if args.command == "run":
         return cmd_run(cfg, STAGES, args.quiet)
     if args.command in STAGE_COMMANDS:
