@@ -8,9 +8,13 @@ Layout (round 1; later rounds add ``propagate_r2``, ``select_r2``, ``evolve_r2``
     RUN_DIR/select/      pseudo_labels.jsonl, selection.json, manifest.json
     RUN_DIR/evolve/      evolved adapter, train_data.jsonl, train_log.jsonl, manifest.json
     RUN_DIR/evaluate/    metrics.json, predictions_<model>.jsonl, manifest.json
+    RUN_DIR/cache/       model_calls.jsonl (select's and evaluate's model calls, keyed by model, adapter, prompt)
 
 Each stage's fingerprint hashes the settings it reads and its upstream fingerprints; a stage whose manifest
 carries the current fingerprint is skipped, so a changed setting re-runs that stage and those downstream.
+Every file is written under a temporary name and renamed; a stage in progress holds ``.pending`` and a
+finished one its manifest, written last. A killed stage is redone on the next run, except that propagate
+resumes from the rows already in ``votes.jsonl`` and model calls already in the cache are not repeated.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .data import Example, load_task
 from .progress import log
 from .prompts import TEMPLATE_IDS
 from .runctx import (
+    RUNTIME_ONLY,
     RunContext,
     atomic_write_json,
     atomic_write_jsonl,
@@ -45,7 +50,6 @@ from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
 
 STAGES = ("sft", "propagate", "select", "evolve", "evaluate")
-_RUNTIME_ONLY = {"batch_size", "threads"}  # model settings that do not change results
 
 
 class StageMissing(RuntimeError):
@@ -53,7 +57,7 @@ class StageMissing(RuntimeError):
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg.model).items() if k not in _RUNTIME_ONLY}
+    return {k: v for k, v in asdict(cfg.model).items() if k not in RUNTIME_ONLY}
 
 
 def _task_key(ctx: RunContext) -> dict[str, Any]:
@@ -83,17 +87,47 @@ def write_run_header(ctx: RunContext) -> None:
     atomic_write_json(ctx.run_dir / "templates.json", TEMPLATE_IDS)
 
 
+# Files a stage appends to or reuses when it is restarted for the same fingerprint; everything else in an
+# unfinished stage folder is removed and redone.
+_RESUMABLE = ("votes.jsonl",)
+
+
+def _keeps_on_restart(name: str) -> bool:
+    return name == ".pending" or name in _RESUMABLE or (name.startswith("emb_") and name.endswith(".npy"))
+
+
+def _clear_unfinished(out: Path, fp: str) -> None:
+    """Prepare ``out`` for a stage that has not finished for ``fp``.
+
+    A folder finished or started for other settings is removed; one started for the same settings (a
+    killed run) keeps only what resumes (``votes.jsonl`` and the embedding caches), so the rest is redone.
+    """
+    if not out.exists():
+        return
+    pending = out / ".pending"
+    if (out / "manifest.json").exists() or not pending.exists() or pending.read_text() != fp:
+        shutil.rmtree(out)
+        return
+    for p in out.iterdir():
+        if _keeps_on_restart(p.name):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = False) -> bool:
-    """Run ``body(out)`` unless ``out`` is finished for ``fp``. Returns True if it ran."""
+    """Run ``body(out)`` unless ``out`` is finished for ``fp``. Returns True if it ran.
+
+    ``.pending`` (holding ``fp``) marks a stage in progress; the manifest, written last, marks it finished.
+    """
     if not force and is_done(out, fp):
         log(f"{out.name}: finished earlier, skipped")
         return False
-    pending = out / ".pending"
-    stale = (out / "manifest.json").exists() or (pending.exists() and pending.read_text() != fp)
-    if out.exists() and stale:
-        # finished or started for other settings: nothing in it can be trusted
-        shutil.rmtree(out)
+    _clear_unfinished(out, fp)
     out.mkdir(parents=True, exist_ok=True)
+    pending = out / ".pending"
     atomic_write_text(pending, fp)
     t = time.time()
     log(f"{out.name}: starting")
@@ -122,10 +156,11 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     write_run_header(ctx)
     result: dict[str, Any] = {}
     base_fp = fingerprint(_model_key(cfg), _task_key(ctx), cfg.seed)
+    tpl = TEMPLATE_IDS
 
     # ---- sft (in-weight propagation)
     sft_dir = ctx.stage_dir("sft")
-    sft_fp = fingerprint("sft", base_fp, asdict(cfg.sft))
+    sft_fp = fingerprint("sft", base_fp, asdict(cfg.sft), tpl[ctx.task.kind])
     ctx.fingerprints["warm"] = sft_fp
     if "sft" in stages:
         _stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
@@ -136,14 +171,15 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     for r in range(1, cfg.evolve.rounds + 1):
         # ---- propagate
         p_dir = ctx.stage_dir("propagate", r)
-        p_fp = fingerprint("propagate", upstream, warm_fp, asdict(cfg.propagate), cfg.model.embedder, len(pool))
+        p_fp = fingerprint("propagate", upstream, warm_fp, asdict(cfg.propagate), cfg.model.embedder, len(pool),
+                           tpl["demos"])
         ctx.fingerprints["warm"] = warm_fp
         if "propagate" in stages:
             _need(warm_dir, warm_fp, "sft" if r == 1 else "evolve")
             _stage(ctx, "propagate", p_dir, p_fp, lambda out: run_propagate(ctx, out, pool, warm_dir))
         # ---- select
         s_dir = ctx.stage_dir("select", r)
-        s_fp = fingerprint("select", p_fp, asdict(cfg.select))
+        s_fp = fingerprint("select", p_fp, asdict(cfg.select), tpl["justify_" + ctx.task.kind])
         if "select" in stages:
             _need(p_dir, p_fp, "propagate")
             _stage(ctx, "select", s_dir, s_fp, lambda out: run_select(ctx, p_dir / "votes.jsonl", out, warm_dir))
@@ -234,7 +270,7 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         else:
             continue
         t = time.time()
-        preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens)
+        preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens, ctx.call_cache())
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
         rec = accuracy_record([p["correct"] for p in preds])
         rec["seconds"] = round(time.time() - t, 2)

@@ -2,12 +2,13 @@
 
 Search is exact cosine similarity in NumPy (normalised vectors, one matrix product per block) for small
 labeled sets, and FAISS (inner-product index) when it is installed and the set is large or when asked.
-Embeddings are cached in the run directory as ``.npy`` files.
+Embeddings are cached in the run directory as ``.npy`` files, written atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,13 +70,25 @@ def nearest(
 
 
 def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
-    """Embeddings of ``texts`` from ``path`` if it holds them (checked by a hash of the texts), else computed."""
+    """Embeddings of ``texts`` from ``path`` if it holds them (checked by a hash of the texts), else computed.
+
+    The ``.npy`` file is written under a hidden temporary name, fsynced and renamed; one that cannot be read
+    or holds the wrong number of rows is computed again.
+    """
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
     f = path.with_name(f"{path.stem}-{digest}.npy")
     if f.exists():
-        return np.load(f)
+        try:
+            vecs = np.load(f)
+            if vecs.ndim == 2 and len(vecs) == len(texts):
+                return vecs
+        except (OSError, ValueError, EOFError):
+            pass
     vecs = make(texts)
-    tmp = f.with_name(f.name + ".tmp.npy")
-    np.save(tmp, vecs)
-    tmp.rename(f)
+    tmp = f.with_name(f".{f.name}.tmp")
+    with open(tmp, "wb") as fh:  # a file object: np.save adds no extension
+        np.save(fh, vecs)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, f)
     return vecs

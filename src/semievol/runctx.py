@@ -1,8 +1,9 @@
 """What the stages share within one process: the config, the task, the run directory and one engine.
 
 Also the small file helpers every stage uses so artifacts are complete-or-absent: atomic writes (temporary
-name, then rename) and the stage manifest, written last, that marks a stage finished for a fingerprint of
-everything it depends on.
+name, fsync, then rename), append-only JSONL files whose torn last line is cut off on reading, the cache of
+model calls built on them, and the stage manifest, written last, that marks a stage finished for a
+fingerprint of everything it depends on. Temporary names start with a dot and never enter a manifest.
 """
 
 from __future__ import annotations
@@ -14,19 +15,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import RunConfig, to_dict
 from .data import Task
-from .engines import Engine, make_engine
+from .engines import Engine, Sample, make_engine
+from .prompts import Prompt
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def tmp_name(path: Path) -> Path:
+    """The hidden temporary sibling a file is written under before it is renamed to ``path``."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames inside ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -42,6 +70,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows in one write, flushed and fsynced: a kill leaves at most a torn last line."""
+    if not rows:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl_prefix(path: Path) -> list[dict[str, Any]]:
+    """The whole lines of an append-only JSONL file; a torn or unreadable tail (killed mid-write) is cut off."""
+    if not path.exists():
+        return []
+    rows: list[dict[str, Any]] = []
+    good = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if not isinstance(row, dict):
+                break
+            rows.append(row)
+            good += len(line)
+    if good != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            os.fsync(f.fileno())
+    return rows
+
+
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -52,13 +115,15 @@ def manifest_path(stage_dir: Path) -> Path:
 
 
 def is_done(stage_dir: Path, fp: str) -> bool:
+    """True if the manifest carries ``fp`` and every file it lists is still there."""
     m = manifest_path(stage_dir)
     if not m.exists():
         return False
     try:
-        return json.loads(m.read_text()).get("fingerprint") == fp
+        man = json.loads(m.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    return man.get("fingerprint") == fp and all((stage_dir / f).exists() for f in man.get("files", []))
 
 
 def write_manifest(stage_dir: Path, stage: str, fp: str, files: list[str], **extra: Any) -> None:
@@ -70,7 +135,106 @@ def finish_stage(out: Path, stage: str, fp: str) -> None:
     pending = out / ".pending"
     if pending.exists():
         pending.unlink()
-    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json"])
+    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")])
+
+
+def adapter_digest(folder: Path, fallback: str) -> str:
+    """sha256 of a PEFT folder's weights file (``fallback`` where there is none, as with the fake engine)."""
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        weights = folder / "adapter_model.bin"
+    if not weights.is_file():
+        return fallback
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+CALL_CHUNK = 64  # prompts per cached engine call: a kill loses at most one chunk of work
+RUNTIME_ONLY = {"batch_size", "threads"}  # model settings that do not change results
+
+
+class CallCache:
+    """Results of model calls, keyed by a hash of (model, adapter, call, prompt, parameters).
+
+    An append-only JSONL file (one ``{"key", "value"}`` line per call, flushed and fsynced) read once on
+    start, so a stage killed part way, or rerun for a changed setting downstream of the model, reuses what
+    was computed. ``model`` identifies the weights and the model settings; ``adapters`` maps an engine's
+    adapter name to a digest of its weights file, so a retrained adapter never hits an old entry (a name
+    missing there stands for itself).
+    """
+
+    def __init__(self, path: Path, model: str, adapters: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.model = model
+        self.adapters = adapters if adapters is not None else {}
+        self.entries = {r["key"]: r["value"] for r in read_jsonl_prefix(path) if "key" in r and "value" in r}
+        self.hits = 0
+
+    def key(self, adapter: str | None, call: str, prompt_key: str, params: Any) -> str:
+        who = None if adapter is None else self.adapters.get(adapter, adapter)
+        blob = json.dumps([self.model, who, call, prompt_key, params], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, key: str) -> Any | None:
+        return self.entries.get(key)
+
+    def put(self, items: dict[str, Any]) -> None:
+        new = {k: v for k, v in items.items() if k not in self.entries}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        append_jsonl(self.path, [{"key": k, "value": v} for k, v in new.items()])
+        self.entries.update(new)
+
+    def chunked(self, keys: list[str], compute: Any, chunk: int) -> list[Any]:
+        """Values for ``keys`` in order; ``compute(indices)`` fills a chunk that is not wholly cached.
+
+        Chunks are cut at fixed positions, and a chunk is taken from the cache only when all of it is
+        there, so an engine sees the same batches as in an uninterrupted run and results stay identical.
+        """
+        out: list[Any] = [None] * len(keys)
+        for s in range(0, len(keys), max(1, chunk)):
+            idx = list(range(s, min(s + chunk, len(keys))))
+            cached = [self.entries.get(keys[i]) for i in idx]
+            if all(c is not None for c in cached):
+                self.hits += len(idx)
+                vals = cached
+            else:
+                vals = compute(idx)
+                self.put({keys[i]: v for i, v in zip(idx, vals, strict=True)})
+            for i, v in zip(idx, vals, strict=True):
+                out[i] = v
+        return out
+
+
+def score_options(engine: Engine, cache: CallCache | None, prompts: list[Prompt], n_options: list[int],
+                  adapter: str | None, chunk: int = CALL_CHUNK) -> list[np.ndarray]:
+    """``engine.score_options`` through ``cache`` (chunk by chunk); a plain call when ``cache`` is None."""
+    if cache is None:
+        return engine.score_options(prompts, n_options, adapter)
+    keys = [cache.key(adapter, "score_options", p.key(), n) for p, n in zip(prompts, n_options, strict=True)]
+
+    def compute(idx: list[int]) -> list[list[float]]:
+        dists = engine.score_options([prompts[i] for i in idx], [n_options[i] for i in idx], adapter)
+        return [[float(x) for x in d] for d in dists]
+
+    return [np.asarray(v, dtype=np.float64) for v in cache.chunked(keys, compute, chunk)]
+
+
+def generate_one(engine: Engine, cache: CallCache | None, prompts: list[Prompt], temperature: float, seed: int,
+                 max_new_tokens: int, adapter: str | None, chunk: int = CALL_CHUNK) -> list[Sample]:
+    """One response per prompt (``engine.generate`` with n=1) through ``cache``; a plain call when None."""
+    if cache is None:
+        return [s[0] for s in engine.generate(prompts, 1, temperature, seed, max_new_tokens, adapter)]
+    params = {"temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens}
+    keys = [cache.key(adapter, "generate", p.key(), params) for p in prompts]
+
+    def compute(idx: list[int]) -> list[dict[str, Any]]:
+        out = engine.generate([prompts[i] for i in idx], 1, temperature, seed, max_new_tokens, adapter)
+        return [{"text": s[0].text, "logprobs": [float(x) for x in s[0].logprobs]} for s in out]
+
+    return [Sample(v["text"], v["logprobs"]) for v in cache.chunked(keys, compute, chunk)]
 
 
 @dataclass
@@ -82,6 +246,8 @@ class RunContext:
     quiet: bool = False
     fingerprints: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    adapter_digests: dict[str, str] = field(default_factory=dict)
+    _cache: CallCache | None = field(default=None, repr=False)
 
     def get_engine(self) -> Engine:
         if self.engine is None:
@@ -95,7 +261,17 @@ class RunContext:
     def adapter(self, name: str, path: Path) -> str:
         """Register an adapter folder with the engine under ``name`` (once) and return the name."""
         self.get_engine().add_adapter(name, str(path))
+        if name not in self.adapter_digests:
+            self.adapter_digests[name] = adapter_digest(Path(path), name)
         return name
+
+    def call_cache(self) -> CallCache:
+        """The run's cache of model calls, ``RUN_DIR/cache/model_calls.jsonl``."""
+        if self._cache is None:
+            settings = {k: v for k, v in to_dict(self.cfg)["model"].items() if k not in RUNTIME_ONLY}
+            model = fingerprint(self.get_engine().name, self.get_engine().model_id(), settings)
+            self._cache = CallCache(self.run_dir / "cache" / "model_calls.jsonl", model, self.adapter_digests)
+        return self._cache
 
     def resolved_config(self) -> dict[str, Any]:
         return to_dict(self.cfg)

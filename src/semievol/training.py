@@ -4,13 +4,14 @@ The loss covers the response tokens only. Batches are grouped by length (sorted 
 gradients accumulate to the effective batch, the schedule is linear warm-up then cosine, and on a GPU with
 bf16 the forward and backward run under bf16 autocast over fp32 weights (on CPU fp32 measured faster). A NaN or infinite loss stops
 training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
-name and renamed.
+name, fsynced and renamed (``save_adapter``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -22,6 +23,7 @@ from .config import TrainConfig
 from .models import ModelSource, default_device, load_model, load_tokenizer
 from .progress import log, progress
 from .prompts import Prompt
+from .runctx import fsync_dir
 
 
 class TrainingError(RuntimeError):
@@ -182,23 +184,44 @@ def train_lora(
                         "tokens": tokens_in_step, "seconds": round(time.time() - start, 3)})
         bar.set_postfix_str(f"loss {step_loss:.4f}")
     seconds = time.time() - start
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    summary = {
+        "steps": total, "examples": len(data), "final_loss": loss_value, "seconds": round(seconds, 2),
+        "bf16_autocast": bf16, "lr": lr or cfg.lr, "effective_batch": cfg.batch_size,
+        "init_adapter": str(init_adapter) if init_adapter else None,
+    }
+    save_adapter(model, tok, history, summary, out_dir)
+    log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
+    return TrainResult(out_dir, total, loss_value, seconds, len(data))
+
+
+def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path) -> None:
+    """Write the PEFT folder under a hidden temporary name, fsync it, then rename it into place.
+
+    A new ``out_dir`` is one rename. Into an existing one (a stage folder holding its in-progress marker)
+    each file is renamed on its own, ``adapter_config.json`` last, so a reader that finds the config finds
+    the weights; the stage manifest written after that marks the whole folder finished.
+    """
+    fresh = not out_dir.exists()
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp") if fresh else out_dir / ".adapter.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     model.save_pretrained(str(tmp))
-    tok_dir = tmp  # the tokenizer beside the adapter lets vLLM and PEFT users load it alone
-    tok.save_pretrained(str(tok_dir))
+    tok.save_pretrained(str(tmp))  # the tokenizer beside the adapter lets vLLM and PEFT users load it alone
     with open(tmp / "train_log.jsonl", "w") as f:
-        for h in history:
-            f.write(json.dumps(h) + "\n")
-    (tmp / "train_summary.json").write_text(json.dumps({
-        "steps": total, "examples": len(data), "final_loss": loss_value, "seconds": round(seconds, 2),
-        "bf16_autocast": bf16, "lr": lr or cfg.lr, "effective_batch": cfg.batch_size,
-        "init_adapter": str(init_adapter) if init_adapter else None,
-    }, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
-    return TrainResult(out_dir, total, loss_value, seconds, len(data))
+        f.write("".join(json.dumps(h) + "\n" for h in history))
+    (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    files = sorted(tmp.iterdir(), key=lambda p: (p.name == "adapter_config.json", p.name))
+    for p in files:
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    fsync_dir(tmp)
+    if fresh:
+        os.rename(tmp, out_dir)
+    else:
+        for p in files:
+            os.replace(p, out_dir / p.name)
+        tmp.rmdir()
+        fsync_dir(out_dir)
+    fsync_dir(out_dir.parent)

@@ -14,6 +14,7 @@ from ..answers import LETTERS, answers_match, extract_free
 from ..data import Example
 from ..engines import Engine
 from ..prompts import answer_prompt
+from ..runctx import CallCache, generate_one, score_options
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -33,21 +34,23 @@ def accuracy_record(correct: list[bool]) -> dict[str, Any]:
     return {"accuracy": k / n if n else float("nan"), "correct": k, "n": n, "ci95": [lo, hi]}
 
 
-def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int) -> list[dict[str, Any]]:
+def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
+            cache: CallCache | None = None) -> list[dict[str, Any]]:
+    """One prediction per example at temperature 0; with ``cache``, calls a killed run made are not repeated."""
     prompts = [answer_prompt(e, kind) for e in examples]
     out = []
     if kind == "choice":
-        dists = engine.score_options(prompts, [len(e.options or []) for e in examples], adapter)
+        dists = score_options(engine, cache, prompts, [len(e.options or []) for e in examples], adapter)
         for e, d in zip(examples, dists, strict=True):
             pred = LETTERS[int(np.argmax(d))]
             out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": pred == e.answer,
                         "dist": [round(float(x), 5) for x in d]})
     else:
-        samples = engine.generate(prompts, 1, 0.0, 0, max_new_tokens, adapter)
+        samples = generate_one(engine, cache, prompts, 0.0, 0, max_new_tokens, adapter)
         for e, s in zip(examples, samples, strict=True):
-            pred = extract_free(s[0].text)
+            pred = extract_free(s.text)
             out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": answers_match(pred, e.answer, kind),
-                        "text": s[0].text})
+                        "text": s.text})
     return out
 
 

@@ -13,8 +13,6 @@ already there. The unlabeled split's gold answers are never read here.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from ..data import Example
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, embed, hash_embed, nearest
-from ..runctx import RunContext, atomic_write_json
+from ..runctx import RunContext, append_jsonl, atomic_write_json, read_jsonl_prefix
 
 
 def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
@@ -64,23 +62,7 @@ def neighbours(ctx: RunContext, pool: list[Example], unlabeled: list[Example], o
 
 def _done_ids(path: Path) -> set[str]:
     """Ids already in the votes file; a torn last line (killed mid-write) is cut off."""
-    if not path.exists():
-        return set()
-    good = 0
-    ids: set[str] = set()
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                ids.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError):
-                break
-            good += len(line)
-    if good != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return ids
+    return {r["id"] for r in read_jsonl_prefix(path) if "id" in r}
 
 
 def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
@@ -132,12 +114,8 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     if done:
         log(f"propagate: resuming, {len(done)} of {len(unlabeled)} rows already voted")
     chunks = [todo[s : s + pcfg.chunk_size] for s in range(0, len(todo), pcfg.chunk_size)]
-    with open(votes, "a", encoding="utf-8") as f:
-        for ch in progress(chunks, desc="pseudo-labelling", unit="chunk"):
-            exs = [unlabeled[i] for i in ch]
-            demos = [[pool[j] for j in nn[i]] for i in ch]
-            rows = vote_chunk(ctx, exs, demos, configs, warm)
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            f.flush()
-            os.fsync(f.fileno())
+    for ch in progress(chunks, desc="pseudo-labelling", unit="chunk"):
+        exs = [unlabeled[i] for i in ch]
+        demos = [[pool[j] for j in nn[i]] for i in ch]
+        append_jsonl(votes, vote_chunk(ctx, exs, demos, configs, warm))
     return votes

@@ -22,7 +22,14 @@ from ..answers import LETTERS, answers_match, canonical_vote
 from ..config import SelectConfig
 from ..data import Example
 from ..prompts import TEMPLATE_IDS, justify_prompt
-from ..runctx import RunContext, atomic_write_json, atomic_write_jsonl, read_jsonl
+from ..runctx import (
+    RunContext,
+    atomic_write_json,
+    atomic_write_jsonl,
+    generate_one,
+    read_jsonl,
+    score_options,
+)
 
 
 class SelectionError(RuntimeError):
@@ -106,7 +113,7 @@ def _vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: 
 
 def justify_rows(ctx: RunContext, rows: list[dict[str, Any]], examples: dict[str, Example], warm: str,
                  which: list[int]) -> dict[int, tuple[str | None, float, Any]]:
-    """(answer, score, record) for the rows in ``which``, from the warm model."""
+    """(answer, score, record) for the rows in ``which``, from the warm model (calls go through the run's cache)."""
     engine = ctx.get_engine()
     kind, conf = ctx.task.kind, ctx.cfg.select.confidence
     out: dict[int, tuple[str | None, float, Any]] = {}
@@ -120,8 +127,9 @@ def justify_rows(ctx: RunContext, rows: list[dict[str, Any]], examples: dict[str
         if kind == "choice":
             cands = [f"{c}. {ex.options[LETTERS.index(c)]}" if c in LETTERS[: len(ex.options or [])] else c for c in cands]
         prompts.append(justify_prompt(ex, kind, cands, [v.get("text", "") for v in r["votes"]]))
+    cache = ctx.call_cache()
     if kind == "choice":
-        dists = engine.score_options(prompts, [len(examples[rows[i]["id"]].options or []) for i in which], warm)
+        dists = score_options(engine, cache, prompts, [len(examples[rows[i]["id"]].options or []) for i in which], warm)
         for i, d in zip(which, dists, strict=True):
             a = int(np.argmax(d))
             score = normalized_entropy(d) if conf == "entropy" else float(-math.log(max(d[a], 1e-30)))
@@ -129,12 +137,12 @@ def justify_rows(ctx: RunContext, rows: list[dict[str, Any]], examples: dict[str
     else:
         from ..answers import extract_free
 
-        samples = engine.generate(prompts, 1, 0.0, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, warm)
+        samples = generate_one(engine, cache, prompts, 0.0, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, warm)
         for i, s in zip(which, samples, strict=True):
-            ans = extract_free(s[0].text)
+            ans = extract_free(s.text)
             if ans is None:
                 ans = majority(canonical_vote([v["answer"] for v in rows[i]["votes"]], kind))
-            out[i] = (ans, s[0].mean_nll, s[0].text)
+            out[i] = (ans, s.mean_nll, s.text)
     return out
 
 
