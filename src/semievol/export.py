@@ -156,10 +156,19 @@ def _usage(name: str, fmt: ExportFormat, out: Path) -> str:
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` onto ``out`` (which ``_check_out`` found empty or our own earlier output)."""
+    """Move the finished ``tmp`` onto ``out`` (which ``_check_out`` found empty or our own earlier output).
+
+    The old folder is moved aside before the new one takes its name, so a kill at any point leaves one
+    complete export under ``out`` or beside it, never none.
+    """
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
     if out.exists():
-        shutil.rmtree(out)
+        out.rename(old)
     tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _check_out(out: Path, marker: str, what: str) -> Path:
