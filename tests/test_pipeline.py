@@ -143,3 +143,39 @@ def test_killed_propagate_resumes_without_losing_or_repeating_rows(tiny_model, c
     run(ctx, ("propagate",))
     assert votes.read_bytes() == (full / "propagate" / "votes.jsonl").read_bytes()
     assert len(scored) == (24 - 13) * 4  # only the rows after the last whole line were voted again
+
+
+def test_free_form_task_runs_every_stage(tiny_model, tmp_path):
+    """GSM8K-shaped JSONL (number answers, rationales): sampling, extraction, NLL confidence, evolve.
+
+    The fake engine answers (a random tiny model extracts no number, and selection then rightly refuses);
+    training still runs on the tiny model."""
+    from semievol.engines.fake import FakeEngine
+
+    task = tmp_path / "free"
+    task.mkdir()
+    for split, n in (("labeled", 8), ("unlabeled", 10), ("test", 4)):
+        with open(task / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                f.write(json.dumps({"id": f"{split}-{i}", "question": f"What is {i} plus {i + 1}?",
+                                    "answer": str(2 * i + 1), "rationale": f"{i} + {i + 1} = {2 * i + 1}."}) + "\n")
+    cfg = build_config({
+        "run_dir": str(tmp_path / "run"),
+        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "max_new_tokens": 8},
+        "task": {"labeled": str(task / "labeled.jsonl"), "unlabeled": str(task / "unlabeled.jsonl"),
+                 "test": str(task / "test.jsonl")},
+        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
+        "propagate": {"k": 2, "configs": ["warm:0:1.0", "base:2:1.0"]},
+        "select": {"confidence": "nll", "rule": "all"},
+    })
+    res = run(make_context(cfg, quiet=True, need_test=True, engine=FakeEngine()))
+    pl = read_jsonl(tmp_path / "run" / "select" / "pseudo_labels.jsonl")
+    assert all(r["answer"] is not None and r["selected"] for r in pl)
+    train = read_jsonl(tmp_path / "run" / "evolve" / "train_data.jsonl")
+    assert len(train) == 18 and all(r["rationale"] for r in train if r["source"] == "labeled")
+    assert len(pl) == 10 and all(len(r["votes"]) == 2 and "text" in r["votes"][0] for r in pl)
+    assert all(r["gold"] == str(2 * int(r["id"].split("-")[1]) + 1) for r in pl)
+    sel = json.loads((tmp_path / "run" / "select" / "selection.json").read_text())
+    assert sel["confidence"] == "nll"
+    assert set(res["metrics"]["models"]) == {"base", "warm", "evolved"}
+    assert res["metrics"]["kind"] == "free"
