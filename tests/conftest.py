@@ -70,3 +70,26 @@ def write_choice_task(folder: Path, n_labeled: int = 16, n_unlabeled: int = 24, 
 @pytest.fixture
 def choice_task(tmp_path) -> Path:
     return write_choice_task(tmp_path / "task")
+
+
+def tiny_config_dict(tiny_model: Path, task: Path, run_dir: Path) -> dict:
+    """A run config for the tiny model and a task folder from ``write_choice_task``: seconds per stage."""
+    return {
+        "run_dir": str(run_dir), "seed": 0,
+        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
+        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv"),
+                 "test": str(task / "test.csv")},
+        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
+        "propagate": {"k": 2, "chunk_size": 10},
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def stub_manifest(folder: Path, stage: str) -> None:
+    """Mark a hand-made stage folder finished (for tests that build run directories without a model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": []}))

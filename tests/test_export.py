@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stub_manifest, write_jsonl
 from datasets import load_dataset
 
 from semievol.cli import main
@@ -18,25 +19,15 @@ from semievol.prompts import training_pair
 OPTIONS = ["negative", "neutral", "positive"]
 
 
-def _manifest(d: Path, stage: str) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": []}))
-
-
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def make_run(root: Path, cfg: dict, train_rows: list[dict], pseudo: list[dict] | None = None) -> Path:
     run = root / "run"
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(build_config({"run_dir": str(run)} | cfg))))
-    _jsonl(run / "evolve" / "train_data.jsonl", train_rows)
-    _manifest(run / "evolve", "evolve")
+    write_jsonl(run / "evolve" / "train_data.jsonl", train_rows)
+    stub_manifest(run / "evolve", "evolve")
     if pseudo is not None:
-        _jsonl(run / "select" / "pseudo_labels.jsonl", pseudo)
-        _manifest(run / "select", "select")
+        write_jsonl(run / "select" / "pseudo_labels.jsonl", pseudo)
+        stub_manifest(run / "select", "select")
     return run
 
 
@@ -119,8 +110,8 @@ def test_fields_trl_and_axolotl_read(tmp_path):
 
 def test_free_form_export_restores_rationales(tmp_path):
     data = tmp_path / "data"
-    _jsonl(data / "labeled.jsonl", [{"id": "l1", "question": "2+3?", "answer": "5", "rationale": "2 plus 3 is 5."}])
-    _jsonl(data / "unlabeled.jsonl", [{"id": "u1", "question": "4+4?"}])
+    write_jsonl(data / "labeled.jsonl", [{"id": "l1", "question": "2+3?", "answer": "5", "rationale": "2 plus 3 is 5."}])
+    write_jsonl(data / "unlabeled.jsonl", [{"id": "u1", "question": "4+4?"}])
     task = {"labeled": str(data / "labeled.jsonl"), "unlabeled": str(data / "unlabeled.jsonl"), "answer_kind": "free"}
     rows = [{"id": "l1", "question": "2+3?", "options": None, "answer": "5", "source": "labeled"},
             {"id": "u1", "question": "4+4?", "options": None, "answer": "8", "source": "pseudo"}]

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config_dict
 
 from semievol.config import build_config
 from semievol.pipeline import STAGES, StageMissing, make_context, run
@@ -18,14 +19,7 @@ ADAPTER = {"adapter_config.json", "adapter_model.safetensors", "train_log.jsonl"
 
 
 def _cfg(tiny_model: Path, task: Path, run_dir: Path, **over):
-    d = {
-        "run_dir": str(run_dir), "seed": 0,
-        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
-        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv"),
-                 "test": str(task / "test.csv")},
-        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
-        "propagate": {"k": 2, "chunk_size": 10},
-    }
+    d = tiny_config_dict(tiny_model, task, run_dir)
     for k, v in over.items():
         d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
     return build_config(d)

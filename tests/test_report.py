@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import stub_manifest, write_jsonl
 
 from semievol.browse import PseudoFilter, common_prefix, filter_rows
 from semievol.cli import main
@@ -22,16 +23,6 @@ from semievol.stages.evaluate import accuracy_record, pseudo_label_metrics
 
 OPTIONS = ["negative", "neutral", "positive"]
 CONFIGS = ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1"]
-
-
-def _manifest(d: Path, stage: str) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": []}))
-
-
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def pseudo_rows(n: int = 40, gold: bool = True, seed: int = 0) -> list[dict]:
@@ -66,19 +57,19 @@ def make_run(root: Path, gold: bool = True, stages: tuple[str, ...] = ("sft", "s
             if name not in stages:
                 continue
             d = run / name
-            _jsonl(d / "train_log.jsonl", [{"step": s, "loss": start / s, "lr": 1e-4, "tokens": 100, "seconds": s}
+            write_jsonl(d / "train_log.jsonl", [{"step": s, "loss": start / s, "lr": 1e-4, "tokens": 100, "seconds": s}
                                            for s in range(1, 6)])
             (d / "train_summary.json").write_text(json.dumps({"steps": 5, "examples": 40, "final_loss": start / 5,
                                                               "seconds": 12.5, "lr": 1e-4}))
-            _manifest(d, name)
+            stub_manifest(d, name)
     if "select" in stages:
         d = run / "select"
-        _jsonl(d / "pseudo_labels.jsonl", rows)
+        write_jsonl(d / "pseudo_labels.jsonl", rows)
         (d / "selection.json").write_text(json.dumps({
             "rule": "percentile", "tau": 0.5, "theta": 50.0, "confidence": "entropy",
             "confidence_note": "normalised option entropy", "rows": len(rows), "selected": sum(r["selected"] for r in rows),
         }))
-        _manifest(d, "select")
+        stub_manifest(d, "select")
     if "evaluate" in stages:
         d = run / "evaluate"
         d.mkdir()
@@ -89,7 +80,7 @@ def make_run(root: Path, gold: bool = True, stages: tuple[str, ...] = ("sft", "s
         if gold:
             metrics["pseudo_labels"] = pseudo_label_metrics(rows)
         (d / "metrics.json").write_text(json.dumps(metrics))
-        _manifest(d, "evaluate")
+        stub_manifest(d, "evaluate")
         (run / "timings.json").write_text(json.dumps({s: 1.5 for s in stages}))
     return run
 
@@ -145,7 +136,7 @@ def test_report_free_form_task(tmp_path):
                      "votes": [{"config": c, "answer": v, "text": f"Answer: {v}", "mean_nll": 0.3} for c, v in
                                zip(CONFIGS, votes, strict=False)],
                      "gold": str(2 * i), "correct": answer == str(2 * i)})
-    _jsonl(run / "select" / "pseudo_labels.jsonl", rows)
+    write_jsonl(run / "select" / "pseudo_labels.jsonl", rows)
     (run / "select" / "selection.json").write_text(json.dumps({"rule": "fixed", "tau": 0.4, "confidence": "nll"}))
     page = write_report(run).read_text()
     for key in ("confidence", "coverage", "agreement", "classes"):

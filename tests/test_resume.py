@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config_dict
 
 from semievol.cli import main
 
@@ -39,14 +40,8 @@ COMPARED = [
 
 
 def _write_config(tiny_model: Path, task: Path, run_dir: Path) -> Path:
-    cfg = {
-        "run_dir": str(run_dir), "seed": 0,
-        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
-        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv"),
-                 "test": str(task / "test.csv")},
-        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
-        "propagate": {"k": 2, "chunk_size": 6},
-    }
+    cfg = tiny_config_dict(tiny_model, task, run_dir)
+    cfg["propagate"]["chunk_size"] = 6
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
