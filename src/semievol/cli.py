@@ -137,14 +137,14 @@ def summary_table(m: dict[str, Any]) -> str:
 def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) -> int:
     import time
 
-    from .data import _subsample, load_task
+    from .data import load_task, subsample
     from .engines import make_engine
     from .runctx import atomic_write_json
     from .stages.evaluate import accuracy_record, predict
 
     task = load_task(cfg.task, seed=cfg.seed, need_test=True)
     assert task.test is not None
-    examples = _subsample(task.test.examples, cfg.evaluate.limit, cfg.seed)
+    examples = subsample(task.test.examples, cfg.evaluate.limit, cfg.seed)
     m = cfg.model
     engine = make_engine(m.engine, model=m.model, dtype=m.dtype, batch_size=m.batch_size, quiet=quiet)
     name = None

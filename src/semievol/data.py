@@ -503,7 +503,8 @@ def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig
     return name, kind, cfg, sources
 
 
-def _subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
+def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """n examples chosen with a seeded shuffle, kept in file order (all of them when n is 0 or too large)."""
     if n <= 0 or n >= len(examples):
         return examples
     idx = list(range(len(examples)))
@@ -537,7 +538,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
         src = sources[s] or s
         ex = to_examples(r, src, s, kind, cfg, require_answer=(s != "unlabeled"), numeric=numeric)
         limit = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}[s]
-        splits[s] = Split(s, src, _subsample(ex, limit, seed))
+        splits[s] = Split(s, src, subsample(ex, limit, seed))
     task = Task(name, kind, splits["labeled"], splits["unlabeled"], splits.get("test"))
     _check_shared_ids(task, cfg.id_col)
     _check_labeled_size(task, min_labeled, cfg)

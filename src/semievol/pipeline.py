@@ -254,9 +254,9 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         raise StageMissing("evaluate: the task has no test split (set task.test, or a preset with task.data_dir)")
     examples = test.examples
     if cfg.evaluate.limit:
-        from .data import _subsample
+        from .data import subsample
 
-        examples = _subsample(examples, cfg.evaluate.limit, cfg.seed)
+        examples = subsample(examples, cfg.evaluate.limit, cfg.seed)
     engine = ctx.get_engine()
     for name in cfg.evaluate.models:
         if name == "base":
