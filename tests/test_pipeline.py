@@ -173,3 +173,16 @@ def test_free_form_task_runs_every_stage(tiny_model, tmp_path):
     assert sel["confidence"] == "nll"
     assert set(res["metrics"]["models"]) == {"base", "warm", "evolved"}
     assert res["metrics"]["kind"] == "free"
+
+
+def test_compute_matched_sft_trains_as_many_steps_as_evolve(tiny_model, choice_task, tmp_path):
+    rd = tmp_path / "run"
+    cfg = _cfg(tiny_model, choice_task, rd, evaluate={"models": ["base", "warm", "evolved", "sft_matched"]})
+    res = run(make_context(cfg, quiet=True, need_test=True))
+    evolve = json.loads((rd / "evolve" / "train_summary.json").read_text())
+    matched = json.loads((rd / "sft_matched" / "train_summary.json").read_text())
+    sft = json.loads((rd / "sft" / "train_summary.json").read_text())
+    assert matched["steps"] == evolve["steps"] > sft["steps"]
+    assert matched["examples"] == sft["examples"] == 16
+    assert set(res["metrics"]["models"]) == {"base", "warm", "evolved", "sft_matched"}
+    assert "sft_matched" in (rd / "report.html").read_text()

@@ -195,14 +195,25 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
             pool = pool + [e for e in chosen if e.id not in seen]
         warm_dir, warm_fp, upstream = e_dir, e_fp, e_fp
         evolve_dir = e_dir
+    # ---- compute-matched SFT: the labeled split alone for as many optimizer steps as the final evolve took,
+    # so that a gain of the evolved model over SFT cannot be more training steps in disguise
+    matched = None
+    if "evaluate" in stages and "sft_matched" in cfg.evaluate.models:
+        _need(evolve_dir, upstream, "evolve")
+        steps = json.loads((evolve_dir / "train_summary.json").read_text())["steps"]
+        m_dir = ctx.stage_dir("sft_matched")
+        m_fp = fingerprint("sft_matched", sft_fp, steps)
+        _stage(ctx, "sft_matched", m_dir, m_fp,
+               lambda out: run_sft(ctx, out, max_steps=steps, desc="sft_matched"))
+        matched = (m_dir, m_fp)
     # ---- evaluate
     if "evaluate" in stages:
         v_dir = ctx.stage_dir("evaluate")
-        v_fp = fingerprint("evaluate", upstream, sft_fp, asdict(cfg.evaluate))
+        v_fp = fingerprint("evaluate", upstream, sft_fp, asdict(cfg.evaluate), matched and matched[1])
         if "evolved" in cfg.evaluate.models:
             _need(evolve_dir, upstream, "evolve")
         _stage(ctx, "evaluate", v_dir, v_fp, lambda out: run_evaluate(ctx, out, sft_dir, sft_fp, evolve_dir, upstream,
-                                                                           s_dir))
+                                                                           s_dir, matched))
         result["metrics"] = json.loads((v_dir / "metrics.json").read_text())
     if ctx.timings:
         old = {}
@@ -246,7 +257,7 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
 
 
 def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_dir: Path | None, evolve_fp: str,
-                 select_dir: Path) -> None:
+                 select_dir: Path, matched: tuple[Path, str] | None = None) -> None:
     cfg = ctx.cfg
     test = ctx.task.test
     metrics: dict[str, Any] = {"task": ctx.task.name, "kind": ctx.task.kind, "models": {}}
@@ -267,8 +278,9 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
             if evolve_dir is None or not (evolve_dir / "adapter_config.json").exists():
                 continue
             adapter = ctx.adapter(f"evolved-{evolve_fp}", evolve_dir)
-        else:
-            continue
+        else:  # sft_matched, trained by run() just before
+            assert matched is not None, "sft_matched is trained before evaluation"
+            adapter = ctx.adapter(f"matched-{matched[1]}", matched[0])
         t = time.time()
         preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens, ctx.call_cache())
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
@@ -277,7 +289,7 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         rec["prediction_counts"] = _counts([p["pred"] for p in preds])
         metrics["models"][name] = rec
         log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, n={rec['n']})")
-    for sub in (evolve_dir, sft_dir):
+    for sub in (evolve_dir, sft_dir, matched[0] if matched else None):
         if sub is not None and (sub / "train_summary.json").exists():
             metrics.setdefault("training", {})[sub.name] = json.loads((sub / "train_summary.json").read_text())
     pl = select_dir / "pseudo_labels.jsonl"
