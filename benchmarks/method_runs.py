@@ -35,8 +35,8 @@ def summarise(task: str) -> dict:
 
 def table(rows: list[dict], machine: str) -> str:
     out = [f"SemiEvol with the embedded SmolLM2-135M-Instruct, example configs (`examples/<task>.yaml`); {machine}.", "",
-           "| task | base | warm (SFT) | evolved | pseudo-labels all | selected (coverage) | best single config | wall time |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| task | base | warm (SFT) | SFT, compute-matched | evolved (SemiEvol) | pseudo-labels all | selected (coverage) | best single config | wall time |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["metrics"]
         mod = m["models"]
@@ -52,10 +52,14 @@ def table(rows: list[dict], machine: str) -> str:
         best = max(pl.get("per_config", {}).items(), key=lambda kv: kv[1]["accuracy"], default=None)
         sel_cell = f"{pct(sel['accuracy'])} ({pct(pl['coverage'])})" if sel else "-"
         out.append(
-            f"| {r['task']} (test n={mod['base']['n']}) | {cell('base')} | {cell('warm')} | {cell('evolved')} | "
+            f"| {r['task']} (test n={mod['base']['n']}) | {cell('base')} | {cell('warm')} | {cell('sft_matched')} | {cell('evolved')} | "
             f"{pct(pl['all']['accuracy']) if pl else '-'} | "
             f"{sel_cell} | "
             f"{best[0] + ' ' + pct(best[1]['accuracy']) if best else '-'} | {r['wall_seconds'] / 60:.0f} min |")
+    out.append("")
+    out.append("Accuracy with the 95% Wilson interval. Steps: " + "; ".join(
+        f"{r['task']}: " + ", ".join(f"{k} {v['steps']}" for k, v in r["metrics"].get("training", {}).items())
+        for r in rows) + ".")
     out.append("")
     out.append("Per configuration (accuracy on the unlabeled rows' gold answers, a diagnostic only):")
     out.append("")
