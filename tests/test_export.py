@@ -149,7 +149,7 @@ def tokenizer():
 
 
 def test_chat_template_renders_what_semievol_trains_on(tmp_path, tokenizer):
-    from semievol.training import _render
+    from semievol.prompts import render
 
     run = choice_run(tmp_path)
     msgs = load_dataset("json", data_files=str(export_data(run, "messages") / "train.jsonl"), split="train")
@@ -157,9 +157,9 @@ def test_chat_template_renders_what_semievol_trains_on(tmp_path, tokenizer):
     for row, m, p in zip(CHOICE_ROWS, msgs, pc, strict=True):
         ex = Example(id=row["id"], question=row["question"], options=row["options"], answer=row["answer"])
         prompt, response = training_pair(ex, row["answer"], "choice", True)
-        trained = _render(tokenizer, prompt) + response + "<|im_end|>"
+        trained = render(tokenizer, prompt) + response + "<|im_end|>"
         assert tokenizer.apply_chat_template(m["messages"], tokenize=False).startswith(trained)
-        assert tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True) == _render(tokenizer, prompt)
+        assert tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True) == render(tokenizer, prompt)
 
 
 def test_merged_model_matches_the_adapter(tmp_path, tokenizer, capsys):

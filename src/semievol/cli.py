@@ -173,7 +173,7 @@ def cmd_data_check(cfg: RunConfig) -> int:
 
     from .data import load_task
     from .models import load_tokenizer, resolve_model
-    from .prompts import answer_prompt
+    from .prompts import answer_prompt, render
 
     task = load_task(cfg.task, seed=cfg.seed)
     tok = None
@@ -195,8 +195,7 @@ def cmd_data_check(cfg: RunConfig) -> int:
         if tok is not None:
             lens = []
             for e in split.examples:
-                msgs = [{"role": r, "content": c} for r, c in answer_prompt(e, task.kind).messages]
-                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                text = render(tok, answer_prompt(e, task.kind))
                 lens.append(len(tok(text, add_special_tokens=False)["input_ids"]))
             print(f"{'':10s} mean prompt length: {sum(lens) / len(lens):.1f} tokens (max {max(lens)})")
     for w in task.warnings:

@@ -10,6 +10,7 @@ Artifacts record ``TEMPLATE_IDS`` so a change of wording is visible in a run dir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .answers import LETTERS
 from .data import Example
@@ -32,6 +33,12 @@ class Prompt:
 
     def key(self) -> str:
         return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages) + "\x1d" + self.prefix
+
+
+def render(tokenizer: Any, prompt: Prompt) -> str:
+    """The prompt as the model sees it: its chat template with the generation prompt, then the prefix."""
+    msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prompt.prefix
 
 
 def format_question(ex: Example) -> str:

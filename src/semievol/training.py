@@ -22,7 +22,7 @@ from typing import Any
 from .config import TrainConfig
 from .models import ModelSource, default_device, load_model, load_tokenizer
 from .progress import log, progress
-from .prompts import Prompt
+from .prompts import Prompt, render
 from .runctx import fsync_dir
 
 
@@ -39,11 +39,6 @@ class TrainResult:
     examples: int
 
 
-def _render(tok: Any, prompt: Prompt) -> str:
-    msgs = [{"role": r, "content": c} for r, c in prompt.messages]
-    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prompt.prefix
-
-
 def tokenize_pairs(tok: Any, pairs: list[tuple[Prompt, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) with the prompt masked (-100); the end-of-turn token closes the response."""
     end = tok.eos_token or ""
@@ -51,7 +46,7 @@ def tokenize_pairs(tok: Any, pairs: list[tuple[Prompt, str]], max_length: int) -
         end = "<|im_end|>"
     out = []
     for prompt, response in pairs:
-        p = tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
+        p = tok(render(tok, prompt), add_special_tokens=False)["input_ids"]
         r = tok(response + end, add_special_tokens=False)["input_ids"]
         r = r[:max_length // 2] if len(r) > max_length // 2 else r
         p = p[-(max_length - len(r)) :]

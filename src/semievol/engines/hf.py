@@ -16,7 +16,7 @@ import numpy as np
 
 from ..answers import LETTERS
 from ..progress import progress
-from ..prompts import Prompt
+from ..prompts import Prompt, render
 from .base import EngineError, Sample
 
 
@@ -92,9 +92,7 @@ class HFEngine:
     # ------------------------------------------------------------------ rendering
 
     def render(self, prompt: Prompt) -> str:
-        msgs = [{"role": r, "content": c} for r, c in prompt.messages]
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return text + prompt.prefix
+        return render(self.tokenizer, prompt)
 
     def encode(self, prompt: Prompt) -> list[int]:
         ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
