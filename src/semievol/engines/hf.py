@@ -31,6 +31,7 @@ class HFEngine:
         device: str | None = None,
         max_length: int = 2048,
         quiet: bool = False,
+        prefix_reuse: bool = True,
         **_: Any,
     ) -> None:
         from ..models import default_device, load_model, load_tokenizer, pick_dtype, resolve_model
@@ -43,6 +44,7 @@ class HFEngine:
         self.batch_size = batch_size
         self.max_length = max_length
         self.quiet = quiet
+        self.prefix_reuse = prefix_reuse
         self.adapters: dict[str, str] = {}
         self._letter_ids = self._option_token_ids()
 
@@ -123,14 +125,75 @@ class HFEngine:
 
         encoded = [self.encode(p) for p in prompts]
         out: list[np.ndarray | None] = [None] * len(prompts)
+        shared = self._shared_prefix(encoded)
         with torch.inference_mode(), self._use(adapter) as model:
-            for batch in self._batches([len(e) for e in encoded], "scoring"):
-                ids, mask = self._pad_left([encoded[i] for i in batch])
-                logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :].float()
+            prefix_cache = self._prefix_cache(model, encoded[0][:shared]) if shared else None
+            for batch in self._batches([len(e) - shared for e in encoded], "scoring"):
+                if prefix_cache is None:
+                    ids, mask = self._pad_left([encoded[i] for i in batch])
+                    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :]
+                else:
+                    logits = self._last_logits_after_prefix(model, prefix_cache, shared, [encoded[i][shared:] for i in batch])
+                logits = logits.float()
                 for row, i in enumerate(batch):
                     sel = logits[row, self._letter_ids[: n_options[i]]]
                     out[i] = torch.softmax(sel, dim=-1).cpu().numpy().astype(np.float64)
         return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ shared-prefix reuse
+    # Every prompt of a call starts with the same chat-template header and instructions (and, for a
+    # configuration with demos, often more). That prefix is run once; its KV cache is repeated across each
+    # batch and only the differing suffixes are computed, right-padded, with the logits taken at each
+    # row's last real token.
+
+    MIN_SHARED = 16
+
+    def _shared_prefix(self, encoded: list[list[int]]) -> int:
+        """Tokens common to the start of every prompt (each keeps at least one of its own), or 0 if too few."""
+        if not self.prefix_reuse or len(encoded) < 2:
+            return 0
+        first, n = encoded[0], min(len(e) for e in encoded) - 1
+        for e in encoded[1:]:
+            k = 0
+            while k < n and e[k] == first[k]:
+                k += 1
+            n = k
+            if n < self.MIN_SHARED:
+                return 0
+        return n
+
+    def _prefix_cache(self, model: Any, prefix: list[int]) -> Any:
+        import torch
+
+        ids = torch.tensor([prefix], device=self.device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+        # transformers 5 names the cache 'cache'; 4.x 'past_key_values'
+        return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+    def _cache_kwarg(self, model: Any) -> str:
+        import inspect
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+    def _last_logits_after_prefix(self, model: Any, prefix_cache: Any, shared: int, suffixes: list[list[int]]) -> Any:
+        import copy
+
+        import torch
+
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(suffixes), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(suffixes), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, s in enumerate(suffixes):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, shared : shared + len(s)] = 1
+        last = torch.tensor([[len(s) - 1] for s in suffixes])
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(suffixes))
+        out = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=last.to(self.device),
+                    use_cache=True, **{self._cache_kwarg(model): cache})
+        return out.logits[:, -1, :]
 
     def generate(
         self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
