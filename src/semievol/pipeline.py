@@ -39,6 +39,7 @@ import yaml
 
 from .config import RunConfig, to_dict
 from .data import Example, load_task
+from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
 from .prompts import TEMPLATE_IDS
 from .runctx import (
@@ -58,12 +59,21 @@ from .stages.evaluate import accuracy_record, predict, pseudo_label_metrics
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
+from .training import TrainingError
 
 STAGES = ("sft", "propagate", "select", "evolve", "evaluate")
 
 
 class StageMissing(RuntimeError):
     """A stage was asked for before the stage it needs has finished."""
+
+
+# training settings that say where training runs, not what it computes: not part of any fingerprint
+LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes"}
+
+
+def _train_key(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg.sft).items() if k not in LAUNCH_ONLY}
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
@@ -91,6 +101,8 @@ def versions() -> dict[str, str]:
 
 
 def write_run_header(ctx: RunContext) -> None:
+    if not is_main():
+        return
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(ctx.run_dir / "config.yaml", yaml.safe_dump(to_dict(ctx.cfg), sort_keys=False))
     atomic_write_json(ctx.run_dir / "versions.json", versions())
@@ -135,6 +147,9 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     if not force and is_done(out, fp):
         log(f"{out.name}: finished earlier, skipped")
         return False
+    if not is_main():  # another process of a distributed training stage: rank 0 keeps the folder
+        body(out)
+        return True
     _clear_unfinished(out, fp)
     out.mkdir(parents=True, exist_ok=True)
     pending = out / ".pending"
@@ -146,6 +161,22 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     finish_stage(out, name, fp)
     log(f"{out.name}: done in {ctx.timings[out.name]:.0f}s")
     return True
+
+
+def _train_stage(ctx: RunContext, name: str, out: Path, fp: str, body) -> None:
+    """A training stage: in this process, or with ``sft.launcher: accelerate`` under ``accelerate launch``."""
+    if not should_relaunch(ctx.cfg.sft) or is_done(out, fp):
+        _stage(ctx, name, out, fp, body)
+        return
+    if ctx.cfg.evolve.rounds > 1:
+        raise TrainingError("sft.launcher: accelerate runs one evolve round (evolve.rounds 1); for more rounds start "
+                            "each stage under accelerate launch yourself")
+    log(f"{name}: starting under accelerate launch")
+    t = time.time()
+    code = relaunch(ctx.cfg.sft, name, ctx.run_dir / "config.yaml", ctx.quiet)
+    if code != 0 or not is_done(out, fp):
+        raise TrainingError(f"{name}: accelerate launch ended with exit code {code} and the stage unfinished")
+    ctx.timings[out.name] = round(time.time() - t, 2)
 
 
 def _need(out: Path, fp: str, what: str) -> None:
@@ -166,6 +197,9 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
     ``shard`` (I, N): propagate only shard I of N of the first round not yet propagated, then stop.
     """
     cfg = ctx.cfg
+    if world_size() > 1 and set(stages) - {"sft", "evolve"}:
+        raise StageMissing(f"{', '.join(s for s in stages if s not in ('sft', 'evolve'))}: only sft and evolve run under "
+                           "accelerate launch; run the other stages in one process (propagate scales out with --shard)")
     write_run_header(ctx)
     result: dict[str, Any] = {}
     base_fp = fingerprint(_model_key(cfg), _task_key(ctx), cfg.seed)
@@ -173,10 +207,10 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
 
     # ---- sft (in-weight propagation)
     sft_dir = ctx.stage_dir("sft")
-    sft_fp = fingerprint("sft", base_fp, asdict(cfg.sft), tpl[ctx.task.kind])
+    sft_fp = fingerprint("sft", base_fp, _train_key(cfg), tpl[ctx.task.kind])
     ctx.fingerprints["warm"] = sft_fp
     if "sft" in stages:
-        _stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
+        _train_stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
     pool: list[Example] = list(ctx.task.labeled.examples)
     warm_dir, warm_fp = sft_dir, sft_fp
     upstream = sft_fp
@@ -205,10 +239,10 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
             _stage(ctx, "select", s_dir, s_fp, lambda out: run_select(ctx, p_dir / "votes.jsonl", out, warm_dir))
         # ---- evolve
         e_dir = ctx.stage_dir("evolve", r)
-        e_fp = fingerprint("evolve", s_fp, asdict(cfg.sft), asdict(cfg.evolve) | {"rounds": None})
+        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), asdict(cfg.evolve) | {"rounds": None})
         if "evolve" in stages:
             _need(s_dir, s_fp, "select")
-            _stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
+            _train_stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
         if is_done(s_dir, s_fp):
             chosen = selected_examples(s_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
             seen = {e.id for e in pool}
@@ -235,7 +269,7 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
         _stage(ctx, "evaluate", v_dir, v_fp, lambda out: run_evaluate(ctx, out, sft_dir, sft_fp, evolve_dir, upstream,
                                                                            s_dir, matched))
         result["metrics"] = json.loads((v_dir / "metrics.json").read_text())
-    if ctx.timings:
+    if ctx.timings and is_main():
         old = {}
         tf = ctx.run_dir / "timings.json"
         if tf.exists():
@@ -336,6 +370,8 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
                          replace(cfg.sft), out, seed=cfg.seed, init_adapter=warm_dir, lr=cfg.evolve.continue_lr,
                          desc="evolve")
+    if not is_main():
+        return
     labeled_ids = {e.id for e in ctx.task.labeled.examples}
     atomic_write_jsonl(out / "train_data.jsonl", [
         {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
