@@ -186,7 +186,7 @@ INVALID = [
     ({"model": {"max_new_tokens": 0}}, "model.max_new_tokens: must be at least 1"),
     ({"model": {"threads": -1}}, "model.threads: must be 0 or more"),
     ({"model": {"dtype": "int8"}}, "model.dtype: must be one of auto, bf16, fp16, fp32"),
-    ({"model": {"engine": "vllm"}}, "model.engine: must be one of hf, fake"),
+    ({"model": {"engine": "tgi"}}, "model.engine: must be one of hf, fake, vllm, ray-vllm; got 'tgi'"),
     ({"task": {"answer_kind": "letters"}}, "task.answer_kind: must be one of auto, choice, free"),
     ({"task": {"index_base": 2}}, "task.index_base: must be 0 or 1"),
     ({"task": {"limit_test": -3}}, "task.limit_test: must be 0 or more"),

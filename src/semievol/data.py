@@ -3,18 +3,24 @@
 Columns are mapped by name (``TaskConfig``); unknown columns are ignored. Every problem with a file is a
 ``DataError`` naming the file, the row as a person counts it (for CSV and JSONL the line in the file where
 the record starts, header included; for JSON, Parquet and datasets the 1-based record number) and the column.
+
+The unlabeled split can be far larger than memory allows: CSV, JSONL and Parquet files are read as a
+stream (line by line, or Parquet record batches), validated in one pass when the task is loaded, and read
+again chunk by chunk by the stages that need its rows (``StreamedSplit``). JSON files and ``hf:`` datasets
+are read whole.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import random
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,13 +73,59 @@ class Split:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def iter_examples(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    def chunks(self, size: int) -> Iterator[list[Example]]:
+        return batched(self.iter_examples(), size)
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass
+class StreamedSplit:
+    """A split read again from its file each time it is iterated, so its rows never sit in memory together.
+
+    ``keep`` holds the positions chosen by a ``limit_*`` subsample (None: every row). The file was
+    validated when the task was loaded; ``examples`` materialises the rows, for small splits only.
+    """
+
+    name: str
+    source: str
+    kind: AnswerKind
+    cfg: TaskConfig
+    numeric: bool
+    rows: int
+    keep: frozenset[int] | None = None
+
+    def __len__(self) -> int:
+        return self.rows if self.keep is None else len(self.keep)
+
+    def iter_examples(self) -> Iterator[Example]:
+        exs = iter_examples(iter_records(self.source), self.source, self.name, self.kind, self.cfg,
+                            require_answer=False, numeric=self.numeric, check_ids=False)
+        if self.keep is None:
+            return exs
+        return (e for i, e in enumerate(exs) if i in self.keep)
+
+    def chunks(self, size: int) -> Iterator[list[Example]]:
+        return batched(self.iter_examples(), size)
+
+    @property
+    def examples(self) -> list[Example]:
+        return list(self.iter_examples())
+
 
 @dataclass
 class Task:
     name: str
     kind: AnswerKind
     labeled: Split
-    unlabeled: Split
+    unlabeled: Split | StreamedSplit
     test: Split | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -96,17 +148,41 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Each yields (row_number, record_dict) so errors can point at the row a person sees.
 
 
-def _read_text(path: Path) -> str:
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file, split on '\n' only, read one line at a time.
+
+    str.splitlines() would also split on U+2028, U+0085, ... which JSON strings and CSV fields may hold raw.
+    A leading byte-order mark is dropped. Errors name the line and the byte offset in the file.
+    """
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
     except OSError as e:
         raise DataError(str(path), None, None, f"cannot read file ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(str(path), line, None, f"not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
-    return text
+    with f:
+        offset = 0
+        for i, raw in enumerate(f, start=1):
+            body = raw[3:] if i == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = offset + len(raw) - len(body) + e.start
+                raise DataError(str(path), i, None, f"not UTF-8 (byte 0x{body[e.start]:02x} at offset {at})") from None
+            offset += len(raw)
+            yield i, text
+
+
+def _check_text(path: Path) -> None:
+    """Stream through a text file once: UTF-8 throughout and not blank (the CSV reader then reads it again)."""
+    blank = True
+    for _, line in _utf8_lines(path):
+        blank = blank and not line.strip()
+    if blank:
+        raise DataError(str(path), None, None, "file is empty")
+
+
+def _read_text(path: Path) -> str:
+    _check_text(path)
+    return path.read_text(encoding="utf-8-sig")
 
 
 _CSV_HINTS = {
@@ -115,61 +191,53 @@ _CSV_HINTS = {
 }
 
 
-def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    text = _read_text(path)
-    if not text.strip():
-        raise DataError(str(path), None, None, "file is empty")
-    lines = io.StringIO(text, newline="")
+def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    _check_text(path)
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # fields of many megabytes (the default is 128 KiB)
-    reader = csv.reader(lines, strict=True)
-    try:
-        header = next(reader)
-    except csv.Error as e:
-        raise DataError(str(path), 1, None, f"bad CSV header ({e})") from None
-    header = [h.strip() for h in header]
-    dup = [h for h, c in Counter(header).items() if c > 1 and h]
-    if dup:
-        raise DataError(str(path), 1, dup[0], "column name appears twice in the header")
-    out: list[tuple[int, dict[str, Any]]] = []
-    start = reader.line_num + 1
-    while True:
+    with open(path, encoding="utf-8-sig", newline="") as lines:
+        reader = csv.reader(lines, strict=True)
         try:
-            cells = next(reader)
-        except StopIteration:
-            break
+            header = next(reader)
         except csv.Error as e:
-            raise DataError(str(path), start, None, f"bad CSV: {_CSV_HINTS.get(str(e), str(e))}") from None
-        if cells and any(c.strip() for c in cells):
-            if len(cells) != len(header):
-                raise DataError(str(path), start, None, f"{len(cells)} cells but the header has {len(header)} columns")
-            out.append((start, dict(zip(header, cells, strict=False))))
+            raise DataError(str(path), 1, None, f"bad CSV header ({e})") from None
+        header = [h.strip() for h in header]
+        dup = [h for h, c in Counter(header).items() if c > 1 and h]
+        if dup:
+            raise DataError(str(path), 1, dup[0], "column name appears twice in the header")
         start = reader.line_num + 1
-    return out
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise DataError(str(path), start, None, f"bad CSV: {_CSV_HINTS.get(str(e), str(e))}") from None
+            if cells and any(c.strip() for c in cells):
+                if len(cells) != len(header):
+                    raise DataError(str(path), start, None, f"{len(cells)} cells but the header has {len(header)} columns")
+                yield start, dict(zip(header, cells, strict=False))
+            start = reader.line_num + 1
 
 
-def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    text = _read_text(path)
-    if not text.strip():
-        raise DataError(str(path), None, None, "file is empty")
-    out = []
-    # split on '\n' only: str.splitlines() also splits on U+2028, U+0085, ... which JSON strings may hold raw
-    for i, line in enumerate(text.split("\n"), start=1):
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    blank = True
+    for i, line in _utf8_lines(path):
         if not line.strip():
             continue
+        blank = False
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(str(path), i, None, f"invalid JSON ({e.msg} at character {e.colno})") from None
         if not isinstance(rec, dict):
             raise DataError(str(path), i, None, "each line must be a JSON object")
-        out.append((i, rec))
-    return out
+        yield i, rec
+    if blank:
+        raise DataError(str(path), None, None, "file is empty")
 
 
 def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     text = _read_text(path)
-    if not text.strip():
-        raise DataError(str(path), None, None, "file is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # no record number yet: say where in the text
@@ -190,14 +258,30 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-def _parquet_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+PARQUET_BATCH = 8192  # rows per Parquet record batch read
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     import pyarrow.parquet as pq
 
+    def unreadable(e: Exception) -> DataError:  # pyarrow raises several types for corrupt files
+        return DataError(str(path), None, None, f"not a readable Parquet file ({str(e).splitlines()[0]})")
+
     try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several types for corrupt files
-        raise DataError(str(path), None, None, f"not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    return [(i, rec) for i, rec in enumerate(table.to_pylist(), start=1)]
+        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH)
+    except Exception as e:
+        raise unreadable(e) from None
+    i = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise unreadable(e) from None
+        for rec in batch.to_pylist():
+            i += 1
+            yield i, rec
 
 
 def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
@@ -234,6 +318,13 @@ def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def read_records(source: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every record of a source, as (row as a person counts it, record)."""
+    return list(iter_records(source))
+
+
+def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tuple[int, dict[str, Any]]]:
+    """The records of a source one at a time: CSV and JSONL line by line, Parquet by record batch
+    (JSON files and datasets are read whole). A DataError may come at any record."""
     if source.startswith("hf:"):
         return _hf_records(source)
     path = Path(source)
@@ -352,10 +443,29 @@ def to_examples(
     numeric: bool = False,
 ) -> list[Example]:
     """Validate records and map them onto Examples. ``numeric``: free-form answers must be numbers."""
-    if not records:
+    return list(iter_examples(records, source, split, kind, cfg, require_answer, numeric))
+
+
+def iter_examples(
+    records: Iterable[tuple[int, dict[str, Any]]],
+    source: str,
+    split: str,
+    kind: AnswerKind,
+    cfg: TaskConfig,
+    require_answer: bool,
+    numeric: bool = False,
+    check_ids: bool = True,
+) -> Iterator[Example]:
+    """``to_examples`` one record at a time; columns are checked on the first 50 records.
+
+    ``check_ids``: refuse a repeated id (this keeps every id seen, the one thing that grows with the rows).
+    """
+    it = iter(records)
+    head = list(islice(it, 50))
+    if not head:
         raise DataError(source, None, None, "no data rows (header only or empty)")
-    first_row, first = records[0]
-    columns = set().union(*(r.keys() for _, r in records[:50]))
+    first_row, _ = head[0]
+    columns = set().union(*(r.keys() for _, r in head))
     if cfg.question_col not in columns:
         found = ", ".join(sorted(map(str, columns))) or "no columns"
         raise DataError(source, first_row, cfg.question_col, f"missing column (found: {found})")
@@ -368,62 +478,71 @@ def to_examples(
             raise DataError(source, first_row, cfg.options_col, "missing column (set task.options_col or task.option_cols)")
     if require_answer and cfg.answer_col not in columns:
         raise DataError(source, first_row, cfg.answer_col, "missing column")
-    out: list[Example] = []
     seen_ids: dict[str, int] = {}
-    for row, rec in records:
-        q = rec.get(cfg.question_col)
-        if _missing(q):
-            raise DataError(source, row, cfg.question_col, "empty question")
-        if not isinstance(q, str | int | float) or isinstance(q, bool):
-            raise DataError(source, row, cfg.question_col, f"the question is a {type(q).__name__}, not text")
-        options = None
-        if kind == "choice":
-            if cfg.option_cols:
-                options = _options_from_columns(rec, cfg.option_cols, source, row)
-            else:
-                try:
-                    options = parse_options(rec.get(cfg.options_col))
-                except ValueError as e:
-                    raise DataError(source, row, cfg.options_col, str(e)) from None
-        answer = None
-        a = rec.get(cfg.answer_col)
-        if _missing(a):
-            if require_answer:
-                raise DataError(source, row, cfg.answer_col, "empty answer")
+    for row, rec in _chain(head, it):
+        ex = _to_example(row, rec, source, split, kind, cfg, require_answer, numeric)
+        if check_ids:
+            if ex.id in seen_ids:
+                raise DataError(source, row, cfg.id_col, f"duplicate id '{ex.id}' (also at row {seen_ids[ex.id]})")
+            seen_ids[ex.id] = row
+        yield ex
+
+
+def _chain(head: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
+    yield from head
+    head.clear()  # the first rows are not held for the whole stream
+    yield from rest
+
+
+def _to_example(row: int, rec: dict[str, Any], source: str, split: str, kind: AnswerKind, cfg: TaskConfig,
+                require_answer: bool, numeric: bool) -> Example:
+    q = rec.get(cfg.question_col)
+    if _missing(q):
+        raise DataError(source, row, cfg.question_col, "empty question")
+    if not isinstance(q, str | int | float) or isinstance(q, bool):
+        raise DataError(source, row, cfg.question_col, f"the question is a {type(q).__name__}, not text")
+    options = None
+    if kind == "choice":
+        if cfg.option_cols:
+            options = _options_from_columns(rec, cfg.option_cols, source, row)
         else:
-            if kind == "choice":
-                try:
-                    answer = parse_choice_answer(a, options or [], max(cfg.index_base, 0))
-                except ValueError as e:
-                    raise DataError(source, row, cfg.answer_col, str(e)) from None
-            else:
-                if isinstance(a, list | dict):
-                    raise DataError(source, row, cfg.answer_col, "a free-form answer must be a number or text")
-                answer = normalize_free(str(a))
-                if not answer:
-                    raise DataError(source, row, cfg.answer_col, "answer is empty after normalisation")
-                if numeric and not is_number(answer):
-                    raise DataError(source, row, cfg.answer_col,
-                                    f"answer '{_short(str(a))}' is not a number, and this task's answers are numbers")
-        rid = rec.get(cfg.id_col)
-        rid = f"{split}-{row}" if _missing(rid) else str(rid)
-        if rid in seen_ids:
-            raise DataError(source, row, cfg.id_col, f"duplicate id '{rid}' (also at row {seen_ids[rid]})")
-        seen_ids[rid] = row
-        rat = rec.get(cfg.rationale_col)
-        subj = rec.get(cfg.subject_col)
-        out.append(
-            Example(
-                id=rid,
-                question=str(q).strip(),
-                options=options,
-                answer=answer,
-                rationale=None if _missing(rat) else str(rat).strip(),
-                subject=None if _missing(subj) else str(subj),
-                row=row,
-            )
-        )
-    return out
+            try:
+                options = parse_options(rec.get(cfg.options_col))
+            except ValueError as e:
+                raise DataError(source, row, cfg.options_col, str(e)) from None
+    answer = None
+    a = rec.get(cfg.answer_col)
+    if _missing(a):
+        if require_answer:
+            raise DataError(source, row, cfg.answer_col, "empty answer")
+    else:
+        if kind == "choice":
+            try:
+                answer = parse_choice_answer(a, options or [], max(cfg.index_base, 0))
+            except ValueError as e:
+                raise DataError(source, row, cfg.answer_col, str(e)) from None
+        else:
+            if isinstance(a, list | dict):
+                raise DataError(source, row, cfg.answer_col, "a free-form answer must be a number or text")
+            answer = normalize_free(str(a))
+            if not answer:
+                raise DataError(source, row, cfg.answer_col, "answer is empty after normalisation")
+            if numeric and not is_number(answer):
+                raise DataError(source, row, cfg.answer_col,
+                                f"answer '{_short(str(a))}' is not a number, and this task's answers are numbers")
+    rid = rec.get(cfg.id_col)
+    rid = f"{split}-{row}" if _missing(rid) else str(rid)
+    rat = rec.get(cfg.rationale_col)
+    subj = rec.get(cfg.subject_col)
+    return Example(
+        id=rid,
+        question=str(q).strip(),
+        options=options,
+        answer=answer,
+        rationale=None if _missing(rat) else str(rat).strip(),
+        subject=None if _missing(subj) else str(subj),
+        row=row,
+    )
 
 
 def _options_from_columns(rec: dict[str, Any], cols: list[str], source: str, row: int) -> list[str]:
@@ -442,14 +561,37 @@ def _options_from_columns(rec: dict[str, Any], cols: list[str], source: str, row
         raise DataError(source, row, ",".join(cols), str(e)) from None
 
 
-def _mixed_free_warning(split: Split) -> str | None:
-    """Free-form answers that are mostly numbers with some text usually mean a bad answer column."""
-    text = [e for e in split.examples if e.answer is not None and not is_number(e.answer)]
-    numbers = sum(1 for e in split.examples if e.answer is not None) - len(text)
-    if text and numbers > len(text):
-        return (f"{split.source}: {len(text)} of {len(text) + numbers} answers are text while the rest are numbers "
-                f"(first at row {text[0].row}: '{_short(text[0].answer or '')}'); check the answer column")
-    return None
+@dataclass
+class _AnswerCounts:
+    """Free-form answers seen so far: how many are numbers, how many text, and the first text one."""
+
+    numbers: int = 0
+    text: int = 0
+    first_text: Example | None = None
+
+    def add(self, e: Example) -> None:
+        if e.answer is None:
+            return
+        if is_number(e.answer):
+            self.numbers += 1
+        else:
+            self.text += 1
+            self.first_text = self.first_text or e
+
+    def warning(self, source: str) -> str | None:
+        """Mostly numbers with some text usually means a bad answer column."""
+        first = self.first_text
+        if first is None or self.numbers <= self.text:
+            return None
+        return (f"{source}: {self.text} of {self.text + self.numbers} answers are text while the rest are numbers "
+                f"(first at row {first.row}: '{_short(first.answer or '')}'); check the answer column")
+
+
+def _mixed_free_warning(source: str, examples: Iterable[Example]) -> str | None:
+    counts = _AnswerCounts()
+    for e in examples:
+        counts.add(e)
+    return counts.warning(source)
 
 
 def _guess_kind(records: list[tuple[int, dict[str, Any]]], cfg: TaskConfig) -> AnswerKind:
@@ -530,34 +672,64 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     if need_test and not sources["test"]:
         raise ConfigError("task.test: evaluation needs a test split, and none was given")
     numeric = bool(PRESETS.get(name, {}).get("numeric"))
-    recs = {s: read_records(src) for s, src in sources.items() if src}
+    # labeled and test are read whole; the unlabeled split is validated as a stream and read again by the
+    # stages that need it (it may be far larger than memory)
+    recs = {s: read_records(src) for s, src in sources.items() if src and s != "unlabeled"}
     if kind is None:
         kind = _guess_kind(recs["labeled"], cfg)
-    splits: dict[str, Split] = {}
-    for s, r in recs.items():
-        src = sources[s] or s
-        ex = to_examples(r, src, s, kind, cfg, require_answer=(s != "unlabeled"), numeric=numeric)
-        limit = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}[s]
-        splits[s] = Split(s, src, subsample(ex, limit, seed))
-    task = Task(name, kind, splits["labeled"], splits["unlabeled"], splits.get("test"))
-    _check_shared_ids(task, cfg.id_col)
+    limits = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}
+
+    def whole(s: str) -> Split:
+        ex = to_examples(recs[s], sources[s] or s, s, kind, cfg, require_answer=True, numeric=numeric)
+        return Split(s, sources[s] or s, subsample(ex, limits[s], seed))
+
+    labeled = whole("labeled")
+    unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed)
+    test = whole("test") if "test" in recs else None
+    task = Task(name, kind, labeled, unlabeled, test)
+    _check_unlabeled(task, cfg.id_col)
     _check_labeled_size(task, min_labeled, cfg)
-    task.warnings.extend(_overlap_warnings(task))
-    if kind == "free":
-        task.warnings.extend(w for sp in (task.labeled, task.unlabeled, task.test)
-                             if sp is not None and (w := _mixed_free_warning(sp)))
     for w in task.warnings:
         warnings.warn(w, stacklevel=2)
     return task
 
 
-def _check_shared_ids(task: Task, id_col: str) -> None:
-    """Labeled and unlabeled rows are told apart by id downstream (the evolve pool), so ids must not repeat."""
-    lab = {e.id: e.row for e in task.labeled.examples}
-    for e in task.unlabeled.examples:
-        if e.id in lab:
+def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int) -> StreamedSplit:
+    """Validate every row of the unlabeled split in one streaming pass; keep only the count (and a subsample's
+    positions, chosen exactly as ``subsample`` chooses them)."""
+    rows = sum(1 for _ in iter_examples(iter_records(source), source, "unlabeled", kind, cfg,
+                                        require_answer=False, numeric=numeric))
+    keep = None
+    if 0 < limit < rows:
+        idx = list(range(rows))
+        random.Random(seed).shuffle(idx)
+        keep = frozenset(idx[:limit])
+    return StreamedSplit("unlabeled", source, kind, cfg, numeric, rows, keep)
+
+
+def _check_unlabeled(task: Task, id_col: str) -> None:
+    """One pass over the unlabeled rows: no id shared with the labeled split (labeled and unlabeled rows are
+    told apart by id downstream, in the evolve pool), and the overlap and mixed-answer warnings."""
+    lab_rows = {e.id: e.row for e in task.labeled.examples}
+    lab_questions = {e.question for e in task.labeled.examples}
+    shared = 0
+    counts = _AnswerCounts()
+    for e in task.unlabeled.iter_examples():
+        if e.id in lab_rows:
             raise DataError(task.unlabeled.source, e.row, id_col,
-                            f"id '{e.id}' is also used in the labeled split (row {lab[e.id]} of {task.labeled.source})")
+                            f"id '{e.id}' is also used in the labeled split (row {lab_rows[e.id]} of {task.labeled.source})")
+        shared += e.question in lab_questions
+        counts.add(e)
+    if shared:
+        task.warnings.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
+    if task.test is not None:
+        shared = sum(1 for e in task.test.examples if e.question in lab_questions)
+        if shared:
+            task.warnings.append(f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic")
+    if task.kind == "free":
+        found = [_mixed_free_warning(task.labeled.source, task.labeled.examples), counts.warning(task.unlabeled.source),
+                 _mixed_free_warning(task.test.source, task.test.examples) if task.test is not None else None]
+        task.warnings.extend(w for w in found if w)
 
 
 def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:
@@ -566,19 +738,6 @@ def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:
         after = " after task.limit_labeled" if cfg.limit_labeled else ""
         raise ConfigError(f"propagate.k: {min_labeled} neighbours are retrieved per question, but the labeled split "
                           f"({task.labeled.source}) has only {n} rows{after}")
-
-
-def _overlap_warnings(task: Task) -> list[str]:
-    out = []
-    lab = {e.question for e in task.labeled.examples}
-    shared = sum(1 for e in task.unlabeled.examples if e.question in lab)
-    if shared:
-        out.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
-    if task.test is not None:
-        shared = sum(1 for e in task.test.examples if e.question in lab)
-        if shared:
-            out.append(f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic")
-    return out
 
 
 def answer_distribution(split: Split) -> Counter:

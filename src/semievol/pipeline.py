@@ -15,12 +15,20 @@ carries the current fingerprint is skipped, so a changed setting re-runs that st
 Every file is written under a temporary name and renamed; a stage in progress holds ``.pending`` and a
 finished one its manifest, written last. A killed stage is redone on the next run, except that propagate
 resumes from the rows already in ``votes.jsonl`` and model calls already in the cache are not repeated.
+
+Propagate can also be split between independent workers: ``semievol propagate --shard I/N`` votes on the
+I-th of N contiguous ranges of unlabeled rows into ``propagate/votes.shard-I-of-N.jsonl`` and marks it
+finished with ``votes.shard-I-of-N.jsonl.done``; the next ``select`` (or ``run``) checks that all N are
+finished for the current settings, concatenates them into ``votes.jsonl`` (byte-identical to a single
+worker's, since votes are seeded per row) and marks propagate finished.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -31,6 +39,7 @@ import yaml
 
 from .config import RunConfig, to_dict
 from .data import Example, load_task
+from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
 from .prompts import TEMPLATE_IDS
 from .runctx import (
@@ -40,20 +49,31 @@ from .runctx import (
     atomic_write_jsonl,
     atomic_write_text,
     fingerprint,
+    fingerprint_items,
     finish_stage,
     is_done,
     read_jsonl,
+    tmp_name,
 )
 from .stages.evaluate import accuracy_record, predict, pseudo_label_metrics
-from .stages.propagate import run_propagate
+from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
+from .training import TrainingError
 
 STAGES = ("sft", "propagate", "select", "evolve", "evaluate")
 
 
 class StageMissing(RuntimeError):
     """A stage was asked for before the stage it needs has finished."""
+
+
+# training settings that say where training runs, not what it computes: not part of any fingerprint
+LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes"}
+
+
+def _train_key(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg.sft).items() if k not in LAUNCH_ONLY}
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
@@ -65,7 +85,7 @@ def _task_key(ctx: RunContext) -> dict[str, Any]:
     def digest(split):
         return None if split is None else fingerprint([(e.id, e.question, e.options, e.answer, e.rationale) for e in split.examples])
     def digest_unlabeled(split):  # gold answers of the unlabeled split must not change any fingerprint
-        return fingerprint([(e.id, e.question, e.options) for e in split.examples])
+        return fingerprint_items((e.id, e.question, e.options) for e in split.iter_examples())
     return {"kind": t.kind, "labeled": digest(t.labeled), "unlabeled": digest_unlabeled(t.unlabeled),
             "test": digest(t.test)}
 
@@ -81,6 +101,8 @@ def versions() -> dict[str, str]:
 
 
 def write_run_header(ctx: RunContext) -> None:
+    if not is_main():
+        return
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(ctx.run_dir / "config.yaml", yaml.safe_dump(to_dict(ctx.cfg), sort_keys=False))
     atomic_write_json(ctx.run_dir / "versions.json", versions())
@@ -125,6 +147,9 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     if not force and is_done(out, fp):
         log(f"{out.name}: finished earlier, skipped")
         return False
+    if not is_main():  # another process of a distributed training stage: rank 0 keeps the folder
+        body(out)
+        return True
     _clear_unfinished(out, fp)
     out.mkdir(parents=True, exist_ok=True)
     pending = out / ".pending"
@@ -136,6 +161,22 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     finish_stage(out, name, fp)
     log(f"{out.name}: done in {ctx.timings[out.name]:.0f}s")
     return True
+
+
+def _train_stage(ctx: RunContext, name: str, out: Path, fp: str, body) -> None:
+    """A training stage: in this process, or with ``sft.launcher: accelerate`` under ``accelerate launch``."""
+    if not should_relaunch(ctx.cfg.sft) or is_done(out, fp):
+        _stage(ctx, name, out, fp, body)
+        return
+    if ctx.cfg.evolve.rounds > 1:
+        raise TrainingError("sft.launcher: accelerate runs one evolve round (evolve.rounds 1); for more rounds start "
+                            "each stage under accelerate launch yourself")
+    log(f"{name}: starting under accelerate launch")
+    t = time.time()
+    code = relaunch(ctx.cfg.sft, name, ctx.run_dir / "config.yaml", ctx.quiet)
+    if code != 0 or not is_done(out, fp):
+        raise TrainingError(f"{name}: accelerate launch ended with exit code {code} and the stage unfinished")
+    ctx.timings[out.name] = round(time.time() - t, 2)
 
 
 def _need(out: Path, fp: str, what: str) -> None:
@@ -150,9 +191,15 @@ def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False, e
     return RunContext(cfg=cfg, task=task, run_dir=Path(cfg.run_dir), engine=engine, quiet=quiet)
 
 
-def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
-    """Run the asked-for stages in order (each skipped if finished); later ones require earlier ones done."""
+def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run the asked-for stages in order (each skipped if finished); later ones require earlier ones done.
+
+    ``shard`` (I, N): propagate only shard I of N of the first round not yet propagated, then stop.
+    """
     cfg = ctx.cfg
+    if world_size() > 1 and set(stages) - {"sft", "evolve"}:
+        raise StageMissing(f"{', '.join(s for s in stages if s not in ('sft', 'evolve'))}: only sft and evolve run under "
+                           "accelerate launch; run the other stages in one process (propagate scales out with --shard)")
     write_run_header(ctx)
     result: dict[str, Any] = {}
     base_fp = fingerprint(_model_key(cfg), _task_key(ctx), cfg.seed)
@@ -160,10 +207,10 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
 
     # ---- sft (in-weight propagation)
     sft_dir = ctx.stage_dir("sft")
-    sft_fp = fingerprint("sft", base_fp, asdict(cfg.sft), tpl[ctx.task.kind])
+    sft_fp = fingerprint("sft", base_fp, _train_key(cfg), tpl[ctx.task.kind])
     ctx.fingerprints["warm"] = sft_fp
     if "sft" in stages:
-        _stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
+        _train_stage(ctx, "sft", sft_dir, sft_fp, lambda out: run_sft(ctx, out))
     pool: list[Example] = list(ctx.task.labeled.examples)
     warm_dir, warm_fp = sft_dir, sft_fp
     upstream = sft_fp
@@ -176,21 +223,28 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
         ctx.fingerprints["warm"] = warm_fp
         if "propagate" in stages:
             _need(warm_dir, warm_fp, "sft" if r == 1 else "evolve")
-            _stage(ctx, "propagate", p_dir, p_fp, lambda out: run_propagate(ctx, out, pool, warm_dir))
+            if shard is not None:
+                if not is_done(p_dir, p_fp):
+                    propagate_shard(ctx, p_dir, p_fp, pool, warm_dir, shard)
+                    return result
+            else:
+                merge_shards(ctx, p_dir, p_fp)
+                _stage(ctx, "propagate", p_dir, p_fp, lambda out: run_propagate(ctx, out, pool, warm_dir))
         # ---- select
         s_dir = ctx.stage_dir("select", r)
         s_fp = fingerprint("select", p_fp, asdict(cfg.select), tpl["justify_" + ctx.task.kind])
         if "select" in stages:
+            merge_shards(ctx, p_dir, p_fp)
             _need(p_dir, p_fp, "propagate")
             _stage(ctx, "select", s_dir, s_fp, lambda out: run_select(ctx, p_dir / "votes.jsonl", out, warm_dir))
         # ---- evolve
         e_dir = ctx.stage_dir("evolve", r)
-        e_fp = fingerprint("evolve", s_fp, asdict(cfg.sft), asdict(cfg.evolve) | {"rounds": None})
+        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), asdict(cfg.evolve) | {"rounds": None})
         if "evolve" in stages:
             _need(s_dir, s_fp, "select")
-            _stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
+            _train_stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
         if is_done(s_dir, s_fp):
-            chosen = selected_examples(s_dir / "pseudo_labels.jsonl", ctx.task.unlabeled.examples)
+            chosen = selected_examples(s_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
             seen = {e.id for e in pool}
             pool = pool + [e for e in chosen if e.id not in seen]
         warm_dir, warm_fp, upstream = e_dir, e_fp, e_fp
@@ -215,7 +269,7 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
         _stage(ctx, "evaluate", v_dir, v_fp, lambda out: run_evaluate(ctx, out, sft_dir, sft_fp, evolve_dir, upstream,
                                                                            s_dir, matched))
         result["metrics"] = json.loads((v_dir / "metrics.json").read_text())
-    if ctx.timings:
+    if ctx.timings and is_main():
         old = {}
         tf = ctx.run_dir / "timings.json"
         if tf.exists():
@@ -229,6 +283,74 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     return result
 
 
+_SHARD = re.compile(r"votes\.shard-(\d+)-of-(\d+)\.jsonl(\.done|\.pending)?")
+
+
+def propagate_shard(ctx: RunContext, out: Path, fp: str, pool: list[Example], warm_dir: Path,
+                    shard: tuple[int, int]) -> None:
+    """One worker's share of propagate: shard I of N, resumable, marked finished by its ``.done`` file."""
+    name = shard_file(shard)
+    votes, done, pending = out / name, out / f"{name}.done", out / f"{name}.pending"
+    out.mkdir(parents=True, exist_ok=True)
+    made_for = (json.loads(done.read_text())["fingerprint"] if done.exists()
+                else pending.read_text() if pending.exists() else fp)
+    if made_for != fp:  # left by other settings: this shard starts again
+        for p in (votes, done, pending):
+            p.unlink(missing_ok=True)
+    if done.exists():
+        log(f"propagate: shard {shard[0]} of {shard[1]} finished earlier, skipped")
+        return
+    atomic_write_text(pending, fp)
+    t = time.time()
+    run_propagate(ctx, out, pool, warm_dir, shard=shard)
+    with open(votes, "rb") as f:
+        rows = sum(1 for _ in f)
+    atomic_write_json(done, {"fingerprint": fp, "shard": list(shard), "rows": rows})
+    pending.unlink()
+    log(f"propagate: shard {shard[0]} of {shard[1]} done ({rows} rows) in {time.time() - t:.0f}s")
+
+
+def merge_shards(ctx: RunContext, out: Path, fp: str) -> None:
+    """Concatenate finished shards into ``votes.jsonl`` and mark propagate finished; nothing without shards.
+
+    A shard that is missing, unfinished, incomplete or made for other settings stops the run (StageMissing)."""
+    if is_done(out, fp) or not out.is_dir():
+        return
+    counts = sorted({int(m.group(2)) for p in out.iterdir() if (m := _SHARD.fullmatch(p.name))})
+    if not counts:
+        return
+    if len(counts) > 1:
+        raise StageMissing(f"{out}: shards of {' and of '.join(map(str, counts))} are mixed; remove the stale ones")
+    n, total = counts[0], len(ctx.task.unlabeled)
+    for i in range(1, n + 1):
+        name = shard_file((i, n))
+        done = out / f"{name}.done"
+        expected = len(shard_rows(total, (i, n)))
+        if not done.exists():
+            how = "unfinished" if (out / name).exists() else "missing"
+        else:
+            made = json.loads(done.read_text())
+            how = ("made for other settings" if made["fingerprint"] != fp else
+                   f"incomplete ({made['rows']} of {expected} rows)" if made["rows"] != expected else "")
+        if how:
+            raise StageMissing(f"propagate: shard {i} of {n} is {how} ({out / name}); "
+                               f"run `semievol propagate --shard {i}/{n}` with the same config first")
+    merged = out / "votes.jsonl"
+    tmp = tmp_name(merged)
+    with open(tmp, "wb") as f:
+        for i in range(1, n + 1):
+            with open(out / shard_file((i, n)), "rb") as part:
+                shutil.copyfileobj(part, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, merged)
+    for i in range(1, n + 1):
+        (out / shard_file((i, n))).unlink()
+        (out / f"{shard_file((i, n))}.done").unlink()
+    finish_stage(out, "propagate", fp)
+    log(f"propagate: merged {n} shards ({total} rows)")
+
+
 def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path, warm_dir: Path) -> None:
     """Train the evolved adapter: fresh from the base model on pool + selected, or continue the warm one."""
     from dataclasses import replace
@@ -238,7 +360,7 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
     from .training import train_lora
 
     cfg = ctx.cfg
-    chosen = selected_examples(select_dir / "pseudo_labels.jsonl", ctx.task.unlabeled.examples)
+    chosen = selected_examples(select_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
     if cfg.evolve.mode == "fresh":
         data = pool + chosen
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
@@ -248,6 +370,8 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
                          replace(cfg.sft), out, seed=cfg.seed, init_adapter=warm_dir, lr=cfg.evolve.continue_lr,
                          desc="evolve")
+    if not is_main():
+        return
     labeled_ids = {e.id for e in ctx.task.labeled.examples}
     atomic_write_jsonl(out / "train_data.jsonl", [
         {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,

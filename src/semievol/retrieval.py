@@ -41,9 +41,13 @@ def have_faiss() -> bool:
 
 
 def nearest(
-    keys: np.ndarray, queries: np.ndarray, k: int, index: Literal["auto", "numpy", "faiss"] = "auto", block: int = 4096
+    keys: np.ndarray, queries: np.ndarray, k: int, index: Literal["auto", "numpy", "faiss"] = "auto",
+    block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, similarities) of the k most similar keys per query, best first. Vectors are unit-normalised."""
+    """(indices, similarities) of the k most similar keys per query, best first. Vectors are unit-normalised.
+
+    NumPy search takes ``block`` queries at a time; by default as many as keep the similarity matrix near
+    64 MB (4,096 queries against 100,000 keys took 9.7 GB of temporaries)."""
     k = min(k, len(keys))
     if k == 0:
         return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
@@ -57,6 +61,7 @@ def nearest(
         ix.add(np.ascontiguousarray(keys, dtype=np.float32))
         sims, idx = ix.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return idx.astype(np.int64), sims
+    block = block or max(1, (1 << 24) // max(len(keys), 1))
     idx_out = np.empty((len(queries), k), dtype=np.int64)
     sim_out = np.empty((len(queries), k), dtype=np.float32)
     for s in range(0, len(queries), block):
@@ -85,7 +90,7 @@ def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
         except (OSError, ValueError, EOFError):
             pass
     vecs = make(texts)
-    tmp = f.with_name(f".{f.name}.tmp")
+    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")  # shard workers may compute the same file at once
     with open(tmp, "wb") as fh:  # a file object: np.save adds no extension
         np.save(fh, vecs)
         fh.flush()

@@ -5,10 +5,17 @@ gradients accumulate to the effective batch, the schedule is linear warm-up then
 bf16 the forward and backward run under bf16 autocast over fp32 weights (on CPU fp32 measured faster). A NaN or infinite loss stops
 training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
 name, fsynced and renamed (``save_adapter``).
+
+Under ``accelerate launch`` (several processes) the model is wrapped by accelerate (DDP, or FSDP/DeepSpeed
+from its config file). Every process draws the same micro-batches, and process r of W trains on the r-th,
+(r+W)-th, ... of each optimizer step's group, so W processes take the same steps over the same data as one
+process accumulating ``batch_size / micro_batch_size`` micro-batches; the loss is normalised by the whole
+step's target tokens on every process. Only rank 0 writes the adapter and logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .distributed import is_main, world_size
 from .models import ModelSource, default_device, load_model, load_tokenizer
 from .progress import log, progress
 from .prompts import Prompt, render
@@ -101,6 +109,17 @@ def train_lora(
 
     if not pairs:
         raise TrainingError("no training examples")
+    accum = cfg.batch_size // cfg.micro_batch_size
+    world = world_size()
+    if accum % world:
+        raise TrainingError(f"{desc}: sft.batch_size / sft.micro_batch_size ({accum}) must be a multiple of the "
+                            f"number of processes ({world})")
+    accelerator = None
+    if world > 1:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())  # without cpu=True no gloo group on CPUs
+        device = str(accelerator.device)
     device = device or default_device()
     torch.manual_seed(seed)
     tok = load_tokenizer(source)
@@ -119,12 +138,14 @@ def train_lora(
     model.train()
     data = tokenize_pairs(tok, pairs, cfg.max_length)
     lengths = [len(x) for x, _ in data]
-    accum = cfg.batch_size // cfg.micro_batch_size
     micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / accum))
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr or cfg.lr, weight_decay=cfg.weight_decay)
+    if accelerator is not None:  # the scheduler stays ours: accelerate's would step once per process
+        model, opt = accelerator.prepare(model, opt)
+        params = [p for p in model.parameters() if p.requires_grad]
     sched = get_cosine_schedule_with_warmup(opt, int(round(cfg.warmup_ratio * total)), total)
     bf16 = use_bf16(cfg, device)
     pad = tok.pad_token_id
@@ -135,18 +156,25 @@ def train_lora(
             yield from length_grouped_batches(lengths, cfg.micro_batch_size, seed, epoch)
             epoch += 1
 
+    def total_over_processes(x: float) -> float:
+        if accelerator is None:
+            return x
+        return float(accelerator.reduce(torch.tensor([x], dtype=torch.float64, device=device), "sum").item())
+
     stream = micro_batches()
     history: list[dict[str, float]] = []
     start = time.time()
-    bar = progress(range(total), desc=desc, unit="step")
+    bar = progress(range(total), desc=desc, unit="step", disable=not is_main())
     loss_value = float("nan")
+    rank = int(accelerator.process_index) if accelerator is not None else 0
     for step in bar:
         opt.zero_grad(set_to_none=True)
-        tokens_in_step = 0
         group = [next(stream) for _ in range(accum)]
         n_target = sum(sum(1 for t in data[i][1] if t != -100) for mb in group for i in mb)
+        mine = group[rank::world]
         step_loss = 0.0
-        for mb in group:
+        tokens_in_step = 0
+        for j, mb in enumerate(mine):
             width = max(lengths[i] for i in mb)
             ids = torch.full((len(mb), width), pad, dtype=torch.long)
             labels = torch.full((len(mb), width), -100, dtype=torch.long)
@@ -157,21 +185,31 @@ def train_lora(
                 labels[r, : len(y)] = torch.tensor(y)
                 mask[r, : len(x)] = 1
             ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(input_ids=ids, attention_mask=mask).logits
-            logits = logits[:, :-1].float()
-            target = labels[:, 1:]
-            # token-weighted mean over the whole effective batch
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
-            ) / max(n_target, 1)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{desc}: loss is {loss.item()} at step {step + 1}; nothing was written "
-                                    "(lower the learning rate or check the data)")
-            loss.backward()
+            # gradients are averaged over processes only after the last micro-batch of the step
+            sync = contextlib.nullcontext() if accelerator is None or j == len(mine) - 1 else accelerator.no_sync(model)
+            with sync:
+                with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(input_ids=ids, attention_mask=mask).logits
+                logits = logits[:, :-1].float()
+                target = labels[:, 1:]
+                # token-weighted mean over the whole effective batch (every process's micro-batches)
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+                ) / max(n_target, 1)
+                bad = total_over_processes(0.0 if torch.isfinite(loss) else 1.0) if accelerator else not torch.isfinite(loss)
+                if bad:
+                    raise TrainingError(f"{desc}: loss is {loss.item() if not torch.isfinite(loss) else 'not finite'} at "
+                                        f"step {step + 1}; nothing was written (lower the learning rate or check the data)")
+                # DDP averages gradients over the W processes; scaling by W makes that average their sum
+                (loss * world).backward()
             step_loss += loss.item()
             tokens_in_step += int(mask.sum())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        step_loss = total_over_processes(step_loss)
+        tokens_in_step = int(total_over_processes(tokens_in_step))
+        if accelerator is not None:
+            accelerator.clip_grad_norm_(params, 1.0)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         loss_value = step_loss
@@ -184,12 +222,26 @@ def train_lora(
         "bf16_autocast": bf16, "lr": lr or cfg.lr, "effective_batch": cfg.batch_size,
         "init_adapter": str(init_adapter) if init_adapter else None,
     }
-    save_adapter(model, tok, history, summary, out_dir)
-    log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
+    if accelerator is None:
+        save_adapter(model, tok, history, summary, out_dir)
+    else:
+        summary["processes"] = world
+        accelerator.wait_for_everyone()
+        from accelerate.utils import DistributedType
+
+        # FSDP and DeepSpeed hold the weights in pieces: gather them (every process takes part)
+        sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        state = accelerator.get_state_dict(model) if sharded else None
+        if is_main():
+            save_adapter(accelerator.unwrap_model(model), tok, history, summary, out_dir, state_dict=state)
+        accelerator.wait_for_everyone()
+    if is_main():
+        log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
     return TrainResult(out_dir, total, loss_value, seconds, len(data))
 
 
-def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path) -> None:
+def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path,
+                 state_dict: dict[str, Any] | None = None) -> None:
     """Write the PEFT folder under a hidden temporary name, fsync it, then rename it into place.
 
     A new ``out_dir`` is one rename. Into an existing one (a stage folder holding its in-progress marker)
@@ -201,7 +253,10 @@ def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
+    if state_dict is None:
+        model.save_pretrained(str(tmp))
+    else:
+        model.save_pretrained(str(tmp), state_dict=state_dict)
     tok.save_pretrained(str(tmp))  # the tokenizer beside the adapter lets vLLM and PEFT users load it alone
     with open(tmp / "train_log.jsonl", "w") as f:
         f.write("".join(json.dumps(h) + "\n" for h in history))

@@ -19,4 +19,12 @@ def make_engine(name: str, **kwargs: Any) -> Engine:
         from .fake import FakeEngine
 
         return FakeEngine(**kwargs)
-    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf or fake)")
+    if name == "vllm":
+        from .vllm import VLLMEngine
+
+        return VLLMEngine(**kwargs)
+    if name == "ray-vllm":
+        from .ray_vllm import RayVLLMEngine
+
+        return RayVLLMEngine(**kwargs)
+    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf, fake, vllm or ray-vllm)")

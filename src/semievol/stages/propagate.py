@@ -7,12 +7,17 @@ id), so a row's votes do not depend on chunking, sharding or resumption. On the 
 configuration samples a response with token log-probabilities and the answer is extracted from it.
 
 Votes are appended to ``votes.jsonl`` one chunk at a time (flushed and fsynced); a rerun skips the rows
-already there. The unlabeled split's gold answers are never read here.
+already there. The unlabeled split is read as a stream, so memory does not grow with its rows; the nearest
+labeled neighbours are found per fixed block of ``NN_BLOCK`` unlabeled rows (counted from the start of the
+split), so they too do not depend on chunking, sharding or resumption. A shard (``--shard I/N``) votes on
+one contiguous range of rows into its own file; ``pipeline`` merges the shards. The unlabeled split's gold
+answers are never read here.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ import numpy as np
 
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
-from ..data import Example
+from ..data import Example, Split, StreamedSplit
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, embed, hash_embed, nearest
@@ -42,22 +47,50 @@ def draw_vote(dist: np.ndarray, temperature: float, rng: np.random.Generator) ->
     return int(rng.choice(len(p), p=p))
 
 
-def neighbours(ctx: RunContext, pool: list[Example], unlabeled: list[Example], out: Path) -> np.ndarray:
-    k = ctx.cfg.propagate.k
-    if k == 0 or not pool:
-        return np.zeros((len(unlabeled), 0), dtype=np.int64)
-    if ctx.cfg.model.embedder == "hash":
-        make = hash_embed
-    else:
-        from ..models import load_embedder
+NN_BLOCK = 4096  # unlabeled rows embedded and searched together
 
-        model = load_embedder(ctx.cfg.model.embedder)
-        def make(texts: list[str]) -> np.ndarray:
-            return embed(texts, model)
-    keys = cached_embeddings(out / "emb_labeled", [e.question for e in pool], make)
-    queries = cached_embeddings(out / "emb_unlabeled", [e.question for e in unlabeled], make)
-    idx, _ = nearest(keys, queries, k, ctx.cfg.propagate.index)
-    return idx
+
+def shard_rows(n_rows: int, shard: tuple[int, int]) -> range:
+    """Positions of the unlabeled rows that shard I of N (1-based) votes on: one contiguous range."""
+    i, n = shard
+    return range((i - 1) * n_rows // n, i * n_rows // n)
+
+
+def shard_file(shard: tuple[int, int]) -> str:
+    return f"votes.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+class Neighbours:
+    """The k nearest labeled examples of each unlabeled row, computed one fixed block of rows at a time."""
+
+    def __init__(self, ctx: RunContext, pool: list[Example], out: Path) -> None:
+        self.k = ctx.cfg.propagate.k if pool else 0
+        self.index = ctx.cfg.propagate.index
+        self.block: int | None = None
+        self.idx = np.zeros((0, 0), dtype=np.int64)
+        if self.k == 0:
+            return
+        if ctx.cfg.model.embedder == "hash":
+            self.make = hash_embed
+        else:
+            from ..models import load_embedder
+
+            model = load_embedder(ctx.cfg.model.embedder)
+
+            def make(texts: list[str]) -> np.ndarray:
+                return embed(texts, model)
+
+            self.make = make
+        self.keys = cached_embeddings(out / "emb_labeled", [e.question for e in pool], self.make)
+
+    def of_block(self, start: int, questions: list[str]) -> None:
+        """Search for the block of rows that begins at position ``start``."""
+        if self.k:
+            self.idx, _ = nearest(self.keys, self.make(questions), self.k, self.index)
+        self.block = start
+
+    def row(self, pos: int) -> list[int]:
+        return [int(j) for j in self.idx[pos - (self.block or 0)]] if self.k else []
 
 
 def _done_ids(path: Path) -> set[str]:
@@ -91,12 +124,16 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
     return rows
 
 
-def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Path) -> Path:
-    """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``."""
+def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Path,
+                  shard: tuple[int, int] | None = None) -> Path:
+    """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``.
+
+    With ``shard`` (I, N): vote only on shard I's rows, into ``votes.shard-I-of-N.jsonl``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     pcfg = ctx.cfg.propagate
     configs = [parse_answer_config(c) for c in pcfg.configs]
-    unlabeled = ctx.task.unlabeled.examples
+    unlabeled: Split | StreamedSplit = ctx.task.unlabeled
     atomic_write_json(out / "configs.json", {
         "configs": [c.name for c in configs], "k": pcfg.k, "embedder": ctx.cfg.model.embedder,
         "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
@@ -104,18 +141,39 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
         "vote_rule": "argmax over options at temperature 0, else a seeded draw from p^(1/T)"
         if ctx.task.kind == "choice" else "one sampled response per configuration, answer extracted",
     })
-    nn = neighbours(ctx, pool, unlabeled, out)
+    nn = Neighbours(ctx, pool, out)
     warm = None
     if any(c.model == "warm" for c in configs):
         warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
-    votes = out / "votes.jsonl"
+    votes = out / (shard_file(shard) if shard else "votes.jsonl")
+    rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
     done = _done_ids(votes)
-    todo = [i for i, e in enumerate(unlabeled) if e.id not in done]
     if done:
-        log(f"propagate: resuming, {len(done)} of {len(unlabeled)} rows already voted")
-    chunks = [todo[s : s + pcfg.chunk_size] for s in range(0, len(todo), pcfg.chunk_size)]
-    for ch in progress(chunks, desc="pseudo-labelling", unit="chunk"):
-        exs = [unlabeled[i] for i in ch]
-        demos = [[pool[j] for j in nn[i]] for i in ch]
-        append_jsonl(votes, vote_chunk(ctx, exs, demos, configs, warm))
+        log(f"propagate: resuming, {len(done)} of {len(rows)} rows already voted")
+    todo = len(rows) - len(done)
+    for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
+                          total=-(-todo // pcfg.chunk_size), unit="chunk"):
+        demos = [[pool[j] for j in nbrs] for _, nbrs in chunk]
+        append_jsonl(votes, vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm))
     return votes
+
+
+def _todo_chunks(split: Split | StreamedSplit, rows: range, done: set[str], nn: Neighbours,
+                 size: int) -> Iterator[list[tuple[Example, list[int]]]]:
+    """Chunks of (row, its neighbours' positions in the pool) for the rows in ``rows`` not yet voted."""
+    chunk: list[tuple[Example, list[int]]] = []
+    for b, block in enumerate(split.chunks(NN_BLOCK)):
+        start = b * NN_BLOCK
+        if start >= rows.stop:
+            break
+        wanted = [(start + i, e) for i, e in enumerate(block) if start + i in rows and e.id not in done]
+        if not wanted:
+            continue
+        nn.of_block(start, [e.question for e in block])
+        for pos, e in wanted:
+            chunk.append((e, nn.row(pos)))
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk

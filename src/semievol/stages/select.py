@@ -7,12 +7,20 @@ Questions not justified keep the majority vote, scored from the votes themselves
 option distribution, or the mean NLL of the agreeing samples). A selection rule then keeps the confident
 ones. ``pseudo_labels.jsonl`` has one line per unlabeled row; gold answers are attached only for the
 record, after selection, and only where the split has them.
+
+The votes and the unlabeled split are read as streams, twice: the first pass scores every row (keeping
+only arrays of scores and flags, since a percentile needs all of them) and writes the justified answers to
+a hidden temporary file; the second writes ``pseudo_labels.jsonl`` row by row. Memory does not grow with
+the rows beyond those arrays (and the cache of model calls).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +28,17 @@ import numpy as np
 
 from ..answers import LETTERS, answers_match, canonical_vote
 from ..config import SelectConfig
-from ..data import Example
+from ..data import Example, Split, StreamedSplit
 from ..prompts import TEMPLATE_IDS, justify_prompt
 from ..runctx import (
+    CALL_CHUNK,
     RunContext,
     atomic_write_json,
     atomic_write_jsonl,
     generate_one,
-    read_jsonl,
+    iter_jsonl,
     score_options,
+    tmp_name,
 )
 
 
@@ -111,116 +121,164 @@ def _vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: 
     return float(np.mean(nll)) if nll else float("inf")
 
 
-def justify_rows(ctx: RunContext, rows: list[dict[str, Any]], examples: dict[str, Example], warm: str,
-                 which: list[int]) -> dict[int, tuple[str | None, float, Any]]:
-    """(answer, score, record) for the rows in ``which``, from the warm model (calls go through the run's cache)."""
+def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], warm: str) -> list[tuple[str | None, float, Any]]:
+    """(answer, score, record) for each (votes row, example), from the warm model (calls go through the run's cache)."""
     engine = ctx.get_engine()
     kind, conf = ctx.task.kind, ctx.cfg.select.confidence
-    out: dict[int, tuple[str | None, float, Any]] = {}
-    if not which:
+    out: list[tuple[str | None, float, Any]] = []
+    if not rows:
         return out
     prompts = []
-    for i in which:
-        r = rows[i]
-        ex = examples[r["id"]]
+    for r, ex in rows:
         cands = [v["answer"] or "(no answer)" for v in r["votes"]]
         if kind == "choice":
             cands = [f"{c}. {ex.options[LETTERS.index(c)]}" if c in LETTERS[: len(ex.options or [])] else c for c in cands]
         prompts.append(justify_prompt(ex, kind, cands, [v.get("text", "") for v in r["votes"]]))
     cache = ctx.call_cache()
     if kind == "choice":
-        dists = score_options(engine, cache, prompts, [len(examples[rows[i]["id"]].options or []) for i in which], warm)
-        for i, d in zip(which, dists, strict=True):
+        dists = score_options(engine, cache, prompts, [len(ex.options or []) for _, ex in rows], warm)
+        for d in dists:
             a = int(np.argmax(d))
             score = normalized_entropy(d) if conf == "entropy" else float(-math.log(max(d[a], 1e-30)))
-            out[i] = (LETTERS[a], score, [round(float(x), 6) for x in d])
+            out.append((LETTERS[a], score, [round(float(x), 6) for x in d]))
     else:
         from ..answers import extract_free
 
         samples = generate_one(engine, cache, prompts, 0.0, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, warm)
-        for i, s in zip(which, samples, strict=True):
+        for (r, _), s in zip(rows, samples, strict=True):
             ans = extract_free(s.text)
             if ans is None:
-                ans = majority(canonical_vote([v["answer"] for v in rows[i]["votes"]], kind))
-            out[i] = (ans, s.mean_nll, s.text)
+                ans = majority(canonical_vote([v["answer"] for v in r["votes"]], kind))
+            out.append((ans, s.mean_nll, s.text))
     return out
+
+
+# rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
+# the same places as one call over every row would (a resumed run then asks for nothing already cached)
+JUSTIFY_BLOCK = CALL_CHUNK * 16
+
+
+def _rows(votes_path: Path, unlabeled: Split | StreamedSplit) -> Iterator[tuple[dict[str, Any], Example]]:
+    """(votes row, unlabeled example) pairs, checked to be the same row."""
+    for i, (r, ex) in enumerate(zip(iter_jsonl(votes_path), unlabeled.iter_examples(), strict=False)):
+        if r.get("id") != ex.id:
+            raise SelectionError(f"{votes_path}: line {i + 1} is row '{r.get('id')}' where the unlabeled split has "
+                                 f"'{ex.id}'; rerun propagate")
+        yield r, ex
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path) -> Path:
     """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out``."""
     scfg = ctx.cfg.select
     kind = ctx.task.kind
-    rows = read_jsonl(votes_path)
-    examples = {e.id: e for e in ctx.task.unlabeled.examples}
-    if len(rows) != len(examples):
-        raise SelectionError(f"{votes_path}: {len(rows)} rows but the unlabeled split has {len(examples)}; rerun propagate")
-    votes_of = [canonical_vote([v["answer"] for v in r["votes"]], kind) for r in rows]
-    unanimous = [len({a for a in vs}) == 1 and vs[0] is not None for vs in votes_of]
-    if scfg.justify == "all":
-        which = list(range(len(rows)))
-    elif scfg.justify == "disagree":
-        which = [i for i, u in enumerate(unanimous) if not u]
-    else:
-        which = []
+    unlabeled = ctx.task.unlabeled
+    n = _count_lines(votes_path)
+    if n != len(unlabeled):
+        raise SelectionError(f"{votes_path}: {n} rows but the unlabeled split has {len(unlabeled)}; rerun propagate")
     confidence = scfg.confidence if kind == "choice" else "nll"
-    warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter) if which else None
-    justified = justify_rows(ctx, rows, examples, warm, which) if which else {}
-    answers: list[str | None] = []
-    scores: list[float] = []
-    for i, r in enumerate(rows):
-        if i in justified:
-            a, s, _ = justified[i]
-        else:
-            a = majority(votes_of[i])
-            s = _vote_score(r, a, kind, confidence)
-        answers.append(a)
-        scores.append(float(s))
-    valid = [a is not None for a in answers]
-    groups = answers if scfg.rule == "class_percentile" else [r.get("subject") for r in rows]
-    keep, info = select_mask(scores, scfg, unanimous, groups, valid)
+    # pass 1: a score, a validity flag, unanimity and a group for every row; justified answers to a file
+    scores = np.zeros(n, dtype=np.float64)
+    valid = np.zeros(n, dtype=bool)
+    unanimous = np.zeros(n, dtype=bool)
+    group_code = np.zeros(n, dtype=np.int32)
+    group_names: dict[str | None, int] = {}
+    justified_path = tmp_name(out / "justified.jsonl")
+    out.mkdir(parents=True, exist_ok=True)
+    n_justified = 0
+    warm: list[str] = []
+    pending: list[tuple[int, dict[str, Any], Example]] = []
+
+    def set_row(i: int, answer: str | None, score: float, subject: str | None) -> None:
+        scores[i], valid[i] = float(score), answer is not None
+        g = answer if scfg.rule == "class_percentile" else subject
+        group_code[i] = group_names.setdefault(g, len(group_names))
+
+    def justify_pending(f: Any) -> None:
+        if not warm:  # the warm adapter is loaded only when some row is justified
+            warm.append(ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter))
+        results = justify_rows(ctx, [(r, ex) for _, r, ex in pending], warm[0])
+        for (i, r, _), (a, s, rec) in zip(pending, results, strict=True):
+            set_row(i, a, s, r.get("subject"))
+            f.write(json.dumps([a, s, rec], ensure_ascii=False) + "\n")
+        pending.clear()
+
+    with open(justified_path, "w", encoding="utf-8") as f:
+        for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
+            votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
+            unanimous[i] = len(set(votes)) == 1 and votes[0] is not None
+            if scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i]):
+                pending.append((i, r, ex))
+                n_justified += 1
+                if len(pending) == JUSTIFY_BLOCK:
+                    justify_pending(f)
+            else:
+                a = majority(votes)
+                set_row(i, a, _vote_score(r, a, kind, confidence), r.get("subject"))
+        if pending:
+            justify_pending(f)
+    names = {code: g for g, code in group_names.items()}
+    groups = [names[int(c)] for c in group_code]
+    keep, info = select_mask(scores, scfg, list(unanimous), groups, list(valid))
+    del groups
     if not any(keep):
+        justified_path.unlink()
         raise SelectionError(
-            f"select: no pseudo-label passed the '{scfg.rule}' rule ({sum(valid)} of {len(rows)} rows had an answer); "
+            f"select: no pseudo-label passed the '{scfg.rule}' rule ({int(valid.sum())} of {n} rows had an answer); "
             "raise select.theta or select.threshold"
         )
-    records = []
-    for i, r in enumerate(rows):
-        rec = {
-            "id": r["id"], "row": r["row"], "question": r["question"], "options": r["options"],
-            "votes": r["votes"], "unanimous": unanimous[i],
-            "justified": i in justified, "answer": answers[i], "score": round(scores[i], 6), "selected": keep[i],
-        }
-        if i in justified and kind == "choice":
-            rec["justify_dist"] = justified[i][2]
-        if i in justified and kind == "free":
-            rec["justify_text"] = justified[i][2]
-        gold = examples[r["id"]].answer
-        if gold is not None:
-            rec["gold"] = gold
-            rec["correct"] = answers_match(answers[i], gold, kind)
-        records.append(rec)
-    atomic_write_jsonl(out / "pseudo_labels.jsonl", records)
-    per_class = defaultdict(lambda: [0, 0])
-    for a, k in zip(answers, keep, strict=True):
-        per_class[str(a)][0] += 1
-        per_class[str(a)][1] += int(k)
+    # pass 2: one record per row, streamed to the output file
+    per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def records() -> Iterator[dict[str, Any]]:
+        with open(justified_path, encoding="utf-8") as jf:
+            for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
+                votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
+                is_justified = scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i])
+                if is_justified:
+                    answer, _, extra = json.loads(jf.readline())
+                else:
+                    answer, extra = majority(votes), None
+                rec = {
+                    "id": r["id"], "row": r["row"], "question": r["question"], "options": r["options"],
+                    "votes": r["votes"], "unanimous": bool(unanimous[i]),
+                    "justified": is_justified, "answer": answer, "score": round(float(scores[i]), 6),
+                    "selected": keep[i],
+                }
+                if is_justified and kind == "choice":
+                    rec["justify_dist"] = extra
+                if is_justified and kind == "free":
+                    rec["justify_text"] = extra
+                if ex.answer is not None:
+                    rec["gold"] = ex.answer
+                    rec["correct"] = answers_match(answer, ex.answer, kind)
+                per_class[str(answer)][0] += 1
+                per_class[str(answer)][1] += int(keep[i])
+                yield rec
+
+    atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
+    os.unlink(justified_path)
     atomic_write_json(out / "selection.json", {
         **info, "theta": scfg.theta, "justify": scfg.justify, "confidence": confidence,
         "confidence_note": "normalised option entropy" if confidence == "entropy" else "mean NLL per token",
-        "template": TEMPLATE_IDS["justify_" + kind], "rows": len(rows), "selected": int(sum(keep)),
-        "justified": len(justified), "unanimous": int(sum(unanimous)),
+        "template": TEMPLATE_IDS["justify_" + kind], "rows": n, "selected": int(sum(keep)),
+        "justified": n_justified, "unanimous": int(unanimous.sum()),
         "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
     })
     return out / "pseudo_labels.jsonl"
 
 
-def selected_examples(pseudo_path: Path, unlabeled: list[Example]) -> list[Example]:
+def selected_examples(pseudo_path: Path, unlabeled: Split | StreamedSplit) -> list[Example]:
     """The selected rows as training examples with their pseudo-label as the answer (never the gold)."""
-    by_id = {e.id: e for e in unlabeled}
+    chosen = {r["id"]: r for r in iter_jsonl(pseudo_path) if r["selected"] and r["answer"] is not None}
     out = []
-    for r in read_jsonl(pseudo_path):
-        if r["selected"] and r["answer"] is not None:
-            e = by_id[r["id"]]
+    for e in unlabeled.iter_examples():
+        r = chosen.get(e.id)
+        if r is not None:
             out.append(Example(id=e.id, question=e.question, options=e.options, answer=r["answer"],
                                rationale=_reasoning(r.get("justify_text")), subject=e.subject, row=e.row))
     return out
