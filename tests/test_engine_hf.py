@@ -46,3 +46,23 @@ def test_shared_prefix_leaves_every_prompt_a_token(engine):
     assert engine._shared_prefix([[1] * 20, [1] * 20]) == 19
     assert engine._shared_prefix([[1] * 5 + [2], [1] * 5 + [3]]) == 0  # too short to be worth a second pass
     assert engine._shared_prefix([[1] * 30]) == 0  # a single prompt has nothing to share
+
+
+def test_adapter_names_that_are_module_attributes_work(tiny_model, tmp_path):
+    """`semievol eval --adapter` registers its adapter as 'eval', an attribute of every torch Module."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from semievol.engines import make_engine
+
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                          LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    engine = make_engine("hf", model=str(tiny_model), dtype="fp32", batch_size=4, quiet=True)
+    for name in ("eval", "train", "warm-1"):
+        engine.add_adapter(name, str(tmp_path / "adapter"))
+    prompts = [answer_prompt(e, "choice") for e in _examples(3)]
+    n = [len(e.options) for e in _examples(3)]
+    base = engine.score_options(prompts, n, None)
+    tuned = engine.score_options(prompts, n, "eval")
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(base, tuned, strict=True))

@@ -71,12 +71,18 @@ class HFEngine:
         if not name.replace("-", "_").isidentifier():
             raise EngineError(f"adapter name '{name}' must be letters, digits, '-' or '_'")
         if not self.adapters:
-            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=self._peft_name(name))
         else:
-            self.model.load_adapter(path, adapter_name=name)
+            self.model.load_adapter(path, adapter_name=self._peft_name(name))
         self.model.to(device=self.device, dtype=self.dtype)
         self.model.eval()
         self.adapters[name] = path
+
+    @staticmethod
+    def _peft_name(name: str) -> str:
+        """PEFT keeps adapters as submodule keys, so a name like 'eval' or 'train' would clash with torch's
+        Module attributes; every name gets a prefix no attribute has."""
+        return "sv_" + name.replace("-", "_")
 
     @contextlib.contextmanager
     def _use(self, adapter: str | None) -> Iterator[Any]:
@@ -88,7 +94,7 @@ class HFEngine:
             with self.model.disable_adapter():
                 yield self.model
         else:
-            self.model.set_adapter(adapter)
+            self.model.set_adapter(self._peft_name(adapter))
             yield self.model
 
     # ------------------------------------------------------------------ rendering
