@@ -1,0 +1,408 @@
+"""The paper's table with the embedded model: base, SFT, SemiEvol and compute-matched SFT over seeds, the
+ablations, self-training baselines, more rounds, and label scarcity.
+
+    python benchmarks/paper_table.py --data-dir ../shared/data                 # the 'session' profile
+    python benchmarks/paper_table.py --parts main --tasks fpb --seeds 0,1,2    # one part
+    python benchmarks/paper_table.py --collect-only                            # table from finished runs
+
+Everything is a `semievol run` in `runs/paper/...`; a finished run is skipped, so the script resumes where
+it stopped. A variant starts from a copy of the same seed's SemiEvol run directory, so it reuses the
+stages its settings leave unchanged (the warm adapter, the votes, cached base/warm predictions) and trains
+only what differs.
+
+Data: each task's splits are subsampled once, with a fixed seed (12345) independent of the run seed, into
+`runs/paper/data/<task>/` (sizes per profile below, written into the results); the seeds then change
+only the training (LoRA initialisation, batch order, vote draws). Hyper-parameters: the SFT learning rate
+is chosen per task on a validation slice (20%) of the labeled split, never on the test split.
+
+Writes `benchmarks/results/paper_table.json` and `paper_table.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "runs" / "paper"
+SUBSET_SEED = 12345
+
+# Rows per split (0 = the whole split). 'session' fits the multiple-choice tasks on 2 CPU cores in a few
+# hours; 'full' is the paper's splits and needs a GPU (benchmarks/gpu/).
+PROFILES: dict[str, dict[str, dict[str, int]]] = {
+    "session": {
+        "fpb": {"labeled": 128, "unlabeled": 192, "test": 200},
+        "pubmedqa": {"labeled": 128, "unlabeled": 192, "test": 200},
+        "arc": {"labeled": 128, "unlabeled": 192, "test": 200},
+        "gsm8k": {"labeled": 64, "unlabeled": 64, "test": 100},
+    },
+    "full": {t: {"labeled": 0, "unlabeled": 0, "test": 0} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
+}
+
+BASE_CONFIG: dict[str, Any] = {
+    "model": {"model": "embedded", "embedder": "embedded"},
+    "sft": {"epochs": 2, "batch_size": 8, "lora_r": 16},
+    "propagate": {"k": 3, "configs": ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0"]},
+    "select": {"justify": "all", "confidence": "entropy", "rule": "percentile", "theta": 50},
+    "evolve": {"mode": "fresh", "rounds": 1},
+    "evaluate": {"models": ["base", "warm", "evolved", "sft_matched"]},
+}
+FREE_OVERRIDES: dict[str, Any] = {
+    "model": {"max_new_tokens": 256},
+    "sft": {"use_rationale": True, "max_length": 768},
+    "propagate": {"configs": ["warm:0:0.7", "warm:2:0.7", "base:2:0.7", "warm:1:1.0"]},
+    "select": {"confidence": "nll"},
+}
+
+# Variants: (name, what it tests, overrides on top of the SemiEvol config). Evaluated models: base and warm
+# come from the call cache of the copied run, so only 'evolved' costs anything.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "no_in_weight": ("ablation: pseudo-labels from the base model (no SFT in the answering configurations)",
+                     {"propagate": {"configs": ["base:0:0", "base:3:0.7", "base:3:0.5", "base:1:1.0"]}}),
+    "no_in_context": ("ablation: no retrieved demos",
+                      {"propagate": {"k": 0, "configs": ["warm:0:0", "warm:0:0.7", "base:0:0.7", "warm:0:1.0"]}}),
+    "no_collaborative": ("ablation: one configuration (n = 1), nothing to reconcile",
+                         {"propagate": {"configs": ["warm:3:0"]}, "select": {"justify": "none"}}),
+    "no_adaptive": ("ablation: every pseudo-label kept (no confidence selection)", {"select": {"rule": "all"}}),
+    "lmsi_vote": ("baseline: majority vote decides, no justification, no entropy filter (LMSI-style)",
+                  {"select": {"justify": "none", "rule": "all"}}),
+    "fixed_threshold": ("baseline: fixed confidence threshold, normalised entropy <= 0.5 (FixMatch-style)",
+                        {"select": {"rule": "fixed", "threshold": 0.5}}),
+    "class_percentile": ("baseline: per-class percentile (FlexMatch-style)", {"select": {"rule": "class_percentile"}}),
+    "rounds_2": ("2 rounds of propagate-select-evolve", {"evolve": {"rounds": 2}}),
+    "rounds_3": ("3 rounds", {"evolve": {"rounds": 3}}),
+}
+SCARCITY = [16, 32, 64, 128, 0]
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------- data subsets
+
+
+def _read_rows(path: Path) -> tuple[list[str] | None, list[Any]]:
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    return None, [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_rows(path: Path, header: list[str] | None, rows: list[Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    if header is not None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def subset(task: str, data_dir: Path, sizes: dict[str, int]) -> Path:
+    """Seeded subsample of each split into runs/paper/data/<task>/ (same rows for every run seed)."""
+    dest = OUT / "data" / task
+    dest.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        src = next(p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists())
+        target = dest / src.name
+        if target.exists():
+            continue
+        header, rows = _read_rows(src)
+        if n and n < len(rows):
+            rows = random.Random(f"{SUBSET_SEED}-{task}-{split}").sample(rows, n)
+        _write_rows(target, header, rows)
+    return OUT / "data"
+
+
+def tune_split(task: str, data: Path) -> Path:
+    """80/20 split of the labeled subset: the validation slice for choosing hyper-parameters."""
+    dest = OUT / "tune" / task / "data" / task
+    dest.mkdir(parents=True, exist_ok=True)
+    src = next(p for p in (data / task).iterdir() if p.stem == "labeled")
+    header, rows = _read_rows(src)
+    rows = list(rows)
+    random.Random(f"{SUBSET_SEED}-tune-{task}").shuffle(rows)
+    cut = max(1, len(rows) // 5)
+    _write_rows(dest / src.name, header, rows[cut:])
+    _write_rows(dest / src.name.replace("labeled", "test"), header, rows[:cut])
+    _write_rows(dest / src.name.replace("labeled", "unlabeled"), header, rows[:cut])
+    return dest.parent
+
+
+# ---------------------------------------------------------------- runs
+
+
+def semievol(args: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        r = subprocess.run([sys.executable, "-m", "semievol", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise RuntimeError(f"semievol {' '.join(args)} failed (exit {r.returncode}); see {log}")
+
+
+def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """Run (or resume) one configuration; returns its metrics, or None if it failed."""
+    metrics = run_dir / "evaluate" / "metrics.json"
+    summary = run_dir / "bench_summary.json"
+    if summary.exists():
+        return json.loads(summary.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "bench_config.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(run_dir)}, sort_keys=False))
+    t = time.time()
+    try:
+        semievol(["--quiet", "run", str(run_dir / "bench_config.yaml")], run_dir / "bench.log")
+    except RuntimeError as e:
+        print(f"  FAILED: {e}", flush=True)
+        return None
+    out = {"metrics": json.loads(metrics.read_text()), "wall_seconds": round(time.time() - t, 1),
+           "timings": json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}}
+    summary.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def task_config(task: str, data: Path, seed: int, lr: float) -> dict[str, Any]:
+    cfg = merge(BASE_CONFIG, {"seed": seed, "task": {"task": task, "data_dir": str(data)}, "sft": {"lr": lr}})
+    return merge(cfg, FREE_OVERRIDES) if task == "gsm8k" else cfg
+
+
+def choose_lr(task: str, data: Path, grid: list[float]) -> dict[str, Any]:
+    """Warm-model accuracy on the validation slice for each learning rate; the best one is used."""
+    rec_path = OUT / "tune" / task / "choice.json"
+    if rec_path.exists():
+        return json.loads(rec_path.read_text())
+    tdata = tune_split(task, data)
+    scores = {}
+    for lr in grid:
+        rd = OUT / "tune" / task / f"lr{lr:g}"
+        cfg = task_config(task, tdata, 0, lr)
+        cfg["evaluate"] = {"models": ["warm"]}
+        (rd).mkdir(parents=True, exist_ok=True)
+        (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
+        semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
+        res = rd / "val.json"
+        if not res.exists():
+            semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
+                     rd / "bench.log")
+        scores[f"{lr:g}"] = json.loads(res.read_text())["accuracy"]
+        print(f"  tune {task} lr {lr:g}: validation accuracy {scores[f'{lr:g}']:.3f}", flush=True)
+    best = max(grid, key=lambda lr: (scores[f"{lr:g}"], -abs(math.log10(lr) + 3)))
+    rec = {"grid": scores, "lr": best, "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
+    rec_path.write_text(json.dumps(rec, indent=2))
+    return rec
+
+
+def copy_run(src: Path, dest: Path) -> None:
+    """Start a variant from a finished run: keep sft/propagate/select/evolve/cache, drop the rest."""
+    if dest.exists():
+        return
+    keep = {"sft", "propagate", "select", "evolve", "cache", "sft_matched"}
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.is_dir() and p.name in keep:
+            shutil.copytree(p, tmp / p.name)
+    os.replace(tmp, dest)
+
+
+# ---------------------------------------------------------------- summary
+
+
+def acc(summary: dict[str, Any] | None, model: str) -> float | None:
+    if not summary:
+        return None
+    rec = summary["metrics"]["models"].get(model)
+    return None if rec is None else rec["accuracy"]
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and a t-based 95% interval of the mean over seeds."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0}
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if n > 1 else 0.0
+    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(n, 1.96)
+    half = t95 * sd / math.sqrt(n) if n > 1 else float("nan")
+    return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "min": min(values), "max": max(values),
+            "values": values}
+
+
+def fmt(s: dict[str, Any]) -> str:
+    if not s.get("n"):
+        return "-"
+    if s["n"] == 1:
+        return f"{100 * s['mean']:.1f} (1 seed)"
+    return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
+
+
+def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
+    res: dict[str, Any] = {"profile": profile, "sizes": {t: PROFILES[profile][t] for t in tasks}, "tasks": {}}
+    for task in tasks:
+        tdir = OUT / profile / task
+        tune = OUT / "tune" / task / "choice.json"
+        rec: dict[str, Any] = {"tuning": json.loads(tune.read_text()) if tune.exists() else None, "main": {},
+                               "variants": {}, "scarcity": {}}
+        runs = {s: _load(tdir / f"s{s}" / "semievol") for s in seeds}
+        for model in ("base", "warm", "sft_matched", "evolved"):
+            rec["main"][model] = stats([a for s in seeds if (a := acc(runs[s], model)) is not None])
+        pl_all = [r["metrics"]["pseudo_labels"]["all"]["accuracy"] for r in runs.values() if r]
+        pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in runs.values()
+                  if r and r["metrics"]["pseudo_labels"].get("selected")]
+        rec["main"]["pseudo_all"], rec["main"]["pseudo_selected"] = stats(pl_all), stats(pl_sel)
+        rec["main"]["wall_minutes"] = stats([r["wall_seconds"] / 60 for r in runs.values() if r])
+        rec["main"]["agreement"] = stats([r["metrics"]["pseudo_labels"].get("agreement_rate", 0)
+                                          for r in runs.values() if r])
+        for v in VARIANTS:
+            vs = [x for s in seeds if (x := _load(tdir / f"s{s}" / v))]
+            if vs:
+                rec["variants"][v] = {
+                    "evolved": stats([acc(x, "evolved") for x in vs if acc(x, "evolved") is not None]),
+                    "pseudo_selected": stats([x["metrics"]["pseudo_labels"]["selected"]["accuracy"] for x in vs
+                                              if x["metrics"].get("pseudo_labels", {}).get("selected")]),
+                    "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
+                                       if x["metrics"].get("pseudo_labels")]),
+                    "steps": [x["metrics"].get("training", {}).get("evolve", {}).get("steps") for x in vs],
+                }
+        for n in SCARCITY:
+            name = f"labeled_{n}" if n else "semievol"
+            xs = [x for s in seeds if (x := _load(tdir / f"s{s}" / name))]
+            if xs:
+                rec["scarcity"][str(n or "all")] = {
+                    "sft": stats([acc(x, "warm") for x in xs]),
+                    "sft_matched": stats([a for x in xs if (a := acc(x, "sft_matched")) is not None]),
+                    "semievol": stats([acc(x, "evolved") for x in xs]),
+                    "sft_minutes": stats([x["timings"].get("sft", 0) / 60 for x in xs]),
+                    "semievol_minutes": stats([sum(x["timings"].values()) / 60 for x in xs]),
+                }
+        res["tasks"][task] = rec
+    return res
+
+
+def _load(run_dir: Path) -> dict[str, Any] | None:
+    p = run_dir / "bench_summary.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def markdown(res: dict[str, Any], machine: str, command: str) -> str:
+    L = [f"Embedded SmolLM2-135M-Instruct; {machine}; profile `{res['profile']}`; command: `{command}`.", "",
+         "Rows per split (seeded subsample, seed 12345, the same for every run seed): " + "; ".join(
+             f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()) + ".",
+         "Cells: test accuracy, mean ± standard deviation over seeds [lowest, highest seed].", "",
+         "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | pseudo-labels all | selected | votes unanimous | lr (validation) | wall time / seed |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task, r in res["tasks"].items():
+        m = r["main"]
+        lr = f"{r['tuning']['lr']:g}" if r["tuning"] else "-"
+        L.append(f"| {task} | {m['evolved'].get('n', 0)} | {fmt(m['base'])} | {fmt(m['warm'])} | {fmt(m['sft_matched'])} | "
+                 f"{fmt(m['evolved'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
+                 f"{lr} | {m['wall_minutes'].get('mean', 0):.0f} min |")
+    if any(r["variants"] for r in res["tasks"].values()):
+        L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
+              "| task | variant | what | seeds | accuracy | selected pseudo-label accuracy | coverage | evolve steps |",
+              "|---|---|---|---|---|---|---|---|"]
+        for task, r in res["tasks"].items():
+            if r["variants"]:
+                L.append(f"| {task} | semievol | the method | {r['main']['evolved'].get('n', 0)} | {fmt(r['main']['evolved'])} | "
+                         f"{fmt(r['main']['pseudo_selected'])} | | |")
+            for v, x in r["variants"].items():
+                L.append(f"| {task} | {v} | {VARIANTS[v][0]} | {x['evolved'].get('n', 0)} | {fmt(x['evolved'])} | "
+                         f"{fmt(x['pseudo_selected'])} | {fmt(x['coverage'])} | {x['steps']} |")
+    if any(r["scarcity"] for r in res["tasks"].values()):
+        L += ["", "Label scarcity (same unlabeled pool; labeled rows drawn with the run seed):", "",
+              "| task | labeled | SFT | SFT, compute-matched | SemiEvol | SFT time | SemiEvol time (all stages) |",
+              "|---|---|---|---|---|---|---|"]
+        for task, r in res["tasks"].items():
+            for n, x in r["scarcity"].items():
+                L.append(f"| {task} | {n} | {fmt(x['sft'])} | {fmt(x['sft_matched'])} | {fmt(x['semievol'])} | "
+                         f"{x['sft_minutes'].get('mean', 0):.1f} min | {x['semievol_minutes'].get('mean', 0):.1f} min |")
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--profile", default="session", choices=sorted(PROFILES))
+    ap.add_argument("--tasks", default="fpb,pubmedqa,arc")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--parts", default="main,variants,scarcity", help="comma list of main, variants, scarcity")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)")
+    ap.add_argument("--scarcity-tasks", default="fpb,arc")
+    ap.add_argument("--lr-grid", default="3e-4,1e-3,3e-3")
+    ap.add_argument("--collect-only", action="store_true")
+    args = ap.parse_args()
+    tasks = args.tasks.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    vseeds = [int(s) for s in (args.variant_seeds or args.seeds).split(",")]
+    parts = set(args.parts.split(","))
+    data_dir = Path(args.data_dir).resolve()
+    t0 = time.time()
+    if not args.collect_only:
+        for task in tasks:
+            data = subset(task, data_dir, PROFILES[args.profile][task])
+            tune = choose_lr(task, data, [float(x) for x in args.lr_grid.split(",")])
+            print(f"{task}: lr {tune['lr']:g} chosen on the validation slice {tune['grid']}", flush=True)
+            for seed in seeds:
+                sdir = OUT / args.profile / task / f"s{seed}"
+                if "main" in parts or seed in vseeds:
+                    r = run_config(sdir / "semievol", task_config(task, data, seed, tune["lr"]))
+                    print(f"{task} seed {seed} semievol: " + (", ".join(
+                        f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items()) if r else "failed"),
+                        flush=True)
+        for task in tasks:
+            data = OUT / "data"
+            lr = json.loads((OUT / "tune" / task / "choice.json").read_text())["lr"]
+            for seed in vseeds:
+                sdir = OUT / args.profile / task / f"s{seed}"
+                if "variants" in parts and (sdir / "semievol" / "bench_summary.json").exists():
+                    for v in args.variants.split(","):
+                        copy_run(sdir / "semievol", sdir / v)
+                        cfg = merge(task_config(task, data, seed, lr), VARIANTS[v][1])
+                        cfg["evaluate"] = {"models": ["base", "warm", "evolved"]}
+                        r = run_config(sdir / v, cfg)
+                        print(f"{task} seed {seed} {v}: evolved {acc(r, 'evolved')}", flush=True)
+                if "scarcity" in parts and task in args.scarcity_tasks.split(","):
+                    for n in SCARCITY[:-1]:  # 'all' is the seed's SemiEvol run itself
+                        cfg = task_config(task, data, seed, lr)
+                        cfg["task"]["limit_labeled"] = n
+                        r = run_config(sdir / f"labeled_{n or 'all'}", cfg)
+                        print(f"{task} seed {seed} labeled {n or 'all'}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
+                              flush=True)
+    res = collect(args.profile, tasks, sorted(set(seeds) | set(vseeds)))
+    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.processor() or 'cpu'}), no GPU"
+    res["machine"] = machine
+    res["session_wall_minutes"] = round((time.time() - t0) / 60, 1)
+    command = "python benchmarks/paper_table.py " + " ".join(sys.argv[1:])
+    res["command"] = command
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "paper_table.json").write_text(json.dumps(res, indent=2))
+    md = markdown(res, machine, command)
+    (HERE / "results" / "paper_table.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
