@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import RunConfig, to_dict
 from .data import Task
-from .engines import Engine, Sample, make_engine
+from .engines import Engine, Sample, engine_for
 from .prompts import Prompt
 
 
@@ -153,7 +153,8 @@ def adapter_digest(folder: Path, fallback: str) -> str:
 
 
 CALL_CHUNK = 64  # prompts per cached engine call: a kill loses at most one chunk of work
-RUNTIME_ONLY = {"batch_size", "threads"}  # model settings that do not change results
+# model settings that do not change results (where and how fast a server is reached is not which weights answer)
+RUNTIME_ONLY = {"batch_size", "threads", "api_base", "api_key_env", "concurrency", "timeout", "max_retries", "backoff"}
 
 
 class CallCache:
@@ -251,8 +252,7 @@ class RunContext:
 
     def get_engine(self) -> Engine:
         if self.engine is None:
-            m = self.cfg.model
-            self.engine = make_engine(m.engine, model=m.model, dtype=m.dtype, batch_size=m.batch_size, quiet=self.quiet)
+            self.engine = engine_for(self.cfg.model, quiet=self.quiet)
         return self.engine
 
     def stage_dir(self, stage: str, round_: int = 1) -> Path:

@@ -51,6 +51,10 @@ class HFEngine:
     def model_id(self) -> str:
         return self.source.label
 
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name, "model": self.source.label,
+                "logprob_mode": "exact: softmax of the next-token logits over the option-letter tokens after the prompt"}
+
     def _option_token_ids(self) -> list[int]:
         """Token id of ' A', ' B', ... (the letter as it follows 'Answer:')."""
         ids = []
