@@ -30,6 +30,7 @@ from ..runctx import (
     read_jsonl,
     score_options,
 )
+from .propagate import read_votes
 
 
 class SelectionError(RuntimeError):
@@ -150,10 +151,15 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
     """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out``."""
     scfg = ctx.cfg.select
     kind = ctx.task.kind
-    rows = read_jsonl(votes_path)
+    latest = read_votes(votes_path)
     examples = {e.id: e for e in ctx.task.unlabeled.examples}
-    if len(rows) != len(examples):
-        raise SelectionError(f"{votes_path}: {len(rows)} rows but the unlabeled split has {len(examples)}; rerun propagate")
+    if set(latest) != set(examples):
+        raise SelectionError(f"{votes_path}: {len(latest)} rows but the unlabeled split has {len(examples)}; rerun propagate")
+    failed = [i for i in examples if latest[i].get("failed")]
+    if failed:  # a failed row has no votes: never let it pass for one that was voted on
+        raise SelectionError(f"{votes_path}: {len(failed)} rows failed in propagate (first: {failed[0]}); "
+                             "rerun propagate to retry them")
+    rows = [latest[i] for i in examples]
     votes_of = [canonical_vote([v["answer"] for v in r["votes"]], kind) for r in rows]
     unanimous = [len({a for a in vs}) == 1 and vs[0] is not None for vs in votes_of]
     if scfg.justify == "all":
