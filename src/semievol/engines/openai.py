@@ -57,7 +57,7 @@ def letter_distribution(top: dict[str, float], n: int) -> tuple[np.ndarray, floa
     distribution renormalised over the letters, the mass the letters found in the list covered, and the
     number of letters that were not in it.
     """
-    letters = LETTERS[:n]
+    letters = list(LETTERS[:n])  # a list: '' (a whitespace token, stripped) is in every string
     probs = {t: math.exp(lp) for t, lp in top.items() if lp is not None and math.isfinite(lp)}
     found = np.zeros(n)
     for token, p in probs.items():
@@ -185,12 +185,18 @@ class OpenAIEngine:
         """``fn`` over ``items`` with ``concurrency`` requests in flight; CallsFailed names the failures."""
         results: list[Any] = [None] * len(items)
         errors: dict[int, str] = {}
+        stop = threading.Event()
 
         def one(i: int) -> None:
+            if stop.is_set():
+                return
             try:
                 results[i] = fn(items[i])
             except _Failed as e:
                 errors[i] = str(e)
+            except BaseException:
+                stop.set()  # nothing more goes out: the workers skip what is left
+                raise
 
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
@@ -276,10 +282,20 @@ class OpenAIEngine:
         return msgs
 
     def _stop(self) -> list[str]:
+        """The end-of-turn tokens of the local tokenizer, as text."""
         tok = self.tokenizer
         if tok is None:
             return []
         return sorted({t for t in (tok.eos_token, "<|im_end|>") if t and t in tok.get_vocab()})
+
+    def _no_stop_bias(self) -> dict[str, float]:
+        """A logit bias that keeps the one scored token from ending the reply.
+
+        A server returns no log-probabilities for a reply that ends at once (llama-cpp-python does not),
+        and a small model often puts most of its mass on the end-of-turn token after 'Answer:'. Only the
+        letters' ratios matter once renormalised, and servers report log-probabilities before the bias."""
+        vocab = self.tokenizer.get_vocab()
+        return {str(vocab[t]): -100.0 for t in self._stop()}
 
     # ------------------------------------------------------------------ the interface
 
@@ -290,7 +306,7 @@ class OpenAIEngine:
             prompt, n = item
             if self.api == "completions":
                 body = {"model": model, "prompt": self.render(prompt), "max_tokens": 1, "temperature": 0.0,
-                        "logprobs": self.top_logprobs}
+                        "logprobs": self.top_logprobs, "logit_bias": self._no_stop_bias()}
                 top = self._first_top_completions(self._request("POST", "completions", body))
             else:
                 body = {"model": model, "messages": self._messages(prompt), "max_tokens": CHAT_SCAN_TOKENS,
@@ -320,10 +336,12 @@ class OpenAIEngine:
             content = reply["choices"][0]["logprobs"]["content"]
         except (KeyError, IndexError, TypeError):
             content = None
-        if not content:
+        if content is None:
             raise _Failed("the server returned no logprobs for /v1/chat/completions (does it support top_logprobs?)")
+        if not content:  # the reply ended at once: no letter, and the floor makes the distribution uniform
+            return {}
         for pos in content:
-            if pos.get("token", "").strip() in LETTERS[:n]:
+            if pos.get("token", "").strip() in list(LETTERS[:n]):
                 chosen = pos
                 break
         else:
