@@ -301,7 +301,7 @@ def reference(llama):
 
 
 @pytest.mark.server
-def test_option_scores_are_distributions_and_the_same_as_the_hf_engine_on_the_same_weights(llama, reference):
+def test_option_scores_and_likelihoods_match_the_hf_engine_on_the_same_weights(llama, reference):
     prompts, n = _prompts(6)
     for d, k in zip(reference, n, strict=True):
         assert d.shape == (k,) and abs(d.sum() - 1) < 1e-9 and (d > 0).all()
@@ -311,9 +311,17 @@ def test_option_scores_are_distributions_and_the_same_as_the_hf_engine_on_the_sa
     info = engine.describe()
     assert info["api"] == "completions" and "Answer:" in info["logprob_mode"] and info["prompts_scored"] == 6
     assert 0 < info["min_covered_mass"] <= info["mean_covered_mass"] <= 1
-    hf = make_engine("hf", model="embedded", dtype="fp32", batch_size=4, quiet=True).score_options(prompts, n, None)
+    hf_engine = make_engine("hf", model="embedded", dtype="fp32", batch_size=4, quiet=True)
+    hf = hf_engine.score_options(prompts, n, None)
     agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(reference, hf, strict=True))
     assert agree >= 5, (agree, reference, hf)
+    # likelihoods via echo: the same token counts, values within the Q4_1-vs-dequantised difference
+    conts = [" A", " C. 0 C", " The answer is B."]
+    ours, theirs = engine.loglikelihood(prompts[:3], conts, None), hf_engine.loglikelihood(prompts[:3], conts, None)
+    assert [k for _, k in ours] == [k for _, k in theirs] and all(lp < 0 for lp, _ in ours)
+    assert all(abs(a - b) < 0.1 * abs(b) + 0.5 for (a, _), (b, _) in zip(ours, theirs, strict=True)), (ours, theirs)
+    with pytest.raises(EngineError, match="cannot serve the adapter 'warm-1'.*only 'base' configurations"):
+        engine.add_adapter("warm-1", "/nonexistent")  # llama.cpp cannot load LoRA adapters at runtime
 
 
 @pytest.mark.server
