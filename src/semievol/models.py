@@ -192,7 +192,7 @@ def _cached_state(path: str, gguf_file: str | None) -> Any:
     from transformers import AutoModelForCausalLM
 
     m = _from_pretrained(AutoModelForCausalLM.from_pretrained, ModelSource(path, gguf_file), dtype="float32")
-    return m.config, {k: v.clone() for k, v in m.state_dict().items()}
+    return m.config, {k: v.detach() for k, v in m.state_dict().items()}  # load_state_dict copies: no clone
 
 
 def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:

@@ -43,7 +43,6 @@ from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
 from .prompts import TEMPLATE_IDS
 from .runctx import (
-    RUNTIME_ONLY,
     RunContext,
     atomic_write_json,
     atomic_write_jsonl,
@@ -52,6 +51,7 @@ from .runctx import (
     fingerprint_items,
     finish_stage,
     is_done,
+    model_settings_key,
     read_jsonl,
     tmp_name,
 )
@@ -77,7 +77,7 @@ def _train_key(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg.model).items() if k not in RUNTIME_ONLY}
+    return model_settings_key(asdict(cfg.model))
 
 
 def _task_key(ctx: RunContext) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import RunConfig, to_dict
 from .data import Task
-from .engines import Engine, Sample, make_engine
+from .engines import Engine, Sample, engine_for
 from .prompts import Prompt
 
 
@@ -181,7 +181,16 @@ def adapter_digest(folder: Path, fallback: str) -> str:
 
 
 CALL_CHUNK = 64  # prompts per cached engine call: a kill loses at most one chunk of work
-RUNTIME_ONLY = {"batch_size", "threads"}  # model settings that do not change results
+# model settings that do not change results (where and how fast a server is reached is not which weights answer)
+RUNTIME_ONLY = {"batch_size", "threads", "api_base", "api_key_env", "concurrency", "timeout", "max_retries", "backoff"}
+# settings only the openai engine reads: they identify its results, but not another engine's
+OPENAI_ONLY = {"served_model", "api", "top_logprobs"}
+
+
+def model_settings_key(model: dict[str, Any]) -> dict[str, Any]:
+    """The model settings that decide what a model call returns (the fingerprint and cache key part)."""
+    skip = RUNTIME_ONLY | (set() if model.get("engine") == "openai" else OPENAI_ONLY)
+    return {k: v for k, v in model.items() if k not in skip}
 
 
 class CallCache:
@@ -279,8 +288,7 @@ class RunContext:
 
     def get_engine(self) -> Engine:
         if self.engine is None:
-            m = self.cfg.model
-            self.engine = make_engine(m.engine, model=m.model, dtype=m.dtype, batch_size=m.batch_size, quiet=self.quiet)
+            self.engine = engine_for(self.cfg.model, quiet=self.quiet)
         return self.engine
 
     def stage_dir(self, stage: str, round_: int = 1) -> Path:
@@ -296,7 +304,7 @@ class RunContext:
     def call_cache(self) -> CallCache:
         """The run's cache of model calls, ``RUN_DIR/cache/model_calls.jsonl``."""
         if self._cache is None:
-            settings = {k: v for k, v in to_dict(self.cfg)["model"].items() if k not in RUNTIME_ONLY}
+            settings = model_settings_key(to_dict(self.cfg)["model"])
             model = fingerprint(self.get_engine().name, self.get_engine().model_id(), settings)
             self._cache = CallCache(self.run_dir / "cache" / "model_calls.jsonl", model, self.adapter_digests)
         return self._cache

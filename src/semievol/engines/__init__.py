@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
-from .base import Engine, EngineError, Sample
+from .base import CallsFailed, Engine, EngineError, Sample
 
-__all__ = ["Engine", "EngineError", "Sample", "make_engine"]
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
+__all__ = ["CallsFailed", "Engine", "EngineError", "Sample", "make_engine", "engine_for"]
 
 
 def make_engine(name: str, **kwargs: Any) -> Engine:
@@ -19,6 +23,10 @@ def make_engine(name: str, **kwargs: Any) -> Engine:
         from .fake import FakeEngine
 
         return FakeEngine(**kwargs)
+    if name == "openai":
+        from .openai import OpenAIEngine
+
+        return OpenAIEngine(**kwargs)
     if name == "vllm":
         from .vllm import VLLMEngine
 
@@ -27,4 +35,10 @@ def make_engine(name: str, **kwargs: Any) -> Engine:
         from .ray_vllm import RayVLLMEngine
 
         return RayVLLMEngine(**kwargs)
-    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf, fake, vllm or ray-vllm)")
+    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf, openai, fake, vllm or ray-vllm)")
+
+
+def engine_for(cfg: ModelConfig, quiet: bool = False) -> Engine:
+    """The engine ``cfg.engine`` names, given every model setting (each engine takes the ones it uses)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "engine"}
+    return make_engine(cfg.engine, **settings, quiet=quiet)

@@ -9,7 +9,7 @@ added with ``add_adapter``; ``None`` means the base model with every adapter swi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,21 @@ from ..prompts import Prompt
 
 class EngineError(RuntimeError):
     """An engine cannot be built or a call failed for good."""
+
+
+class CallsFailed(EngineError):
+    """Some prompts of a call failed for good (after retries); the others were answered.
+
+    ``results`` holds the call's usual result per prompt, ``None`` where it failed; ``errors`` maps the
+    index of each failed prompt to a one-line reason. A caller that can record per-row failures (the
+    propagate stage) catches this; anywhere else it ends the command like any other EngineError.
+    """
+
+    def __init__(self, results: list[Any], errors: dict[int, str]) -> None:
+        first = errors[min(errors)]
+        super().__init__(f"{len(errors)} of {len(results)} model requests failed after retries (first: {first})")
+        self.results = results
+        self.errors = errors
 
 
 @dataclass
@@ -35,6 +50,10 @@ class Engine(Protocol):
 
     def model_id(self) -> str:
         """A string that identifies the weights (for caching and records)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the engine gets its numbers (its log-prob mode, with any statistics), for the run's records."""
         ...
 
     def add_adapter(self, name: str, path: str) -> None: ...

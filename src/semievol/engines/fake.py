@@ -24,6 +24,9 @@ class FakeEngine:
     def model_id(self) -> str:
         return "fake"
 
+    def describe(self) -> dict[str, object]:
+        return {"engine": self.name, "logprob_mode": "none: distributions are a hash of (prompt, adapter)"}
+
     def add_adapter(self, name: str, path: str) -> None:
         self.adapters[name] = path
 

@@ -45,6 +45,7 @@ class HFEngine:
         self.max_length = max_length
         self.quiet = quiet
         self.prefix_reuse = prefix_reuse
+        self._system_ids: dict[str, list[int]] = {}
         self.adapters: dict[str, str] = {}
         self._letter_ids = self._option_token_ids()
 
@@ -52,6 +53,10 @@ class HFEngine:
 
     def model_id(self) -> str:
         return self.source.label
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name, "model": self.source.label,
+                "logprob_mode": "exact: softmax of the next-token logits over the option-letter tokens after the prompt"}
 
     def _option_token_ids(self) -> list[int]:
         """Token id of ' A', ' B', ... (the letter as it follows 'Answer:')."""
@@ -131,42 +136,50 @@ class HFEngine:
 
         encoded = [self.encode(p) for p in prompts]
         out: list[np.ndarray | None] = [None] * len(prompts)
-        shared = self._shared_prefix(encoded)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(tuple(encoded[i][: self._system_tokens(p, encoded[i])]), []).append(i)
         with torch.inference_mode(), self._use(adapter) as model:
-            prefix_cache = self._prefix_cache(model, encoded[0][:shared]) if shared else None
-            for batch in self._batches([len(e) - shared for e in encoded], "scoring"):
-                if prefix_cache is None:
-                    ids, mask = self._pad_left([encoded[i] for i in batch])
-                    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :]
-                else:
-                    logits = self._last_logits_after_prefix(model, prefix_cache, shared, [encoded[i][shared:] for i in batch])
-                logits = logits.float()
-                for row, i in enumerate(batch):
-                    sel = logits[row, self._letter_ids[: n_options[i]]]
-                    out[i] = torch.softmax(sel, dim=-1).cpu().numpy().astype(np.float64)
+            for prefix, members in groups.items():
+                shared = len(prefix)
+                cache = self._prefix_cache(model, list(prefix)) if shared else None
+                for part in self._batches([len(encoded[i]) - shared for i in members], "scoring"):
+                    batch = [members[j] for j in part]
+                    if cache is None:
+                        ids, mask = self._pad_left([encoded[i] for i in batch])
+                        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :]
+                    else:
+                        logits = self._last_logits_after_prefix(model, cache, shared, [encoded[i][shared:] for i in batch])
+                    logits = logits.float()
+                    for row, i in enumerate(batch):
+                        sel = logits[row, self._letter_ids[: n_options[i]]]
+                        out[i] = torch.softmax(sel, dim=-1).cpu().numpy().astype(np.float64)
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ shared-prefix reuse
-    # Every prompt of a call starts with the same chat-template header and instructions (and, for a
-    # configuration with demos, often more). That prefix is run once; its KV cache is repeated across each
-    # batch and only the differing suffixes are computed, right-padded, with the logits taken at each
-    # row's last real token.
+    # Prompts that share a system message (the instructions, and the same demos) share the tokens of the
+    # whole system turn. That turn is run once per distinct system message; its KV cache is repeated across
+    # each batch and only the rest of each prompt is computed, right-padded, with the logits taken at each
+    # row's last real token. Whether and where a prompt is split depends on the prompt alone, never on the
+    # other prompts of the call, so a row's scores do not change with chunking, sharding or resumption.
 
     MIN_SHARED = 16
 
-    def _shared_prefix(self, encoded: list[list[int]]) -> int:
-        """Tokens common to the start of every prompt (each keeps at least one of its own), or 0 if too few."""
-        if not self.prefix_reuse or len(encoded) < 2:
+    def _system_tokens(self, prompt: Prompt, ids: list[int]) -> int:
+        """Length of the prompt's system turn at the start of ``ids`` (0: do not split this prompt)."""
+        if not self.prefix_reuse or not prompt.messages or prompt.messages[0][0] != "system":
             return 0
-        first, n = encoded[0], min(len(e) for e in encoded) - 1
-        for e in encoded[1:]:
-            k = 0
-            while k < n and e[k] == first[k]:
-                k += 1
-            n = k
-            if n < self.MIN_SHARED:
-                return 0
-        return n
+        key = prompt.messages[0][1]
+        turn = self._system_ids.get(key)
+        if turn is None:
+            text = self.tokenizer.apply_chat_template([{"role": "system", "content": key}], tokenize=False,
+                                                      add_generation_prompt=False)
+            turn = self._system_ids[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(self._system_ids) > 4096:
+                self._system_ids = {key: turn}
+        # the turn must be a true token prefix (a template may rewrite it) and leave the prompt a token
+        n = len(turn)
+        return n if self.MIN_SHARED <= n < len(ids) and ids[:n] == turn else 0
 
     def _prefix_cache(self, model: Any, prefix: list[int]) -> Any:
         import torch

@@ -10,8 +10,11 @@ Votes are appended to ``votes.jsonl`` one chunk at a time (flushed and fsynced);
 already there. The unlabeled split is read as a stream, so memory does not grow with its rows; the nearest
 labeled neighbours are found per fixed block of ``NN_BLOCK`` unlabeled rows (counted from the start of the
 split), so they too do not depend on chunking, sharding or resumption. A shard (``--shard I/N``) votes on
-one contiguous range of rows into its own file; ``pipeline`` merges the shards. The unlabeled split's gold
-answers are never read here.
+one contiguous range of rows into its own file; ``pipeline`` merges the shards.
+A row whose model calls failed for good (a server that kept failing after the engine's retries) is
+appended as ``{"id", "failed": true, "error"}`` and the stage ends with an error giving the count; a rerun
+retries those rows only. Readers take the last line of each id. The unlabeled split's gold answers are
+never read here.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import numpy as np
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
 from ..data import Example, Split, StreamedSplit
+from ..engines import CallsFailed, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, embed, hash_embed, nearest
-from ..runctx import RunContext, append_jsonl, atomic_write_json, read_jsonl_prefix
+from ..runctx import RunContext, append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl_prefix
 
 
 def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
@@ -93,13 +97,31 @@ class Neighbours:
         return [int(j) for j in self.idx[pos - (self.block or 0)]] if self.k else []
 
 
-def _done_ids(path: Path) -> set[str]:
-    """Ids already in the votes file; a torn last line (killed mid-write) is cut off."""
-    return {r["id"] for r in read_jsonl_prefix(path) if "id" in r}
+def read_votes(path: Path) -> dict[str, dict[str, Any]]:
+    """The last line of each id in the votes file (held in memory: for inspection and tests)."""
+    return {r["id"]: r for r in read_jsonl_prefix(path) if "id" in r}
+
+
+def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
+    """Ids voted for good, and the ids whose last line is a failure (with its error); a later line of an
+    id supersedes an earlier one. A torn last line (killed mid-write) is cut off."""
+    done: set[str] = set()
+    failed: dict[str, str] = {}
+    for r in read_jsonl_prefix(path):
+        if "id" not in r:
+            continue
+        if r.get("failed"):
+            done.discard(r["id"])
+            failed[r["id"]] = str(r.get("error", ""))
+        else:
+            done.add(r["id"])
+            failed.pop(r["id"], None)
+    return done, failed
 
 
 def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
                warm: str | None) -> list[dict[str, Any]]:
+    """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good."""
     engine = ctx.get_engine()
     kind = ctx.task.kind
     seed = ctx.cfg.seed
@@ -107,20 +129,33 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
         {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
         for e in chunk
     ]
+    failed: dict[int, str] = {}
     for ci, c in enumerate(configs):
         adapter = warm if c.model == "warm" else None
-        prompts = [answer_prompt(e, kind, demos_for[i][: c.demos]) for i, e in enumerate(chunk)]
-        if kind == "choice":
-            dists = engine.score_options(prompts, [len(e.options or []) for e in chunk], adapter)
-            for i, (e, d) in enumerate(zip(chunk, dists, strict=True)):
-                v = draw_vote(d, c.temperature, row_rng(seed, ci, e.id))
+        live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
+        prompts = [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        try:
+            if kind == "choice":
+                results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
+            else:
+                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens,
+                                          adapter)
+        except CallsFailed as e:
+            results = e.results
+            failed.update({live[j]: f"{c.name}: {msg}" for j, msg in e.errors.items()})
+        for i, res in zip(live, results, strict=True):
+            if i in failed:
+                continue
+            if kind == "choice":
+                v = draw_vote(res, c.temperature, row_rng(seed, ci, chunk[i].id))
                 rows[i]["votes"].append({"config": c.name, "answer": LETTERS[v],
-                                         "dist": [round(float(x), 6) for x in d]})
-        else:
-            samples = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens, adapter)
-            for i, s in enumerate(samples):
-                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s[0].text), "text": s[0].text,
-                                         "mean_nll": round(s[0].mean_nll, 6)})
+                                         "dist": [round(float(x), 6) for x in res]})
+            else:
+                s = res[0]
+                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text), "text": s.text,
+                                         "mean_nll": round(s.mean_nll, 6)})
+    for i, error in failed.items():
+        rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}
     return rows
 
 
@@ -134,28 +169,48 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     pcfg = ctx.cfg.propagate
     configs = [parse_answer_config(c) for c in pcfg.configs]
     unlabeled: Split | StreamedSplit = ctx.task.unlabeled
-    atomic_write_json(out / "configs.json", {
+    record = {
         "configs": [c.name for c in configs], "k": pcfg.k, "embedder": ctx.cfg.model.embedder,
         "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
         "pool_size": len(pool), "kind": ctx.task.kind,
         "vote_rule": "argmax over options at temperature 0, else a seeded draw from p^(1/T)"
         if ctx.task.kind == "choice" else "one sampled response per configuration, answer extracted",
-    })
+    }
+    atomic_write_json(out / "configs.json", record)
     nn = Neighbours(ctx, pool, out)
     warm = None
     if any(c.model == "warm" for c in configs):
         warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
     votes = out / (shard_file(shard) if shard else "votes.jsonl")
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
-    done = _done_ids(votes)
-    if done:
-        log(f"propagate: resuming, {len(done)} of {len(rows)} rows already voted")
+    done, earlier_failed = vote_status(votes)
+    if done or earlier_failed:
+        log(f"propagate: resuming, {len(done)} of {len(rows)} rows already voted"
+            + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else ""))
     todo = len(rows) - len(done)
     for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
                           total=-(-todo // pcfg.chunk_size), unit="chunk"):
         demos = [[pool[j] for j in nbrs] for _, nbrs in chunk]
         append_jsonl(votes, vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm))
+    if earlier_failed:  # retried rows were appended at the end: put every row back in its place, once
+        _compact(votes, unlabeled, rows)
+    # the engine's record (its log-prob mode, and what this process's calls saw) is complete only now
+    atomic_write_json(out / "configs.json", record | {"engine": ctx.get_engine().describe()})
+    _, failed = vote_status(votes)
+    if failed:
+        first = next(iter(failed.items()))
+        raise EngineError(
+            f"propagate: {len(failed)} of {len(rows)} rows failed after retries and are marked failed in "
+            f"{votes}; run the command again to retry only those rows (first: {first[0]}: {first[1]})"
+        )
     return votes
+
+
+def _compact(votes: Path, split: Split | StreamedSplit, rows: range) -> None:
+    """Rewrite the votes file with the last line of each row, in the split's order (atomically)."""
+    latest = {r["id"]: r for r in read_jsonl_prefix(votes) if "id" in r}
+    ordered = (latest[e.id] for pos, e in enumerate(split.iter_examples()) if pos in rows and e.id in latest)
+    atomic_write_jsonl(votes, ordered)
 
 
 def _todo_chunks(split: Split | StreamedSplit, rows: range, done: set[str], nn: Neighbours,

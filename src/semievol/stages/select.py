@@ -164,12 +164,22 @@ def _rows(votes_path: Path, unlabeled: Split | StreamedSplit) -> Iterator[tuple[
         if r.get("id") != ex.id:
             raise SelectionError(f"{votes_path}: line {i + 1} is row '{r.get('id')}' where the unlabeled split has "
                                  f"'{ex.id}'; rerun propagate")
+        if r.get("failed"):  # a failed row has no votes: never let it pass for one that was voted on
+            raise SelectionError(f"{votes_path}: row '{ex.id}' failed in propagate ({r.get('error', '')}); "
+                                 "rerun propagate to retry the failed rows")
         yield r, ex
 
 
-def _count_lines(path: Path) -> int:
+def _count_lines(path: Path) -> tuple[int, list[str]]:
+    """Rows in the votes file, and the ids of those marked failed (one streaming pass)."""
+    n, failed = 0, []
     with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+        for line in f:
+            if line.strip():
+                n += 1
+                if b'"failed": true' in line:
+                    failed.append(str(json.loads(line).get("id")))
+    return n, failed
 
 
 def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path) -> Path:
@@ -177,7 +187,10 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
     scfg = ctx.cfg.select
     kind = ctx.task.kind
     unlabeled = ctx.task.unlabeled
-    n = _count_lines(votes_path)
+    n, failed = _count_lines(votes_path)
+    if failed:  # a failed row has no votes: never let it pass for one that was voted on
+        raise SelectionError(f"{votes_path}: {len(failed)} rows failed in propagate (first: {failed[0]}); "
+                             "rerun propagate to retry them")
     if n != len(unlabeled):
         raise SelectionError(f"{votes_path}: {n} rows but the unlabeled split has {len(unlabeled)}; rerun propagate")
     confidence = scfg.confidence if kind == "choice" else "nll"
