@@ -216,7 +216,8 @@ def child(part: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    L = [f"Pseudo-labelling cost with the embedded SmolLM2-135M-Instruct; {res['machine']}; command: `{res['command']}`.",
+    L = [f"Pseudo-labelling cost with the embedded SmolLM2-135M-Instruct; {res['machine']}; commands: " + "; ".join(
+        sorted({f"`{r.get('command', res['command'])}`" for r in res["tasks"].values()})) + ".",
          "",
          "| task | semievol s/question (N) | reference s/question (M) | ratio | pseudo-label accuracy semievol: all / on the reference's M / selected | reference accuracy (M) | reference questions reflected | MFU while scoring (vs bf16 peak) | peak RSS semievol / reference |",
          "|---|---|---|---|---|---|---|---|---|"]
@@ -245,6 +246,7 @@ def main() -> None:
     ap.add_argument("--reference-questions", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=1024)
     ap.add_argument("--child", choices=["warm", "semievol", "reference"])
+    ap.add_argument("--update", action="store_true", help="keep the other tasks' rows of an earlier results file")
     args = ap.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
     if args.child:
@@ -258,14 +260,18 @@ def main() -> None:
             print(json.dumps(part_reference(task, data_dir, args.questions, args.reference_questions,
                                             args.max_new_tokens)))
         return
-    res: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
-                           "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:]), "tasks": {}}
+    res: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU", "tasks": {}}
+    dest = HERE / "results" / "throughput.json"
+    if args.update and dest.exists():  # re-measure some tasks, keep the others' rows
+        res = json.loads(dest.read_text())
+    res["command"] = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     for task in args.tasks.split(","):
         child("warm", task, args)
-        res["tasks"][task] = {"semievol": child("semievol", task, args), "reference": child("reference", task, args)}
+        res["tasks"][task] = {"semievol": child("semievol", task, args), "reference": child("reference", task, args),
+                              "command": res["command"], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         print(task, json.dumps(res["tasks"][task]), flush=True)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "throughput.json").write_text(json.dumps(res, indent=2))
+    dest.write_text(json.dumps(res, indent=2))
     (HERE / "results" / "throughput.md").write_text(markdown(res))
     print(markdown(res))
 
