@@ -243,8 +243,10 @@ class HFEngine:
                 )
                 new = gen.sequences[:, ids.shape[1] :]
                 # log-probabilities of the chosen tokens under the (temperature-scaled) sampling distribution
-                steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in gen.scores], dim=1)
-                chosen = steps.gather(-1, new[:, : steps.shape[1]].unsqueeze(-1)).squeeze(-1)
+                # one step at a time: a [batch, steps, vocab] copy would be gigabytes for long answers
+                chosen = torch.stack([torch.log_softmax(s.float(), dim=-1).gather(-1, new[:, t : t + 1]).squeeze(-1)
+                                      for t, s in enumerate(gen.scores)], dim=1)
+                del gen
                 per = 1 if greedy else n
                 for r in range(new.shape[0]):
                     toks = new[r].tolist()
