@@ -254,7 +254,8 @@ def fmt(s: dict[str, Any]) -> str:
     if not s.get("n"):
         return "-"
     if s["n"] == 1:
-        return f"{100 * s['mean']:.1f} (1 seed)"
+        w = s.get("wilson95")
+        return f"{100 * s['mean']:.1f} [{100 * w[0]:.1f}, {100 * w[1]:.1f}] (1 seed)" if w else f"{100 * s['mean']:.1f} (1 seed)"
     return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
 
 
@@ -268,6 +269,9 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         runs = {s: _load(tdir / f"s{s}" / "semievol") for s in seeds}
         for model in ("base", "warm", "sft_matched", "evolved"):
             rec["main"][model] = stats([a for s in seeds if (a := acc(runs[s], model)) is not None])
+            if rec["main"][model]["n"] == 1:  # one seed: the test split's own 95% Wilson interval instead
+                only = next(r for r in runs.values() if r and model in r["metrics"]["models"])
+                rec["main"][model]["wilson95"] = only["metrics"]["models"][model]["ci95"]
         pl_all = [r["metrics"]["pseudo_labels"]["all"]["accuracy"] for r in runs.values() if r]
         pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in runs.values()
                   if r and r["metrics"]["pseudo_labels"].get("selected")]
@@ -286,7 +290,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                                        if x["metrics"].get("pseudo_labels")]),
                     "steps": [x["metrics"].get("training", {}).get("evolve", {}).get("steps") for x in vs],
                 }
-        for n in SCARCITY:
+        measured = any(_load(tdir / f"s{s}" / f"labeled_{n}") for s in seeds for n in SCARCITY if n)
+        for n in SCARCITY if measured else []:
             name = f"labeled_{n}" if n else "semievol"
             xs = [x for s in seeds if (x := _load(tdir / f"s{s}" / name))]
             if xs:
@@ -310,7 +315,8 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
     L = [f"Embedded SmolLM2-135M-Instruct; {machine}; profile `{res['profile']}`; command: `{command}`.", "",
          "Rows per split (seeded subsample, seed 12345, the same for every run seed): " + "; ".join(
              f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()) + ".",
-         "Cells: test accuracy, mean ± standard deviation over seeds [lowest, highest seed].", "",
+         "Cells: test accuracy in %, mean ± standard deviation over seeds [lowest, highest seed]; with one seed, "
+         "the accuracy [95% Wilson interval over the test rows].", "",
          "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | pseudo-labels all | selected | votes unanimous | lr (validation) | wall time / seed |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, r in res["tasks"].items():
