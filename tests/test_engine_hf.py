@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,9 @@ def engine(tiny_model):
 def test_prefix_reuse_matches_full_forward(engine, demos):
     exs = _examples(11)
     shared_demos = [Example(id="d", row=2, question="Pick the metal.", options=["tiger", "copper"], answer="B")] * demos
-    prompts = [answer_prompt(e, "choice", shared_demos) for e in exs]
+    # answer_prompt marks only demo-free prompts as sharing their system message; the same demos for every
+    # row (a longer shared prefix) are marked by hand here
+    prompts = [replace(answer_prompt(e, "choice", shared_demos), shared_system=True) for e in exs]
     n = [len(e.options) for e in exs]
     assert all(engine._system_tokens(p, engine.encode(p)) >= engine.MIN_SHARED for p in prompts)
     engine.prefix_reuse = False
@@ -38,6 +42,15 @@ def test_prefix_reuse_matches_full_forward(engine, demos):
     for a, b in zip(full, reused, strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_only_prompts_marked_as_sharing_their_system_message_are_split(engine):
+    """Demos or candidates make a system message unique to its row: splitting it would run batches of one."""
+    demos = [Example(id="d", row=2, question="Pick the metal.", options=["tiger", "copper"], answer="B")]
+    plain, with_demos = answer_prompt(_examples(1)[0], "choice"), answer_prompt(_examples(1)[0], "choice", demos)
+    assert plain.shared_system and not with_demos.shared_system
+    assert engine._system_tokens(plain, engine.encode(plain)) >= engine.MIN_SHARED
+    assert engine._system_tokens(with_demos, engine.encode(with_demos)) == 0
 
 
 def test_a_rows_scores_do_not_depend_on_the_other_prompts_of_the_call(engine):

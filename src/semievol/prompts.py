@@ -30,6 +30,10 @@ SYSTEM = "You are a careful expert. Read the question and reply with the final a
 class Prompt:
     messages: tuple[tuple[str, str], ...]
     prefix: str = ""
+    shared_system: bool = False
+    """The system message is the same for every question (no demos, no candidates): an engine may compute
+    it once and reuse it. Only the prompt's builder knows this; an engine must not infer it from which
+    prompts happen to share a call, or a row's scores would depend on its chunk."""
 
     def key(self) -> str:
         return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages) + "\x1d" + self.prefix
@@ -68,9 +72,7 @@ def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) ->
     """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored."""
     demos = demos or []
     msgs = (("system", _system(demos, kind)), ("user", format_question(ex)))
-    if kind == "choice":
-        return Prompt(msgs, "Answer:")
-    return Prompt(msgs, "")
+    return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_system=not demos)
 
 
 def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[str] | None = None) -> Prompt:

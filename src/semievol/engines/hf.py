@@ -8,6 +8,7 @@ left-padded, and run under ``torch.inference_mode``. Base and warm models are th
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,8 @@ class HFEngine:
         self.quiet = quiet
         self.prefix_reuse = prefix_reuse
         self._system_ids: dict[str, list[int]] = {}
+        # transformers 5 takes the KV cache as 'cache', 4.x as 'past_key_values'
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.adapters: dict[str, str] = {}
         self._letter_ids = self._option_token_ids()
 
@@ -136,7 +139,7 @@ class HFEngine:
 
         encoded = [self.encode(p) for p in prompts]
         out: list[np.ndarray | None] = [None] * len(prompts)
-        groups: dict[tuple[int, ...], list[int]] = {}
+        groups: dict[tuple[int, ...], list[int]] = {}  # prompts by the system turn they share (() = none)
         for i, p in enumerate(prompts):
             groups.setdefault(tuple(encoded[i][: self._system_tokens(p, encoded[i])]), []).append(i)
         with torch.inference_mode(), self._use(adapter) as model:
@@ -157,17 +160,19 @@ class HFEngine:
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ shared-prefix reuse
-    # Prompts that share a system message (the instructions, and the same demos) share the tokens of the
-    # whole system turn. That turn is run once per distinct system message; its KV cache is repeated across
-    # each batch and only the rest of each prompt is computed, right-padded, with the logits taken at each
-    # row's last real token. Whether and where a prompt is split depends on the prompt alone, never on the
-    # other prompts of the call, so a row's scores do not change with chunking, sharding or resumption.
+    # A prompt marked ``shared_system`` (the same instructions for every question) is split after its
+    # system turn. That turn is run once per call; its KV cache is repeated across each batch and only the
+    # rest of each prompt is computed, right-padded, with the logits taken at each row's last real token.
+    # Whether and where a prompt is split depends on the prompt alone, never on the other prompts of the
+    # call, so a row's scores do not change with chunking, sharding or resumption. Prompts with their own
+    # system message (demos, candidate answers) go through the plain batched path: splitting them would
+    # save nothing and cost a batch of one each.
 
     MIN_SHARED = 16
 
     def _system_tokens(self, prompt: Prompt, ids: list[int]) -> int:
         """Length of the prompt's system turn at the start of ``ids`` (0: do not split this prompt)."""
-        if not self.prefix_reuse or not prompt.messages or prompt.messages[0][0] != "system":
+        if not (self.prefix_reuse and prompt.shared_system and prompt.messages and prompt.messages[0][0] == "system"):
             return 0
         key = prompt.messages[0][1]
         turn = self._system_ids.get(key)
@@ -175,8 +180,6 @@ class HFEngine:
             text = self.tokenizer.apply_chat_template([{"role": "system", "content": key}], tokenize=False,
                                                       add_generation_prompt=False)
             turn = self._system_ids[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(self._system_ids) > 4096:
-                self._system_ids = {key: turn}
         # the turn must be a true token prefix (a template may rewrite it) and leave the prompt a token
         n = len(turn)
         return n if self.MIN_SHARED <= n < len(ids) and ids[:n] == turn else 0
@@ -188,12 +191,6 @@ class HFEngine:
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
         # transformers 5 names the cache 'cache'; 4.x 'past_key_values'
         return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-
-    def _cache_kwarg(self, model: Any) -> str:
-        import inspect
-
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     def _last_logits_after_prefix(self, model: Any, prefix_cache: Any, shared: int, suffixes: list[list[int]]) -> Any:
         import copy
@@ -211,7 +208,7 @@ class HFEngine:
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(suffixes))
         out = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=last.to(self.device),
-                    use_cache=True, **{self._cache_kwarg(model): cache})
+                    use_cache=True, **{self._cache_arg: cache})
         return out.logits[:, -1, :]
 
     def generate(
