@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from .answers import LETTERS, answers_match, canonical_vote
-from .runctx import atomic_write_text, read_jsonl
+from .runctx import OPENAI_ONLY, atomic_write_text, read_jsonl
 from .stages.select import majority
 
 SECTIONS = {
@@ -332,16 +332,11 @@ def section_training(run_dir: Path) -> str:
     return _plot(draw) + _table(["adapter", "steps", "examples", "lr", "final loss", "time"], rows)
 
 
-# model settings only the openai engine reads: shown only for runs on that engine
-OPENAI_SETTINGS = ("api_base", "api_key_env", "served_model", "api", "top_logprobs", "concurrency", "timeout",
-                   "max_retries", "backoff")
-
-
 def section_config(run_dir: Path) -> str:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model = cfg.get("model") or {}
     if model.get("engine") != "openai":
-        cfg["model"] = {k: v for k, v in model.items() if k not in OPENAI_SETTINGS}
+        cfg["model"] = {k: v for k, v in model.items() if k not in OPENAI_ONLY}  # shown only for that engine
     out = [f"<pre>{_esc(yaml.safe_dump(cfg, sort_keys=False))}</pre>"]
     for name in ("templates.json", "versions.json"):
         data = _json(run_dir / name)

@@ -97,11 +97,11 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl_prefix(path: Path) -> list[dict[str, Any]]:
-    """The whole lines of an append-only JSONL file; a torn or unreadable tail (killed mid-write) is cut off."""
+def iter_jsonl_prefix(path: Path) -> Iterator[dict[str, Any]]:
+    """The whole lines of an append-only JSONL file, one at a time; once they are all read, a torn or
+    unreadable tail (killed mid-write) is cut off."""
     if not path.exists():
-        return []
-    rows: list[dict[str, Any]] = []
+        return
     good = 0
     with open(path, "rb") as f:
         for line in f:
@@ -113,13 +113,17 @@ def read_jsonl_prefix(path: Path) -> list[dict[str, Any]]:
                 break
             if not isinstance(row, dict):
                 break
-            rows.append(row)
+            yield row
             good += len(line)
     if good != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good)
             os.fsync(f.fileno())
-    return rows
+
+
+def read_jsonl_prefix(path: Path) -> list[dict[str, Any]]:
+    """``iter_jsonl_prefix`` as a list."""
+    return list(iter_jsonl_prefix(path))
 
 
 def fingerprint(*parts: Any) -> str:
@@ -182,9 +186,11 @@ def adapter_digest(folder: Path, fallback: str) -> str:
 
 CALL_CHUNK = 64  # prompts per cached engine call: a kill loses at most one chunk of work
 # model settings that do not change results (where and how fast a server is reached is not which weights answer)
-RUNTIME_ONLY = {"batch_size", "threads", "api_base", "api_key_env", "concurrency", "timeout", "max_retries", "backoff"}
-# settings only the openai engine reads: they identify its results, but not another engine's
-OPENAI_ONLY = {"served_model", "api", "top_logprobs"}
+# how the openai engine reaches its server: moving the server changes no result
+OPENAI_CONNECTION = {"api_base", "api_key_env", "concurrency", "timeout", "max_retries", "backoff"}
+# every setting only the openai engine reads (the rest identify its results, but not another engine's)
+OPENAI_ONLY = OPENAI_CONNECTION | {"served_model", "api", "top_logprobs"}
+RUNTIME_ONLY = {"batch_size", "threads"} | OPENAI_CONNECTION
 
 
 def model_settings_key(model: dict[str, Any]) -> dict[str, Any]:

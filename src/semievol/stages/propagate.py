@@ -33,7 +33,14 @@ from ..engines import CallsFailed, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, embed, hash_embed, nearest
-from ..runctx import RunContext, append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl_prefix
+from ..runctx import (
+    RunContext,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_jsonl,
+    iter_jsonl_prefix,
+    read_jsonl_prefix,
+)
 
 
 def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
@@ -104,10 +111,10 @@ def read_votes(path: Path) -> dict[str, dict[str, Any]]:
 
 def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
     """Ids voted for good, and the ids whose last line is a failure (with its error); a later line of an
-    id supersedes an earlier one. A torn last line (killed mid-write) is cut off."""
+    id supersedes an earlier one. A torn last line (killed mid-write) is cut off. Read as a stream."""
     done: set[str] = set()
     failed: dict[str, str] = {}
-    for r in read_jsonl_prefix(path):
+    for r in iter_jsonl_prefix(path):
         if "id" not in r:
             continue
         if r.get("failed"):
@@ -188,27 +195,30 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
         log(f"propagate: resuming, {len(done)} of {len(rows)} rows already voted"
             + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else ""))
     todo = len(rows) - len(done)
+    failed: list[dict[str, Any]] = []  # every row not voted before was tried in this loop
     for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
                           total=-(-todo // pcfg.chunk_size), unit="chunk"):
         demos = [[pool[j] for j in nbrs] for _, nbrs in chunk]
-        append_jsonl(votes, vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm))
+        voted = vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm)
+        append_jsonl(votes, voted)
+        failed += [r for r in voted if r.get("failed")]
     if earlier_failed:  # retried rows were appended at the end: put every row back in its place, once
         _compact(votes, unlabeled, rows)
     # the engine's record (its log-prob mode, and what this process's calls saw) is complete only now
     atomic_write_json(out / "configs.json", record | {"engine": ctx.get_engine().describe()})
-    _, failed = vote_status(votes)
     if failed:
-        first = next(iter(failed.items()))
         raise EngineError(
             f"propagate: {len(failed)} of {len(rows)} rows failed after retries and are marked failed in "
-            f"{votes}; run the command again to retry only those rows (first: {first[0]}: {first[1]})"
+            f"{votes}; run the command again to retry only those rows "
+            f"(first: {failed[0]['id']}: {failed[0]['error']})"
         )
     return votes
 
 
 def _compact(votes: Path, split: Split | StreamedSplit, rows: range) -> None:
-    """Rewrite the votes file with the last line of each row, in the split's order (atomically)."""
-    latest = {r["id"]: r for r in read_jsonl_prefix(votes) if "id" in r}
+    """Rewrite the votes file with the last line of each row, in the split's order (atomically). It holds the
+    file in memory: done only after a rerun retried failed rows."""
+    latest = read_votes(votes)
     ordered = (latest[e.id] for pos, e in enumerate(split.iter_examples()) if pos in rows and e.id in latest)
     atomic_write_jsonl(votes, ordered)
 

@@ -164,9 +164,6 @@ def _rows(votes_path: Path, unlabeled: Split | StreamedSplit) -> Iterator[tuple[
         if r.get("id") != ex.id:
             raise SelectionError(f"{votes_path}: line {i + 1} is row '{r.get('id')}' where the unlabeled split has "
                                  f"'{ex.id}'; rerun propagate")
-        if r.get("failed"):  # a failed row has no votes: never let it pass for one that was voted on
-            raise SelectionError(f"{votes_path}: row '{ex.id}' failed in propagate ({r.get('error', '')}); "
-                                 "rerun propagate to retry the failed rows")
         yield r, ex
 
 
@@ -177,8 +174,8 @@ def _count_lines(path: Path) -> tuple[int, list[str]]:
         for line in f:
             if line.strip():
                 n += 1
-                if b'"failed": true' in line:
-                    failed.append(str(json.loads(line).get("id")))
+                if b'"failed"' in line and (row := json.loads(line)).get("failed"):
+                    failed.append(str(row.get("id")))
     return n, failed
 
 
