@@ -141,7 +141,8 @@ def part_semievol(task: str, data_dir: str, n: int, m: int) -> dict[str, Any]:
     gold = {e.id: e.answer for e in ctx.task.unlabeled.examples}
     correct = [answers_match(r["answer"], gold[r["id"]], "choice") for r in rows]
     sel = [c for c, r in zip(correct, rows, strict=True) if r["selected"]]
-    first = [c for c, r in zip(correct, rows, strict=True) if r["id"] in set(subset_ids(ctx, m))]
+    subset = set(list(gold)[:m])  # the reference's M questions: the first M of the same rows
+    first = [c for c, r in zip(correct, rows, strict=True) if r["id"] in subset]
     params = non_embedding_params(engine.model)
     flops = 2 * params * stats["score_tokens"] / stats["score_seconds"] / 1e9
     return {
@@ -153,10 +154,6 @@ def part_semievol(task: str, data_dir: str, n: int, m: int) -> dict[str, Any]:
         "mfu_vs_bf16_peak": flops / peak["bf16"], "dtype": str(engine.dtype).replace("torch.", ""),
         "threads": __import__("torch").get_num_threads(), "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def subset_ids(ctx: Any, m: int) -> list[str]:
-    return [e.id for e in ctx.task.unlabeled.examples[:m]]
 
 
 def part_reference(task: str, data_dir: str, n: int, m: int, max_new_tokens: int) -> dict[str, Any]:
