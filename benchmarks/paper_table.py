@@ -182,33 +182,46 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def task_config(task: str, data: Path, seed: int, lr: float) -> dict[str, Any]:
-    cfg = merge(BASE_CONFIG, {"seed": seed, "task": {"task": task, "data_dir": str(data)}, "sft": {"lr": lr}})
+def task_config(task: str, data: Path, seed: int, tune: dict[str, Any]) -> dict[str, Any]:
+    """The SemiEvol config of one run; ``tune`` holds the lr and epochs chosen on the validation slice."""
+    sft = {"lr": tune["lr"], "epochs": tune.get("epochs", BASE_CONFIG["sft"]["epochs"])}
+    cfg = merge(BASE_CONFIG, {"seed": seed, "task": {"task": task, "data_dir": str(data)}, "sft": sft})
     return merge(cfg, FREE_OVERRIDES) if task == "gsm8k" else cfg
 
 
-def choose_lr(task: str, data: Path, grid: list[float]) -> dict[str, Any]:
-    """Warm-model accuracy on the validation slice for each learning rate; the best one is used."""
+def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> dict[str, Any]:
+    """Warm-model accuracy on the validation slice for each (learning rate, epochs); the best pair is used.
+
+    Epochs are tuned as well as the rate: with 128 labeled rows, 2 epochs (32 steps) left every rate's model
+    answering the majority class, so a fixed epoch count would hand SFT and the warm model a collapsed start.
+    Ties go to the rate nearest 1e-3, then to fewer epochs (cheaper).
+    """
     rec_path = OUT / "tune" / task / "choice.json"
     if rec_path.exists():
-        return json.loads(rec_path.read_text())
+        rec = json.loads(rec_path.read_text())
+        if sorted(rec.get("epochs_grid", [])) == sorted(epochs) and sorted(rec.get("lr_grid", [])) == sorted(lrs):
+            return rec
     tdata = tune_split(task, data)
-    scores = {}
-    for lr in grid:
-        rd = OUT / "tune" / task / f"lr{lr:g}"
-        cfg = task_config(task, tdata, 0, lr)
-        cfg["evaluate"] = {"models": ["warm"]}
-        (rd).mkdir(parents=True, exist_ok=True)
-        (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
-        semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
-        res = rd / "val.json"
-        if not res.exists():
-            semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
-                     rd / "bench.log")
-        scores[f"{lr:g}"] = json.loads(res.read_text())["accuracy"]
-        print(f"  tune {task} lr {lr:g}: validation accuracy {scores[f'{lr:g}']:.3f}", flush=True)
-    best = max(grid, key=lambda lr: (scores[f"{lr:g}"], -abs(math.log10(lr) + 3)))
-    rec = {"grid": scores, "lr": best, "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
+    scores: dict[str, float] = {}
+    for ep in epochs:
+        for lr in lrs:
+            key = f"lr{lr:g}_ep{ep}"
+            rd = OUT / "tune" / task / key
+            cfg = task_config(task, tdata, 0, {"lr": lr, "epochs": ep})
+            cfg["evaluate"] = {"models": ["warm"]}
+            rd.mkdir(parents=True, exist_ok=True)
+            (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
+            semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
+            res = rd / "val.json"
+            if not res.exists():
+                semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
+                         rd / "bench.log")
+            scores[key] = json.loads(res.read_text())["accuracy"]
+            print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}", flush=True)
+    pairs = [(lr, ep) for ep in epochs for lr in lrs]
+    lr, ep = max(pairs, key=lambda p: (scores[f"lr{p[0]:g}_ep{p[1]}"], -abs(math.log10(p[0]) + 3), -p[1]))
+    rec = {"grid": scores, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
+           "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
     rec_path.write_text(json.dumps(rec, indent=2))
     return rec
 
@@ -317,11 +330,11 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
              f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()) + ".",
          "Cells: test accuracy in %, mean ± standard deviation over seeds [lowest, highest seed]; with one seed, "
          "the accuracy [95% Wilson interval over the test rows].", "",
-         "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | pseudo-labels all | selected | votes unanimous | lr (validation) | wall time / seed |",
+         "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | pseudo-labels all | selected | votes unanimous | lr, epochs (validation) | wall time / seed |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, r in res["tasks"].items():
         m = r["main"]
-        lr = f"{r['tuning']['lr']:g}" if r["tuning"] else "-"
+        lr = f"{r['tuning']['lr']:g}, {r['tuning'].get('epochs', 2)} ep" if r["tuning"] else "-"
         L.append(f"| {task} | {m['evolved'].get('n', 0)} | {fmt(m['base'])} | {fmt(m['warm'])} | {fmt(m['sft_matched'])} | "
                  f"{fmt(m['evolved'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
                  f"{lr} | {m['wall_minutes'].get('mean', 0):.0f} min |")
@@ -358,6 +371,7 @@ def main() -> None:
     ap.add_argument("--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)")
     ap.add_argument("--scarcity-tasks", default="fpb,arc")
     ap.add_argument("--lr-grid", default="3e-4,1e-3,3e-3")
+    ap.add_argument("--epochs-grid", default="2,4")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
@@ -369,30 +383,32 @@ def main() -> None:
     if not args.collect_only:
         for task in tasks:
             data = subset(task, data_dir, PROFILES[args.profile][task])
-            tune = choose_lr(task, data, [float(x) for x in args.lr_grid.split(",")])
-            print(f"{task}: lr {tune['lr']:g} chosen on the validation slice {tune['grid']}", flush=True)
+            tune = choose_sft(task, data, [float(x) for x in args.lr_grid.split(",")],
+                              [int(x) for x in args.epochs_grid.split(",")])
+            print(f"{task}: lr {tune['lr']:g}, {tune['epochs']} epochs chosen on the validation slice {tune['grid']}",
+                  flush=True)
             for seed in seeds:
                 sdir = OUT / args.profile / task / f"s{seed}"
                 if "main" in parts or seed in vseeds:
-                    r = run_config(sdir / "semievol", task_config(task, data, seed, tune["lr"]))
+                    r = run_config(sdir / "semievol", task_config(task, data, seed, tune))
                     print(f"{task} seed {seed} semievol: " + (", ".join(
                         f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items()) if r else "failed"),
                         flush=True)
         for task in tasks:
             data = OUT / "data"
-            lr = json.loads((OUT / "tune" / task / "choice.json").read_text())["lr"]
+            tune = json.loads((OUT / "tune" / task / "choice.json").read_text())
             for seed in vseeds:
                 sdir = OUT / args.profile / task / f"s{seed}"
                 if "variants" in parts and (sdir / "semievol" / "bench_summary.json").exists():
                     for v in args.variants.split(","):
                         copy_run(sdir / "semievol", sdir / v)
-                        cfg = merge(task_config(task, data, seed, lr), VARIANTS[v][1])
+                        cfg = merge(task_config(task, data, seed, tune), VARIANTS[v][1])
                         cfg["evaluate"] = {"models": ["base", "warm", "evolved"]}
                         r = run_config(sdir / v, cfg)
                         print(f"{task} seed {seed} {v}: evolved {acc(r, 'evolved')}", flush=True)
                 if "scarcity" in parts and task in args.scarcity_tasks.split(","):
                     for n in SCARCITY[:-1]:  # 'all' is the seed's SemiEvol run itself
-                        cfg = task_config(task, data, seed, lr)
+                        cfg = task_config(task, data, seed, tune)
                         cfg["task"]["limit_labeled"] = n
                         r = run_config(sdir / f"labeled_{n or 'all'}", cfg)
                         print(f"{task} seed {seed} labeled {n or 'all'}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
