@@ -85,3 +85,33 @@ def test_adapter_names_that_are_module_attributes_work(tiny_model, tmp_path):
     base = engine.score_options(prompts, n, None)
     tuned = engine.score_options(prompts, n, "eval")
     assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(base, tuned, strict=True))
+
+
+def test_batches_keep_to_the_token_budget(engine):
+    """Long prompts go in smaller batches: rows x padded width never passes batch_tokens (a lone row may)."""
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(5, 400, size=57)] + [900]
+    before = (engine.batch_size, engine.batch_tokens)
+    try:
+        engine.batch_size, engine.batch_tokens = 16, 1000
+        batches = list(engine._batches(lengths, "t", extra=20))
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            width = max(lengths[i] for i in b) + 20
+            assert len(b) <= 16 and (len(b) == 1 or len(b) * width <= 1000)
+            assert lengths[b[0]] == max(lengths[i] for i in b)
+        assert [len(b) for b in batches][0] == 1  # the 900-token prompt alone
+        engine.batch_tokens = 0  # no budget: only the row cap
+        assert [len(b) for b in engine._batches(lengths, "t")][:3] == [16, 16, 16]
+        # scores do not depend on the budget
+        exs = _examples(9)
+        prompts = [answer_prompt(e, "choice") for e in exs]
+        n = [len(e.options) for e in exs]
+        engine.batch_tokens = 0
+        wide = engine.score_options(prompts, n, None)
+        engine.batch_tokens = 64
+        narrow = engine.score_options(prompts, n, None)
+        for a, b in zip(wide, narrow, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    finally:
+        engine.batch_size, engine.batch_tokens = before

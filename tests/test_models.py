@@ -40,3 +40,38 @@ def test_hub_id_without_network_is_one_line(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--model DIR" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_gguf_is_dequantised_once_into_a_cache_folder(monkeypatch, tmp_path):
+    """The first load writes config + fp32 safetensors; later loads read them, with the same weights."""
+    import semievol.models as models
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("SEMIEVOL_CACHE", str(tmp_path / "cache"))
+    src = resolve_model("embedded")
+    first = models.load_model(src, torch.float32, "cpu")
+    folders = list((tmp_path / "cache" / "gguf").iterdir())
+    assert len(folders) == 1 and (folders[0] / "model.safetensors").is_file() and "tf" in folders[0].name
+    direct = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
+    want = direct.state_dict()
+    for name, t in first.state_dict().items():
+        assert torch.equal(t, want[name]), name
+    del direct, want
+
+    def no_dequantising(*a, **k):
+        raise AssertionError("dequantised again")
+
+    monkeypatch.setattr(models, "_from_pretrained", no_dequantising)
+    again = models.load_model(src, torch.bfloat16, "cpu")
+    assert again.dtype == torch.bfloat16
+    emb = again.get_input_embeddings().weight
+    assert torch.equal(emb, first.get_input_embeddings().weight.to(torch.bfloat16))
+    assert again.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # still tied
+
+    # a cache that cannot be written: dequantised in memory, with a warning, and nothing half-written
+    monkeypatch.undo()
+    blocked = tmp_path / "ro"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("SEMIEVOL_CACHE", str(blocked))
+    assert models.dequantised_folder(src) is None

@@ -48,6 +48,8 @@ class ModelConfig:
     """Inference engine: 'hf' (transformers), 'openai' (an OpenAI-compatible server: vLLM, llama.cpp, ...), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
     batch_size: int = 16
     """Prompts per forward pass when scoring or generating."""
+    batch_tokens: int = 4096
+    """Engine 'hf': at most this many padded tokens per forward pass (long prompts go in smaller batches, so attention memory stays bounded); 0 = no limit."""
     max_new_tokens: int = 256
     """Longest generated response for free-form answers."""
     threads: int = 0
@@ -73,6 +75,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "model.batch_size", f"must be at least 1, got {self.batch_size}")
+        _check(self.batch_tokens >= 0, "model.batch_tokens", f"must be 0 or more, got {self.batch_tokens}")
         _check(self.max_new_tokens >= 1, "model.max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
         _check(self.threads >= 0, "model.threads", f"must be 0 or more, got {self.threads}")
         # the key must never sit in a config: these two settings are written to the run directory

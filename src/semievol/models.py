@@ -8,8 +8,10 @@ transformers' ``gguf_file=``, which dequantises it into an ordinary PyTorch mode
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -186,13 +188,56 @@ def load_tokenizer(src: ModelSource) -> Any:
     return tok
 
 
-@lru_cache(maxsize=2)
-def _cached_state(path: str, gguf_file: str | None) -> Any:
-    """Dequantising a GGUF file takes seconds; keep the fp32 state dict of the last ones loaded."""
+def cache_root() -> Path:
+    """Where semievol keeps files it can rebuild: $SEMIEVOL_CACHE, else $XDG_CACHE_HOME/semievol (~/.cache)."""
+    if os.environ.get("SEMIEVOL_CACHE"):
+        return Path(os.environ["SEMIEVOL_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "semievol"
+
+
+def dequantised_folder(src: ModelSource) -> Path | None:
+    """A model folder (config + fp32 safetensors) with the weights of a local GGUF file, written once.
+
+    Dequantising a GGUF file takes seconds and holds an fp32 copy of every weight; from the folder,
+    ``from_pretrained`` loads straight into the wanted dtype (the embedded model's process then holds 270 MB
+    of bf16 weights instead of those plus a 540 MB fp32 copy). The key has the file's size and mtime and the
+    transformers version that dequantised it. None when the file is not local (a Hub GGUF) or the cache
+    cannot be written; the caller then dequantises in memory.
+    """
+    import transformers
+
+    gguf = Path(src.path) / (src.gguf_file or "")
+    if not src.gguf_file or not gguf.is_file():
+        return None
+    st = gguf.stat()
+    key = f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}-tf{transformers.__version__}"
+    folder = cache_root() / "gguf" / key
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
     from transformers import AutoModelForCausalLM
 
-    m = _from_pretrained(AutoModelForCausalLM.from_pretrained, ModelSource(path, gguf_file), dtype="float32")
-    return m.config, {k: v.detach() for k, v in m.state_dict().items()}  # load_state_dict copies: no clone
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, src, dtype="float32")
+    tmp = folder.with_name(f"{key}.tmp{os.getpid()}")
+    try:
+        # save_pretrained refuses a model loaded from GGUF (it counts as quantised); the weights are plain
+        # fp32 tensors, so write them and a config without the GGUF quantisation note
+        from safetensors.torch import save_model
+
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished first; its folder is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("cannot cache the dequantised GGUF under %s (%s); it will be dequantised on every load",
+                    folder.parent, e)
+        return None
+    return folder if (folder / "model.safetensors").is_file() else None
 
 
 def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:
@@ -200,12 +245,9 @@ def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
-    if src.gguf_file:
-        config, state = _cached_state(src.path, src.gguf_file)
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-        model.load_state_dict(state, strict=False)
-        if getattr(config, "tie_word_embeddings", False):
-            model.tie_weights()
+    folder = dequantised_folder(src) if src.gguf_file else None
+    if folder is not None:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
     else:
         model = _from_pretrained(AutoModelForCausalLM.from_pretrained, src, dtype=dtype)
     model.to(device=device, dtype=dtype)

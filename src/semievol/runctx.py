@@ -190,7 +190,7 @@ CALL_CHUNK = 64  # prompts per cached engine call: a kill loses at most one chun
 OPENAI_CONNECTION = {"api_base", "api_key_env", "concurrency", "timeout", "max_retries", "backoff"}
 # every setting only the openai engine reads (the rest identify its results, but not another engine's)
 OPENAI_ONLY = OPENAI_CONNECTION | {"served_model", "api", "top_logprobs"}
-RUNTIME_ONLY = {"batch_size", "threads"} | OPENAI_CONNECTION
+RUNTIME_ONLY = {"batch_size", "batch_tokens", "threads"} | OPENAI_CONNECTION
 
 
 def model_settings_key(model: dict[str, Any]) -> dict[str, Any]:
