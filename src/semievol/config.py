@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.util
 import math
 import re
 import types
@@ -173,6 +174,8 @@ class TrainConfig:
     """accelerate config file for launcher 'accelerate' (machines, processes, FSDP or DeepSpeed); empty = one machine, accelerate's defaults."""
     num_processes: int = 0
     """Processes for launcher 'accelerate'; 0 = the accelerate config's number (one per GPU). batch_size / micro_batch_size must be a multiple of it."""
+    report_to: Literal["none", "tensorboard"] = "none"
+    """'tensorboard': loss, learning rate and tokens of every optimizer step written as TensorBoard events under RUN_DIR/tensorboard/<stage> (needs the package: pip install 'semievol[tensorboard]')."""
 
     def __post_init__(self) -> None:
         _check(self.lora_r >= 1, "sft.lora_r", f"must be at least 1, got {self.lora_r}")
@@ -189,6 +192,8 @@ class TrainConfig:
         _check(0 <= self.lora_dropout < 1, "sft.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
         _check(self.max_length >= 16, "sft.max_length", f"must be at least 16, got {self.max_length}")
         _check(self.num_processes >= 0, "sft.num_processes", f"must be 0 or more, got {self.num_processes}")
+        _check(self.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+               "sft.report_to", "'tensorboard' needs the tensorboard package: pip install 'semievol[tensorboard]'")
 
 
 @dataclass

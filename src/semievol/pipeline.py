@@ -69,7 +69,7 @@ class StageMissing(RuntimeError):
 
 
 # training settings that say where training runs, not what it computes: not part of any fingerprint
-LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes"}
+LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes", "report_to"}
 
 
 def _train_key(cfg: RunConfig) -> dict[str, Any]:
@@ -356,7 +356,7 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
     from dataclasses import replace
 
     from .models import resolve_model
-    from .stages.sft import labeled_pairs
+    from .stages.sft import labeled_pairs, tensorboard_dir
     from .training import train_lora
 
     cfg = ctx.cfg
@@ -364,12 +364,12 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
     if cfg.evolve.mode == "fresh":
         data = pool + chosen
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
-                         cfg.sft, out, seed=cfg.seed, desc="evolve")
+                         cfg.sft, out, seed=cfg.seed, desc="evolve", log_dir=tensorboard_dir(ctx, out))
     else:
         data = chosen
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
                          replace(cfg.sft), out, seed=cfg.seed, init_adapter=warm_dir, lr=cfg.evolve.continue_lr,
-                         desc="evolve")
+                         desc="evolve", log_dir=tensorboard_dir(ctx, out))
     if not is_main():
         return
     labeled_ids = {e.id for e in ctx.task.labeled.examples}

@@ -101,6 +101,7 @@ def train_lora(
     lr: float | None = None,
     device: str | None = None,
     desc: str = "training",
+    log_dir: Path | None = None,
 ) -> TrainResult:
     """Fine-tune a LoRA adapter on (prompt, response) pairs and write it to ``out_dir`` atomically."""
     import torch
@@ -162,6 +163,11 @@ def train_lora(
         return float(accelerator.reduce(torch.tensor([x], dtype=torch.float64, device=device), "sum").item())
 
     stream = micro_batches()
+    writer = None
+    if log_dir is not None and is_main():
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(log_dir))
     history: list[dict[str, float]] = []
     start = time.time()
     bar = progress(range(total), desc=desc, unit="step", disable=not is_main())
@@ -216,6 +222,12 @@ def train_lora(
         history.append({"step": step + 1, "loss": round(step_loss, 6), "lr": sched.get_last_lr()[0],
                         "tokens": tokens_in_step, "seconds": round(time.time() - start, 3)})
         bar.set_postfix_str(f"loss {step_loss:.4f}")
+        if writer is not None:
+            writer.add_scalar("train/loss", step_loss, step + 1)
+            writer.add_scalar("train/lr", sched.get_last_lr()[0], step + 1)
+            writer.add_scalar("train/tokens", tokens_in_step, step + 1)
+    if writer is not None:
+        writer.close()
     seconds = time.time() - start
     summary = {
         "steps": total, "examples": len(data), "final_loss": loss_value, "seconds": round(seconds, 2),

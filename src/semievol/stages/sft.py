@@ -15,6 +15,11 @@ def labeled_pairs(examples: list[Example], kind: str, use_rationale: bool) -> li
     return [training_pair(e, e.answer or "", kind, use_rationale) for e in examples if e.answer is not None]
 
 
+def tensorboard_dir(ctx: RunContext, stage_out: Path) -> Path | None:
+    """RUN_DIR/tensorboard/<stage folder name> when sft.report_to is 'tensorboard' (one logdir for every stage)."""
+    return ctx.run_dir / "tensorboard" / stage_out.name if ctx.cfg.sft.report_to == "tensorboard" else None
+
+
 def run_sft(ctx: RunContext, out: Path, examples: list[Example] | None = None, max_steps: int | None = None,
             desc: str = "sft") -> Path:
     """Train the warm adapter on ``examples`` (default: the labeled split) and write it to ``out``."""
@@ -26,6 +31,6 @@ def run_sft(ctx: RunContext, out: Path, examples: list[Example] | None = None, m
 
         tcfg = replace(tcfg, max_steps=max_steps)
     result = train_lora(resolve_model(cfg.model.model), labeled_pairs(ex, ctx.task.kind, tcfg.use_rationale),
-                        tcfg, out, seed=cfg.seed, desc=desc)
+                        tcfg, out, seed=cfg.seed, desc=desc, log_dir=tensorboard_dir(ctx, out))
     return result.adapter_dir
 
