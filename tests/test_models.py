@@ -45,8 +45,9 @@ def test_hub_id_without_network_is_one_line(monkeypatch, capsys, tmp_path):
 @pytest.mark.slow
 def test_gguf_is_dequantised_once_into_a_cache_folder(monkeypatch, tmp_path):
     """The first load writes config + fp32 safetensors; later loads read them, with the same weights."""
-    import semievol.models as models
     from transformers import AutoModelForCausalLM
+
+    import semievol.models as models
 
     monkeypatch.setenv("SEMIEVOL_CACHE", str(tmp_path / "cache"))
     src = resolve_model("embedded")
