@@ -74,3 +74,31 @@ def test_non_finite_loss_stops_and_writes_nothing(tiny_model, tmp_path):
         train_lora(ModelSource(str(tiny_model)), _pairs(8), cfg, tmp_path / "adapter", seed=0)
     assert not (tmp_path / "adapter").exists()
     assert not (tmp_path / "adapter.tmp").exists()
+
+
+def test_loss_from_the_selected_head_positions_equals_the_full_loss(tiny_model):
+    """The output head run only where a target follows gives the full-logits loss and gradients."""
+    from transformers import AutoModelForCausalLM
+
+    from semievol.models import load_tokenizer
+    from semievol.training import response_loss
+
+    tok = load_tokenizer(ModelSource(str(tiny_model)))
+    data = tokenize_pairs(tok, _pairs(5), 256)
+    width = max(len(x) for x, _ in data)
+    ids = torch.full((5, width), tok.pad_token_id)
+    labels = torch.full((5, width), -100)
+    mask = torch.zeros((5, width), dtype=torch.long)
+    for r, (x, y) in enumerate(data):
+        ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    grads = []
+    for select in (False, True):
+        model.zero_grad()
+        loss = response_loss(model, ids, mask, labels, False, select)
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (full, g_full), (sel, g_sel) = grads
+    assert sel == pytest.approx(full, rel=1e-6) and full > 0
+    for name, g in g_full.items():
+        torch.testing.assert_close(g_sel[name], g, rtol=1e-4, atol=1e-6)

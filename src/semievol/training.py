@@ -16,6 +16,7 @@ step's target tokens on every process. Only rank 0 writes the adapter and logs.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -163,6 +164,8 @@ def train_lora(
         return float(accelerator.reduce(torch.tensor([x], dtype=torch.float64, device=device), "sum").item())
 
     stream = micro_batches()
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head_select = "logits_to_keep" in inspect.signature(inner.forward).parameters
     writer = None
     if log_dir is not None and is_main():
         from torch.utils.tensorboard import SummaryWriter
@@ -194,14 +197,8 @@ def train_lora(
             # gradients are averaged over processes only after the last micro-batch of the step
             sync = contextlib.nullcontext() if accelerator is None or j == len(mine) - 1 else accelerator.no_sync(model)
             with sync:
-                with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(input_ids=ids, attention_mask=mask).logits
-                logits = logits[:, :-1].float()
-                target = labels[:, 1:]
                 # token-weighted mean over the whole effective batch (every process's micro-batches)
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
-                ) / max(n_target, 1)
+                loss = response_loss(model, ids, mask, labels, bf16, head_select) / max(n_target, 1)
                 bad = total_over_processes(0.0 if torch.isfinite(loss) else 1.0) if accelerator else not torch.isfinite(loss)
                 if bad:
                     raise TrainingError(f"{desc}: loss is {loss.item() if not torch.isfinite(loss) else 'not finite'} at "
@@ -250,6 +247,28 @@ def train_lora(
     if is_main():
         log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
     return TrainResult(out_dir, total, loss_value, seconds, len(data))
+
+
+def response_loss(model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head_select: bool) -> Any:
+    """Summed cross-entropy of the target tokens (labels != -100) given everything before them.
+
+    With ``head_select`` the output head runs only at the positions where some row has a target next
+    (``logits_to_keep`` as indices): for a short response after a long prompt that is a few positions out
+    of hundreds, and the [rows, positions, vocabulary] logits took most of a step's memory.
+    """
+    import torch
+
+    kind = "cuda" if ids.device.type == "cuda" else "cpu"
+    keep = torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(-1)
+    kw = {"logits_to_keep": keep} if head_select else {}
+    with torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids, attention_mask=mask, **kw).logits
+    if head_select:
+        logits, target = logits.float(), labels[:, keep + 1]
+    else:
+        logits, target = logits[:, :-1].float(), labels[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=-100, reduction="sum")
 
 
 def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path,
