@@ -194,15 +194,17 @@ def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> di
 
     Epochs are tuned as well as the rate: with 128 labeled rows, 2 epochs (32 steps) left every rate's model
     answering the majority class, so a fixed epoch count would hand SFT and the warm model a collapsed start.
-    Ties go to the rate nearest 1e-3, then to fewer epochs (cheaper).
+    Ties in accuracy go to the lower mean negative log-probability of the gold option on the same slice.
     """
     rec_path = OUT / "tune" / task / "choice.json"
     if rec_path.exists():
         rec = json.loads(rec_path.read_text())
-        if sorted(rec.get("epochs_grid", [])) == sorted(epochs) and sorted(rec.get("lr_grid", [])) == sorted(lrs):
+        if (sorted(rec.get("epochs_grid", [])) == sorted(epochs) and sorted(rec.get("lr_grid", [])) == sorted(lrs)
+                and "gold_nll" in rec):
             return rec
     tdata = tune_split(task, data)
     scores: dict[str, float] = {}
+    nll: dict[str, float] = {}
     for ep in epochs:
         for lr in lrs:
             key = f"lr{lr:g}_ep{ep}"
@@ -213,14 +215,17 @@ def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> di
             (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
             semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
             res = rd / "val.json"
-            if not res.exists():
+            if not res.exists() or "gold_nll" not in json.loads(res.read_text()):
                 semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
                          rd / "bench.log")
-            scores[key] = json.loads(res.read_text())["accuracy"]
-            print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}", flush=True)
+            val = json.loads(res.read_text())
+            scores[key], nll[key] = val["accuracy"], val["gold_nll"]
+            print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
+                  f"{nll[key]:.3f}, predicted {val['predicted']}", flush=True)
     pairs = [(lr, ep) for ep in epochs for lr in lrs]
-    lr, ep = max(pairs, key=lambda p: (scores[f"lr{p[0]:g}_ep{p[1]}"], -abs(math.log10(p[0]) + 3), -p[1]))
-    rec = {"grid": scores, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
+    # accuracy first; on a 25-row slice it ties often, and the gold option's log-probability breaks the tie
+    lr, ep = max(pairs, key=lambda p: (scores[f"lr{p[0]:g}_ep{p[1]}"], -nll[f"lr{p[0]:g}_ep{p[1]}"]))
+    rec = {"grid": scores, "gold_nll": nll, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
            "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
     rec_path.write_text(json.dumps(rec, indent=2))
     return rec

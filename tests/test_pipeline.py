@@ -186,3 +186,26 @@ def test_compute_matched_sft_trains_as_many_steps_as_evolve(tiny_model, choice_t
     assert matched["examples"] == sft["examples"] == 16
     assert set(res["metrics"]["models"]) == {"base", "warm", "evolved", "sft_matched"}
     assert "sft_matched" in (rd / "report.html").read_text()
+
+
+def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task, tmp_path, capsys):
+    """`semievol eval` on a choice task: accuracy plus what breaks its ties (gold NLL) and shows a collapse."""
+    import math
+
+    from semievol.cli import main
+    from semievol.data import Example
+    from semievol.stages.evaluate import choice_record
+
+    exs = [Example(id=str(i), question="q", options=["x", "y"], answer=a) for i, a in enumerate("AAB")]
+    preds = [{"pred": "A", "dist": [0.8, 0.2]}, {"pred": "A", "dist": [0.6, 0.4]}, {"pred": "A", "dist": [0.9, 0.1]}]
+    rec = choice_record(exs, preds)
+    assert rec["predicted"] == {"A": 3} and rec["gold"] == {"A": 2, "B": 1}
+    assert rec["gold_nll"] == pytest.approx(-(math.log(0.8) + math.log(0.6) + math.log(0.1)) / 3)
+
+    out = tmp_path / "val.json"
+    rc = main(["--quiet", "eval", "--model", str(tiny_model), "--dtype", "fp32", "--embedder", "hash",
+               "--labeled", str(choice_task / "labeled.csv"), "--unlabeled", str(choice_task / "unlabeled.csv"),
+               "--test", str(choice_task / "test.csv"), "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+    assert rc == 0
+    val = json.loads(out.read_text())
+    assert val["gold_nll"] > 0 and sum(val["predicted"].values()) == val["n"] == sum(val["gold"].values())

@@ -152,7 +152,7 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
     from .data import load_task, subsample
     from .engines import engine_for
     from .runctx import atomic_write_json
-    from .stages.evaluate import accuracy_record, predict
+    from .stages.evaluate import accuracy_record, choice_record, predict
 
     task = load_task(cfg.task, seed=cfg.seed, need_test=True)
     assert task.test is not None
@@ -170,6 +170,8 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
     t = time.time()
     preds = predict(engine, examples, task.kind, name, m.max_new_tokens)
     rec = accuracy_record([p["correct"] for p in preds])
+    if task.kind == "choice":
+        rec.update(choice_record(examples, preds))
     rec.update({"task": task.name, "model": m.model, "adapter": adapter, "seconds": round(time.time() - t, 2),
                 "split": task.test.source})
     dest = Path(out) if out else Path(cfg.run_dir) / f"eval_{task.name}.json"

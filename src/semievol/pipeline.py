@@ -55,7 +55,7 @@ from .runctx import (
     read_jsonl,
     tmp_name,
 )
-from .stages.evaluate import accuracy_record, predict, pseudo_label_metrics
+from .stages.evaluate import accuracy_record, choice_record, predict, pseudo_label_metrics
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
@@ -411,6 +411,8 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         rec = accuracy_record([p["correct"] for p in preds])
         rec["seconds"] = round(time.time() - t, 2)
         rec["prediction_counts"] = _counts([p["pred"] for p in preds])
+        if ctx.task.kind == "choice":
+            rec["gold_nll"] = choice_record(examples, preds)["gold_nll"]
         metrics["models"][name] = rec
         log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, n={rec['n']})")
     for sub in (evolve_dir, sft_dir, matched[0] if matched else None):

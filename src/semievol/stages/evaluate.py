@@ -54,6 +54,22 @@ def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | N
     return out
 
 
+def choice_record(examples: list[Example], preds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean negative log-probability of the gold option, and how often each letter was predicted and is gold.
+
+    Accuracy on a few hundred rows ties often (a model answering the majority class everywhere scores that
+    class's share whatever else it learned); the gold option's log-probability still tells such models
+    apart, and the letter counts show a collapse at a glance.
+    """
+    from collections import Counter
+
+    nll = [-math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12)) for e, p in zip(examples, preds, strict=True)
+           if e.answer in LETTERS[: len(p["dist"])]]
+    return {"gold_nll": sum(nll) / len(nll) if nll else float("nan"),
+            "predicted": dict(sorted(Counter(p["pred"] for p in preds).items())),
+            "gold": dict(sorted(Counter(e.answer for e in examples).items()))}
+
+
 def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Accuracy of all and selected pseudo-labels, per configuration, and against coverage."""
     gold = [r for r in records if "gold" in r]
