@@ -166,10 +166,14 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     """Run (or resume) one configuration; returns its metrics, or None if it failed."""
     metrics = run_dir / "evaluate" / "metrics.json"
     summary = run_dir / "bench_summary.json"
-    if summary.exists():
+    text = yaml.safe_dump(cfg | {"run_dir": str(run_dir)}, sort_keys=False)
+    written = run_dir / "bench_config.yaml"
+    if summary.exists() and written.exists() and written.read_text() == text:
         return json.loads(summary.read_text())
+    # a changed config (e.g. other tuned hyper-parameters) runs again; semievol keeps the stages it can
+    summary.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "bench_config.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(run_dir)}, sort_keys=False))
+    written.write_text(text)
     t = time.time()
     try:
         semievol(["--quiet", "run", str(run_dir / "bench_config.yaml")], run_dir / "bench.log")
