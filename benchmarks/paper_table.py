@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,9 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
             if rec["main"][model]["n"] == 1:  # one seed: the test split's own 95% Wilson interval instead
                 only = next(r for r in runs.values() if r and model in r["metrics"]["models"])
                 rec["main"][model]["wilson95"] = only["metrics"]["models"][model]["ci95"]
+        rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
+                                  for m in ("warm", "sft_matched", "evolved")}
+        rec["main"]["selected_labels"] = [_selected_counts(tdir / f"s{s}" / "semievol") for s in seeds if runs[s]]
         pl_all = [r["metrics"]["pseudo_labels"]["all"]["accuracy"] for r in runs.values() if r]
         pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in runs.values()
                   if r and r["metrics"]["pseudo_labels"].get("selected")]
@@ -311,6 +315,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                     "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
                                        if x["metrics"].get("pseudo_labels")]),
                     "steps": [x["metrics"].get("training", {}).get("evolve", {}).get("steps") for x in vs],
+                    "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],
+                    "selected_labels": [_selected_counts(tdir / f"s{s}" / v) for s in seeds if _load(tdir / f"s{s}" / v)],
                 }
         measured = any(_load(tdir / f"s{s}" / f"labeled_{n}") for s in seeds for n in SCARCITY if n)
         for n in SCARCITY if measured else []:
@@ -326,6 +332,19 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                 }
         res["tasks"][task] = rec
     return res
+
+
+def _selected_counts(run_dir: Path) -> dict[str, int] | None:
+    """Pseudo-labels kept by selection, by answer (the class balance the evolved model is trained on)."""
+    p = run_dir / "select" / "pseudo_labels.jsonl"
+    if not p.exists():
+        return None
+    rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    return dict(sorted(Counter(r["answer"] for r in rows if r["selected"]).items()))
+
+
+def _counts_text(c: dict[str, int] | None) -> str:
+    return " ".join(f"{k}:{v}" for k, v in c.items()) if c else "-"
 
 
 def _load(run_dir: Path) -> dict[str, Any] | None:
@@ -347,17 +366,29 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
         L.append(f"| {task} | {m['evolved'].get('n', 0)} | {fmt(m['base'])} | {fmt(m['warm'])} | {fmt(m['sft_matched'])} | "
                  f"{fmt(m['evolved'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
                  f"{lr} | {m['wall_minutes'].get('mean', 0):.0f} min |")
+    L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
+          "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
+    for task, r in res["tasks"].items():
+        m = r["main"]
+        first = {k: (v or [None])[0] for k, v in m.get("answers", {}).items()}
+        L.append(f"- {task}: SFT {_counts_text(first.get('warm'))}; compute-matched SFT "
+                 f"{_counts_text(first.get('sft_matched'))}; SemiEvol {_counts_text(first.get('evolved'))}; "
+                 f"selected pseudo-labels {_counts_text((m.get('selected_labels') or [None])[0])}")
     if any(r["variants"] for r in res["tasks"].values()):
         L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
-              "| task | variant | what | seeds | accuracy | selected pseudo-label accuracy | coverage | evolve steps |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| task | variant | what | seeds | accuracy | selected pseudo-label accuracy | coverage | evolve steps | "
+              "selected labels (first seed) | evolved model's answers (first seed) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
         for task, r in res["tasks"].items():
             if r["variants"]:
-                L.append(f"| {task} | semievol | the method | {r['main']['evolved'].get('n', 0)} | {fmt(r['main']['evolved'])} | "
-                         f"{fmt(r['main']['pseudo_selected'])} | | |")
+                m = r["main"]
+                L.append(f"| {task} | semievol | the method | {m['evolved'].get('n', 0)} | {fmt(m['evolved'])} | "
+                         f"{fmt(m['pseudo_selected'])} | | | {_counts_text((m.get('selected_labels') or [None])[0])} | "
+                         f"{_counts_text((m.get('answers', {}).get('evolved') or [None])[0])} |")
             for v, x in r["variants"].items():
                 L.append(f"| {task} | {v} | {VARIANTS[v][0]} | {x['evolved'].get('n', 0)} | {fmt(x['evolved'])} | "
-                         f"{fmt(x['pseudo_selected'])} | {fmt(x['coverage'])} | {x['steps']} |")
+                         f"{fmt(x['pseudo_selected'])} | {fmt(x['coverage'])} | {x['steps']} | "
+                         f"{_counts_text((x.get('selected_labels') or [None])[0])} | {_counts_text((x.get('answers') or [None])[0])} |")
     if any(r["scarcity"] for r in res["tasks"].values()):
         L += ["", "Label scarcity (same unlabeled pool; labeled rows drawn with the run seed):", "",
               "| task | labeled | SFT | SFT, compute-matched | SemiEvol | SFT time | SemiEvol time (all stages) |",
