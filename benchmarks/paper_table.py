@@ -308,8 +308,11 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         for v in VARIANTS:
             vs = [x for s in seeds if (x := _load(tdir / f"s{s}" / v))]
             if vs:
+                evolved = stats([acc(x, "evolved") for x in vs if acc(x, "evolved") is not None])
+                if evolved["n"] == 1:
+                    evolved["wilson95"] = vs[0]["metrics"]["models"]["evolved"]["ci95"]
                 rec["variants"][v] = {
-                    "evolved": stats([acc(x, "evolved") for x in vs if acc(x, "evolved") is not None]),
+                    "evolved": evolved,
                     "pseudo_selected": stats([x["metrics"]["pseudo_labels"]["selected"]["accuracy"] for x in vs
                                               if x["metrics"].get("pseudo_labels", {}).get("selected")]),
                     "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
