@@ -42,6 +42,9 @@ COMPARED = [
 def _write_config(tiny_model: Path, task: Path, run_dir: Path) -> Path:
     cfg = tiny_config_dict(tiny_model, task, run_dir)
     cfg["propagate"]["chunk_size"] = 6
+    # enough steps that sft and evolve are still training a second after they start: with the output head
+    # run only at target positions, the default single epoch took 0.1 s and evolve ended before its kill
+    cfg["sft"]["epochs"] = 60
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
