@@ -177,7 +177,7 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     written.write_text(text)
     t = time.time()
     try:
-        semievol(["--quiet", "run", str(run_dir / "bench_config.yaml")], run_dir / "bench.log")
+        semievol(["--quiet", "run", str(written)], run_dir / "bench.log")
     except RuntimeError as e:
         print(f"  FAILED: {e}", flush=True)
         return None
@@ -210,26 +210,24 @@ def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> di
     tdata = tune_split(task, data)
     scores: dict[str, float] = {}
     nll: dict[str, float] = {}
-    for ep in epochs:
-        for lr in lrs:
-            key = f"lr{lr:g}_ep{ep}"
-            rd = OUT / "tune" / task / key
-            cfg = task_config(task, tdata, 0, {"lr": lr, "epochs": ep})
-            cfg["evaluate"] = {"models": ["warm"]}
-            rd.mkdir(parents=True, exist_ok=True)
-            (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
-            semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
-            res = rd / "val.json"
-            if not res.exists() or "gold_nll" not in json.loads(res.read_text()):
-                semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
-                         rd / "bench.log")
-            val = json.loads(res.read_text())
-            scores[key], nll[key] = val["accuracy"], val["gold_nll"]
-            print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
-                  f"{nll[key]:.3f}, predicted {val['predicted']}", flush=True)
-    pairs = [(lr, ep) for ep in epochs for lr in lrs]
+    keys = {(lr, ep): f"lr{lr:g}_ep{ep}" for ep in epochs for lr in lrs}
+    for (lr, ep), key in keys.items():
+        rd = OUT / "tune" / task / key
+        cfg = task_config(task, tdata, 0, {"lr": lr, "epochs": ep})
+        cfg["evaluate"] = {"models": ["warm"]}
+        rd.mkdir(parents=True, exist_ok=True)
+        (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
+        semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
+        res = rd / "val.json"
+        if not res.exists() or "gold_nll" not in json.loads(res.read_text()):
+            semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
+                     rd / "bench.log")
+        val = json.loads(res.read_text())
+        scores[key], nll[key] = val["accuracy"], val["gold_nll"]
+        print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
+              f"{nll[key]:.3f}, predicted {val['predicted']}", flush=True)
     # accuracy first; on a 25-row slice it ties often, and the gold option's log-probability breaks the tie
-    lr, ep = max(pairs, key=lambda p: (scores[f"lr{p[0]:g}_ep{p[1]}"], -nll[f"lr{p[0]:g}_ep{p[1]}"]))
+    lr, ep = max(keys, key=lambda p: (scores[keys[p]], -nll[keys[p]]))
     rec = {"grid": scores, "gold_nll": nll, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
            "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
     rec_path.write_text(json.dumps(rec, indent=2))
@@ -306,7 +304,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         rec["main"]["agreement"] = stats([r["metrics"]["pseudo_labels"].get("agreement_rate", 0)
                                           for r in runs.values() if r])
         for v in VARIANTS:
-            vs = [x for s in seeds if (x := _load(tdir / f"s{s}" / v))]
+            found = {s: x for s in seeds if (x := _load(tdir / f"s{s}" / v))}
+            vs = list(found.values())
             if vs:
                 evolved = stats([acc(x, "evolved") for x in vs if acc(x, "evolved") is not None])
                 if evolved["n"] == 1:
@@ -319,7 +318,7 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                                        if x["metrics"].get("pseudo_labels")]),
                     "steps": [x["metrics"].get("training", {}).get("evolve", {}).get("steps") for x in vs],
                     "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],
-                    "selected_labels": [_selected_counts(tdir / f"s{s}" / v) for s in seeds if _load(tdir / f"s{s}" / v)],
+                    "selected_labels": [_selected_counts(tdir / f"s{s}" / v) for s in found],
                 }
         measured = any(_load(tdir / f"s{s}" / f"labeled_{n}") for s in seeds for n in SCARCITY if n)
         for n in SCARCITY if measured else []:

@@ -55,7 +55,7 @@ from .runctx import (
     read_jsonl,
     tmp_name,
 )
-from .stages.evaluate import accuracy_record, choice_record, predict, pseudo_label_metrics
+from .stages.evaluate import accuracy_record, counts, gold_nll, predict, pseudo_label_metrics
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
@@ -410,9 +410,9 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
         rec = accuracy_record([p["correct"] for p in preds])
         rec["seconds"] = round(time.time() - t, 2)
-        rec["prediction_counts"] = _counts([p["pred"] for p in preds])
+        rec["prediction_counts"] = counts([p["pred"] for p in preds])
         if ctx.task.kind == "choice":
-            rec["gold_nll"] = choice_record(examples, preds)["gold_nll"]
+            rec["gold_nll"] = gold_nll(examples, preds)
         metrics["models"][name] = rec
         log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, n={rec['n']})")
     for sub in (evolve_dir, sft_dir, matched[0] if matched else None):
@@ -425,7 +425,3 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
     atomic_write_json(out / "metrics.json", metrics)
 
 
-def _counts(preds: list[str | None]) -> dict[str, int]:
-    from collections import Counter
-
-    return dict(sorted(Counter(str(p) for p in preds).items()))

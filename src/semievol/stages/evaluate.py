@@ -54,20 +54,29 @@ def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | N
     return out
 
 
+def counts(values: list[Any]) -> dict[str, int]:
+    """How often each value occurs, by value (None counts as 'None')."""
+    from collections import Counter
+
+    return dict(sorted(Counter(str(v) for v in values).items()))
+
+
+def gold_nll(examples: list[Example], preds: list[dict[str, Any]]) -> float:
+    """Mean negative log-probability the model gives the gold option (NaN without gold letters)."""
+    nll = [-math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12)) for e, p in zip(examples, preds, strict=True)
+           if e.answer in LETTERS[: len(p["dist"])]]
+    return sum(nll) / len(nll) if nll else float("nan")
+
+
 def choice_record(examples: list[Example], preds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean negative log-probability of the gold option, and how often each letter was predicted and is gold.
+    """Gold-option NLL, and how often each letter was predicted and is gold.
 
     Accuracy on a few hundred rows ties often (a model answering the majority class everywhere scores that
     class's share whatever else it learned); the gold option's log-probability still tells such models
     apart, and the letter counts show a collapse at a glance.
     """
-    from collections import Counter
-
-    nll = [-math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12)) for e, p in zip(examples, preds, strict=True)
-           if e.answer in LETTERS[: len(p["dist"])]]
-    return {"gold_nll": sum(nll) / len(nll) if nll else float("nan"),
-            "predicted": dict(sorted(Counter(p["pred"] for p in preds).items())),
-            "gold": dict(sorted(Counter(e.answer for e in examples).items()))}
+    return {"gold_nll": gold_nll(examples, preds), "predicted": counts([p["pred"] for p in preds]),
+            "gold": counts([e.answer for e in examples])}
 
 
 def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
