@@ -296,6 +296,7 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
                                   for m in ("warm", "sft_matched", "evolved")}
         rec["main"]["selected_labels"] = [_selected_counts(tdir / f"s{s}" / "semievol") for s in seeds if runs[s]]
+        rec["main"]["diagnostics"] = {s: d for s in seeds if runs[s] and (d := diagnose(tdir / f"s{s}" / "semievol"))}
         pl_all = [r["metrics"]["pseudo_labels"]["all"]["accuracy"] for r in runs.values() if r]
         pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in runs.values()
                   if r and r["metrics"]["pseudo_labels"].get("selected")]
@@ -345,8 +346,57 @@ def _selected_counts(run_dir: Path) -> dict[str, int] | None:
     return dict(sorted(Counter(r["answer"] for r in rows if r["selected"]).items()))
 
 
+def auroc(scores: list[float], positive: list[bool]) -> float | None:
+    """Chance that a random positive scores above a random negative (ties count half); None if one side is empty."""
+    pos = [x for x, p in zip(scores, positive) if p]
+    neg = [x for x, p in zip(scores, positive) if not p]
+    if not pos or not neg:
+        return None
+    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def diagnose(run_dir: Path) -> dict[str, Any] | None:
+    """Why selection helps or not: does the confidence score rank right pseudo-labels above wrong ones, overall
+    and within one answer class; how accurate and how confident each answer class is; and whether agreement
+    among the configurations tells right from wrong."""
+    p = run_dir / "select" / "pseudo_labels.jsonl"
+    if not p.exists():
+        return None
+    rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if r.get("correct") is not None]
+    if not rows:
+        return None
+    conf = [-r["score"] for r in rows]  # lower score = more confident
+    by_answer: dict[str, Any] = {}
+    within = []
+    for a in sorted({r["answer"] for r in rows}):
+        rs = [r for r in rows if r["answer"] == a]
+        by_answer[a] = {"n": len(rs), "accuracy": sum(r["correct"] for r in rs) / len(rs),
+                        "median_score": statistics.median(r["score"] for r in rs),
+                        "selected": sum(r["selected"] for r in rs)}
+        if (w := auroc([-r["score"] for r in rs], [r["correct"] for r in rs])) is not None:
+            within.append((w, len(rs)))
+    groups = {"unanimous": [r for r in rows if r["unanimous"]], "disagreeing": [r for r in rows if not r["unanimous"]]}
+    return {
+        "auroc": auroc(conf, [r["correct"] for r in rows]),
+        "auroc_within_answer": sum(w * n for w, n in within) / sum(n for _, n in within) if within else None,
+        "by_answer": by_answer,
+        "gold": dict(sorted(Counter(r["gold"] for r in rows).items())),
+        **{k: {"n": len(v), "accuracy": sum(r["correct"] for r in v) / len(v) if v else None} for k, v in groups.items()},
+    }
+
+
 def _counts_text(c: dict[str, int] | None) -> str:
     return " ".join(f"{k}:{v}" for k, v in c.items()) if c else "-"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _load(run_dir: Path) -> dict[str, Any] | None:
@@ -376,6 +426,20 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
         L.append(f"- {task}: SFT {_counts_text(first.get('warm'))}; compute-matched SFT "
                  f"{_counts_text(first.get('sft_matched'))}; SemiEvol {_counts_text(first.get('evolved'))}; "
                  f"selected pseudo-labels {_counts_text((m.get('selected_labels') or [None])[0])}")
+    if any(r["main"].get("diagnostics") for r in res["tasks"].values()):
+        L += ["", "Why selection helps or hurts (SemiEvol's pseudo-labels on the unlabeled split, per seed). AUROC (0.5 = no better than chance): "
+              "the chance that the confidence score (lower entropy) ranks a right pseudo-label above a wrong one; "
+              "'within answer' averages it inside each answer class (weighted by rows), so it shows whether the "
+              "score ranks well once the class is fixed. Per answer: rows, accuracy, median score, rows selected.", "",
+              "| task | seed | AUROC | AUROC within answer | per answer: rows, right, median score, selected | gold classes | "
+              "unanimous: rows, right | disagreeing: rows, right |", "|---|---|---|---|---|---|---|---|"]
+        for task, r in res["tasks"].items():
+            for seed, d in r["main"].get("diagnostics", {}).items():
+                per = "; ".join(f"{a}: {x['n']}, {100 * x['accuracy']:.0f}%, {x['median_score']:.2f}, {x['selected']}"
+                                for a, x in d["by_answer"].items())
+                L.append(f"| {task} | {seed} | {_num(d['auroc'])} | {_num(d['auroc_within_answer'])} | {per} | "
+                         f"{_counts_text(d['gold'])} | {d['unanimous']['n']}, {_pct(d['unanimous']['accuracy'])} | "
+                         f"{d['disagreeing']['n']}, {_pct(d['disagreeing']['accuracy'])} |")
     if any(r["variants"] for r in res["tasks"].values()):
         L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
               "| task | variant | what | seeds | accuracy | selected pseudo-label accuracy | coverage | evolve steps | "

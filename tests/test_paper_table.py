@@ -1,0 +1,47 @@
+"""The paper-table benchmark's diagnostics: numbers the README quotes to explain why selection helps or not."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "paper_table", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py")
+paper_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(paper_table)
+
+
+def test_auroc_counts_pairs_and_ties():
+    assert paper_table.auroc([3, 2, 1], [True, True, False]) == 1.0
+    assert paper_table.auroc([1, 2, 3], [True, True, False]) == 0.0
+    assert paper_table.auroc([1, 1], [True, False]) == 0.5
+    assert paper_table.auroc([1, 2, 3, 4], [False, True, False, True]) == 0.75
+    assert paper_table.auroc([1, 2], [True, True]) is None
+
+
+def _row(answer, gold, score, selected, unanimous):
+    return {"answer": answer, "gold": gold, "correct": answer == gold, "score": score,
+            "selected": selected, "unanimous": unanimous}
+
+
+def test_diagnose_separates_class_from_confidence(tmp_path):
+    # Class B is confident and mostly right; class C is unconfident and half right. Within each class the
+    # score ranks perfectly, but across classes a wrong B (0.3) outranks every right C.
+    rows = [_row("B", "B", 0.1, True, True), _row("B", "B", 0.2, True, False), _row("B", "C", 0.3, True, False),
+            _row("C", "C", 0.7, False, False), _row("C", "A", 0.9, False, True)]
+    (tmp_path / "select").mkdir()
+    (tmp_path / "select" / "pseudo_labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = paper_table.diagnose(tmp_path)
+    assert d["by_answer"]["B"] == {"n": 3, "accuracy": pytest.approx(2 / 3), "median_score": 0.2, "selected": 3}
+    assert d["by_answer"]["C"]["accuracy"] == 0.5 and d["by_answer"]["C"]["selected"] == 0
+    assert d["auroc_within_answer"] == 1.0
+    # right: 0.1, 0.2, 0.7; wrong: 0.3, 0.9 -> of 6 pairs the right one is more confident in 5
+    assert d["auroc"] == pytest.approx(5 / 6)
+    assert d["gold"] == {"A": 1, "B": 2, "C": 2}
+    assert d["unanimous"] == {"n": 2, "accuracy": 0.5}
+    assert d["disagreeing"]["n"] == 3 and d["disagreeing"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_diagnose_without_selection_output_is_none(tmp_path):
+    assert paper_table.diagnose(tmp_path) is None
