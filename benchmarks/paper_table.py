@@ -1,9 +1,11 @@
-"""The paper's table with the embedded model: base, SFT, SemiEvol and compute-matched SFT over seeds, the
-ablations, self-training baselines, more rounds, and label scarcity.
+"""The paper's table: base, SFT, SemiEvol and compute-matched SFT over seeds, the ablations, self-training
+baselines, more rounds, and label scarcity; the embedded model unless ``--set model.model=...`` names another.
 
     python benchmarks/paper_table.py --data-dir ../shared/data                 # the 'session' profile
     python benchmarks/paper_table.py --parts main --tasks fpb --seeds 0,1,2    # one part
     python benchmarks/paper_table.py --collect-only                            # table from finished runs
+    python benchmarks/paper_table.py --out runs/paper_qwen --results runs/paper_qwen/results \
+        --set model.model=Qwen/Qwen2.5-1.5B-Instruct --set model.device=cuda   # another model, its own folders
 
 Everything is a `semievol run` in `runs/paper/...`; a finished run is skipped, so the script resumes where
 it stopped. A variant starts from a copy of the same seed's SemiEvol run directory, so it reuses the
@@ -53,6 +55,8 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
         "gsm8k": {"labeled": 64, "unlabeled": 64, "test": 100},
     },
     "full": {t: {"labeled": 0, "unlabeled": 0, "test": 0} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
+    # checks that the table runs at all (a new model, engine or machine): minutes, numbers meaningless
+    "smoke": {t: {"labeled": 20, "unlabeled": 8, "test": 8} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
 }
 
 BASE_CONFIG: dict[str, Any] = {
@@ -89,6 +93,43 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rounds_3": ("3 rounds", {"evolve": {"rounds": 3}}),
 }
 SCARCITY = [16, 32, 64, 128, 0]
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set model.model=X --set sft.lr=1e-3`` -> nested overrides; values are read as YAML (numbers, lists, 1e-3)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"paper_table: --set wants KEY=VALUE (e.g. model.model=Qwen/Qwen2.5-1.5B-Instruct), got {item!r}")
+        *parents, leaf = key.split(".")
+        node = out
+        for k in parents:
+            node = node.setdefault(k, {})
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        node[leaf] = parsed
+    return out
+
+
+def gpus() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "no GPU"
+    if not torch.cuda.is_available():
+        return "no GPU"
+    names = Counter(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return ", ".join(f"{n} x {name}" for name, n in names.items())
+
+
+def model_name() -> str:
+    name = BASE_CONFIG["model"]["model"]
+    return "Embedded SmolLM2-135M-Instruct" if name == "embedded" else f"Model `{name}`"
 
 
 def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +169,13 @@ def subset(task: str, data_dir: Path, sizes: dict[str, int]) -> Path:
     for split, n in sizes.items():
         src = next(p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists())
         target = dest / src.name
-        if target.exists():
-            continue
         header, rows = _read_rows(src)
+        if target.exists():
+            have, want = len(_read_rows(target)[1]), min(n or len(rows), len(rows))
+            if have != want:  # another profile's subset: its runs would silently use the wrong rows
+                raise SystemExit(f"paper_table: {target} holds {have} rows, profile wants {want}; "
+                                 f"give this profile its own --out folder")
+            continue
         if n and n < len(rows):
             rows = random.Random(f"{SUBSET_SEED}-{task}-{split}").sample(rows, n)
         _write_rows(target, header, rows)
@@ -405,7 +450,7 @@ def _load(run_dir: Path) -> dict[str, Any] | None:
 
 
 def markdown(res: dict[str, Any], machine: str, command: str) -> str:
-    L = [f"Embedded SmolLM2-135M-Instruct; {machine}; profile `{res['profile']}`; command: `{command}`.", "",
+    L = [f"{res.get('model', 'Embedded SmolLM2-135M-Instruct')}; {machine}; profile `{res['profile']}`; command: `{command}`.", "",
          "Rows per split (seeded subsample, seed 12345, the same for every run seed): " + "; ".join(
              f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()) + ".",
          "Cells: test accuracy in %, mean ± standard deviation over seeds [lowest, highest seed]; with one seed, "
@@ -467,6 +512,7 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
 
 
 def main() -> None:
+    global OUT, BASE_CONFIG
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--profile", default="session", choices=sorted(PROFILES))
@@ -479,7 +525,13 @@ def main() -> None:
     ap.add_argument("--lr-grid", default="3e-4,1e-3,3e-3")
     ap.add_argument("--epochs-grid", default="2,4")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--out", default=str(OUT), help="runs folder (tuning, subsets, runs); one per model")
+    ap.add_argument("--results", default=str(HERE / "results"), help="where paper_table.json and .md go")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the base config, e.g. model.model=... model.device=cuda sft.batch_size=16")
     args = ap.parse_args()
+    OUT = Path(args.out).resolve()
+    BASE_CONFIG = merge(BASE_CONFIG, parse_set(args.set))
     tasks = args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     vseeds = [int(s) for s in (args.variant_seeds or args.seeds).split(",")]
@@ -520,15 +572,18 @@ def main() -> None:
                         print(f"{task} seed {seed} labeled {n or 'all'}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
                               flush=True)
     res = collect(args.profile, tasks, sorted(set(seeds) | set(vseeds)))
-    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.processor() or 'cpu'}), no GPU"
+    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.processor() or 'cpu'}), {gpus()}"
     res["machine"] = machine
+    res["model"] = model_name()
+    res["overrides"] = args.set
     res["session_wall_minutes"] = round((time.time() - t0) / 60, 1)
     command = "python benchmarks/paper_table.py " + " ".join(sys.argv[1:])
     res["command"] = command
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "paper_table.json").write_text(json.dumps(res, indent=2))
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "paper_table.json").write_text(json.dumps(res, indent=2))
     md = markdown(res, machine, command)
-    (HERE / "results" / "paper_table.md").write_text(md)
+    (results / "paper_table.md").write_text(md)
     print(md)
 
 

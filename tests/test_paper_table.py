@@ -45,3 +45,42 @@ def test_diagnose_separates_class_from_confidence(tmp_path):
 
 def test_diagnose_without_selection_output_is_none(tmp_path):
     assert paper_table.diagnose(tmp_path) is None
+
+
+def test_smoke_profile_runs_the_table_with_another_model(tmp_path, tiny_model):
+    """The whole table driver, end to end, on a tiny model named with --set, into its own folders."""
+    import subprocess
+    import sys
+
+    from conftest import write_choice_task
+
+    write_choice_task(tmp_path / "data" / "fpb", n_labeled=30, n_unlabeled=8, n_test=8)
+    out, results = tmp_path / "runs", tmp_path / "results"
+    cmd = [sys.executable, str(Path(paper_table.__file__)), "--data-dir", str(tmp_path / "data"), "--profile", "smoke",
+           "--tasks", "fpb", "--seeds", "0", "--parts", "main", "--lr-grid", "5e-3", "--epochs-grid", "1",
+           "--out", str(out), "--results", str(results),
+           "--set", f"model.model={tiny_model}", "--set", "model.dtype=fp32", "--set", "model.embedder=hash",
+           "--set", "sft.max_length=256", "--set", "sft.batch_size=4", "--set", "sft.micro_batch_size=4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((results / "paper_table.json").read_text())
+    assert res["model"] == f"Model `{tiny_model}`" and res["sizes"] == {"fpb": {"labeled": 20, "unlabeled": 8, "test": 8}}
+    main = res["tasks"]["fpb"]["main"]
+    for model in ("base", "warm", "sft_matched", "evolved"):
+        assert main[model]["n"] == 1 and 0 <= main[model]["mean"] <= 100
+    assert res["tasks"]["fpb"]["tuning"]["validation_rows"] == 4
+    assert str(tiny_model) in (out / "smoke" / "fpb" / "s0" / "semievol" / "bench_config.yaml").read_text()
+    assert set(main["diagnostics"]) == {"0"}  # seed 0's pseudo-labels, keys as JSON writes them
+    assert (results / "paper_table.md").read_text().startswith(f"Model `{tiny_model}`")
+    # a second profile into the same folder (which would take all 30 labeled rows) is refused rather than
+    # run on the first one's 20
+    r = subprocess.run(cmd[:cmd.index("--profile") + 1] + ["session"] + cmd[cmd.index("--profile") + 2:],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "give this profile its own --out folder" in r.stderr
+
+
+def test_set_builds_nested_overrides():
+    assert paper_table.parse_set(["model.model=x/y", "sft.lr=1e-3", "propagate.configs=[a, b]"]) == {
+        "model": {"model": "x/y"}, "sft": {"lr": 1e-3}, "propagate": {"configs": ["a", "b"]}}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        paper_table.parse_set(["model.model"])
