@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -69,6 +73,14 @@ def test_gguf_is_dequantised_once_into_a_cache_folder(monkeypatch, tmp_path):
     emb = again.get_input_embeddings().weight
     assert torch.equal(emb, first.get_input_embeddings().weight.to(torch.bfloat16))
     assert again.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # still tied
+
+    # the same bytes elsewhere with another mtime (a fresh clone's reinstalled package) use the same folder
+    copy = tmp_path / "copy" / src.gguf_file
+    copy.parent.mkdir()
+    shutil.copyfile(Path(src.path) / src.gguf_file, copy)
+    os.utime(copy, (1_000_000_000, 1_000_000_000))
+    assert models.dequantised_folder(models.ModelSource(str(copy.parent), src.gguf_file)) == folders[0]
+    assert len(list((tmp_path / "cache" / "gguf").iterdir())) == 1
 
     # a cache that cannot be written: dequantised in memory, with a warning, and nothing half-written
     monkeypatch.undo()

@@ -7,6 +7,7 @@ transformers' ``gguf_file=``, which dequantises it into an ordinary PyTorch mode
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -201,8 +202,10 @@ def dequantised_folder(src: ModelSource) -> Path | None:
 
     Dequantising a GGUF file takes seconds and holds an fp32 copy of every weight; from the folder,
     ``from_pretrained`` loads straight into the wanted dtype (the embedded model's process then holds 270 MB
-    of bf16 weights instead of those plus a 540 MB fp32 copy). The key has the file's size and mtime and the
-    transformers version that dequantised it. None when the file is not local (a Hub GGUF) or the cache
+    of bf16 weights instead of those plus a 540 MB fp32 copy). The key is a hash of the file's bytes (a
+    reinstalled package or a fresh clone's environment brings the same file with a new mtime, and each would
+    otherwise leave another 514 MB folder behind; hashing the embedded file takes well under a second) and
+    the transformers version that dequantised it. None when the file is not local (a Hub GGUF) or the cache
     cannot be written; the caller then dequantises in memory.
     """
     import transformers
@@ -210,8 +213,9 @@ def dequantised_folder(src: ModelSource) -> Path | None:
     gguf = Path(src.path) / (src.gguf_file or "")
     if not src.gguf_file or not gguf.is_file():
         return None
-    st = gguf.stat()
-    key = f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}-tf{transformers.__version__}"
+    with gguf.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    key = f"{gguf.stem}-{digest}-tf{transformers.__version__}"
     folder = cache_root() / "gguf" / key
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
