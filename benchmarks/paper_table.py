@@ -325,6 +325,19 @@ def fmt(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
 
 
+def fmt_delta(s: dict[str, Any]) -> str:
+    """A paired difference over seeds: the mean, then each seed's value (same seed, same data, other model)."""
+    if not s.get("n"):
+        return "-"
+    return f"{100 * s['mean']:+.1f} ({', '.join(f'{100 * v:+.1f}' for v in s['values'])})"
+
+
+def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> dict[str, Any]:
+    """Stats of accuracy(a, model_a) - accuracy(b, model_b) over the seeds where both were measured."""
+    diffs = [x - y for s in sorted(a) if (x := acc(a[s], model_a)) is not None and (y := acc(b.get(s), model_b)) is not None]
+    return stats(diffs)
+
+
 def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
     res: dict[str, Any] = {"profile": profile, "sizes": {t: PROFILES[profile][t] for t in tasks}, "tasks": {}}
     for task in tasks:
@@ -338,6 +351,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
             if rec["main"][model]["n"] == 1:  # one seed: the test split's own 95% Wilson interval instead
                 only = next(r for r in runs.values() if r and model in r["metrics"]["models"])
                 rec["main"][model]["wilson95"] = only["metrics"]["models"][model]["ci95"]
+        rec["main"]["minus_sft"] = paired(runs, "evolved", runs, "warm")
+        rec["main"]["minus_matched"] = paired(runs, "evolved", runs, "sft_matched")
         rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
                                   for m in ("warm", "sft_matched", "evolved")}
         rec["main"]["selected_labels"] = [_selected_counts(tdir / f"s{s}" / "semievol") for s in seeds if runs[s]]
@@ -358,6 +373,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                     evolved["wilson95"] = vs[0]["metrics"]["models"]["evolved"]["ci95"]
                 rec["variants"][v] = {
                     "evolved": evolved,
+                    "minus_semievol": paired(found, "evolved", runs, "evolved"),
+                    "minus_matched": paired(found, "evolved", runs, "sft_matched"),
                     "pseudo_selected": stats([x["metrics"]["pseudo_labels"]["selected"]["accuracy"] for x in vs
                                               if x["metrics"].get("pseudo_labels", {}).get("selected")]),
                     "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
@@ -455,13 +472,15 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
              f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()) + ".",
          "Cells: test accuracy in %, mean ± standard deviation over seeds [lowest, highest seed]; with one seed, "
          "the accuracy [95% Wilson interval over the test rows].", "",
-         "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | pseudo-labels all | selected | votes unanimous | lr, epochs (validation) | wall time / seed |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "Paired columns: SemiEvol minus the other model on the same seed, in points: the mean, then each seed.", "",
+         "| task | seeds | base | SFT | SFT, compute-matched | SemiEvol | SemiEvol − SFT | SemiEvol − matched SFT | "
+         "pseudo-labels all | selected | votes unanimous | lr, epochs (validation) | wall time / seed |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, r in res["tasks"].items():
         m = r["main"]
         lr = f"{r['tuning']['lr']:g}, {r['tuning'].get('epochs', 2)} ep" if r["tuning"] else "-"
         L.append(f"| {task} | {m['evolved'].get('n', 0)} | {fmt(m['base'])} | {fmt(m['warm'])} | {fmt(m['sft_matched'])} | "
-                 f"{fmt(m['evolved'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
+                 f"{fmt(m['evolved'])} | {fmt_delta(m['minus_sft'])} | {fmt_delta(m['minus_matched'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
                  f"{lr} | {m['wall_minutes'].get('mean', 0):.0f} min |")
     L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
           "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
@@ -487,18 +506,19 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
                          f"{d['disagreeing']['n']}, {_pct(d['disagreeing']['accuracy'])} |")
     if any(r["variants"] for r in res["tasks"].values()):
         L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
-              "| task | variant | what | seeds | accuracy | selected pseudo-label accuracy | coverage | evolve steps | "
+              "| task | variant | what | seeds | accuracy | − SemiEvol (same seeds) | − matched SFT (same seeds) | "
+              "selected pseudo-label accuracy | coverage | evolve steps | "
               "selected labels (first seed) | evolved model's answers (first seed) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, r in res["tasks"].items():
             if r["variants"]:
                 m = r["main"]
-                L.append(f"| {task} | semievol | the method | {m['evolved'].get('n', 0)} | {fmt(m['evolved'])} | "
-                         f"{fmt(m['pseudo_selected'])} | | | {_counts_text((m.get('selected_labels') or [None])[0])} | "
+                L.append(f"| {task} | semievol | the method | {m['evolved'].get('n', 0)} | {fmt(m['evolved'])} | | "
+                         f"{fmt_delta(m['minus_matched'])} | {fmt(m['pseudo_selected'])} | | | {_counts_text((m.get('selected_labels') or [None])[0])} | "
                          f"{_counts_text((m.get('answers', {}).get('evolved') or [None])[0])} |")
             for v, x in r["variants"].items():
                 L.append(f"| {task} | {v} | {VARIANTS[v][0]} | {x['evolved'].get('n', 0)} | {fmt(x['evolved'])} | "
-                         f"{fmt(x['pseudo_selected'])} | {fmt(x['coverage'])} | {x['steps']} | "
+                         f"{fmt_delta(x['minus_semievol'])} | {fmt_delta(x['minus_matched'])} | {fmt(x['pseudo_selected'])} | {fmt(x['coverage'])} | {x['steps']} | "
                          f"{_counts_text((x.get('selected_labels') or [None])[0])} | {_counts_text((x.get('answers') or [None])[0])} |")
     if any(r["scarcity"] for r in res["tasks"].values()):
         L += ["", "Label scarcity (same unlabeled pool; labeled rows drawn with the run seed):", "",

@@ -84,3 +84,17 @@ def test_set_builds_nested_overrides():
         "model": {"model": "x/y"}, "sft": {"lr": 1e-3}, "propagate": {"configs": ["a", "b"]}}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         paper_table.parse_set(["model.model"])
+
+
+def test_paired_differences_use_only_seeds_measured_on_both_sides():
+    def run(**acc):
+        return {"metrics": {"models": {m: {"accuracy": a} for m, a in acc.items()}}}
+
+    variant = {0: run(evolved=0.70), 2: run(evolved=0.80)}
+    main = {0: run(evolved=0.75, sft_matched=0.72), 1: run(evolved=0.9, sft_matched=0.1), 2: run(evolved=0.76)}
+    d = paper_table.paired(variant, "evolved", main, "evolved")
+    assert d["n"] == 2 and d["values"] == pytest.approx([-0.05, 0.04])
+    m = paper_table.paired(variant, "evolved", main, "sft_matched")  # seed 2 has no matched SFT
+    assert m["n"] == 1 and m["values"] == pytest.approx([-0.02])
+    assert paper_table.fmt_delta(d) == "-0.5 (-5.0, +4.0)"
+    assert paper_table.fmt_delta(paper_table.paired({}, "evolved", main, "evolved")) == "-"
