@@ -418,6 +418,38 @@ def auroc(scores: list[float], positive: list[bool]) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
+def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of the labels other rules would have given the same rows, from what the run stored: each
+    configuration alone, their majority vote (ties to the first configuration's answer), the justification
+    restricted to the candidates' answers, and that after batch calibration (each option's probability
+    divided by its mean over the rows with as many options, a fix for a position bias of the justifier)."""
+    def rate(answers: list[str | None]) -> float:
+        return sum(a == r["gold"] for a, r in zip(answers, rows)) / len(rows)
+
+    if not rows or not all(r.get("votes") for r in rows):
+        return {}
+    out = {}
+    for i, v in enumerate(rows[0]["votes"]):
+        out[f"config {v['config']}"] = rate([r["votes"][i]["answer"] if len(r["votes"]) > i else None for r in rows])
+    out["majority vote"] = rate([Counter(v["answer"] for v in r["votes"]).most_common(1)[0][0] for r in rows])
+    if all(r.get("justify_dist") for r in rows):
+        mean: dict[int, list[float]] = {}
+        for n in {len(r["justify_dist"]) for r in rows}:
+            group = [r["justify_dist"] for r in rows if len(r["justify_dist"]) == n]
+            mean[n] = [max(sum(d[i] for d in group) / len(group), 1e-12) for i in range(n)]
+
+        def pick(r: dict[str, Any], calibrate: bool) -> str:
+            d = r["justify_dist"]
+            cands = {v["answer"] for v in r["votes"] if v["answer"]} or {"ABCDEFGHIJ"[i] for i in range(len(d))}
+            idx = ["ABCDEFGHIJ".index(c) for c in cands if "ABCDEFGHIJ".index(c) < len(d)]
+            return "ABCDEFGHIJ"[max(idx, key=lambda i: d[i] / mean[len(d)][i] if calibrate else d[i])]
+
+        out["justified, kept to the candidates"] = rate([pick(r, False) for r in rows])
+        out["justified, candidates, batch-calibrated"] = rate([pick(r, True) for r in rows])
+    out["justified (the run)"] = rate([r["answer"] for r in rows])
+    return out
+
+
 def diagnose(run_dir: Path) -> dict[str, Any] | None:
     """Why selection helps or not: does the confidence score rank right pseudo-labels above wrong ones, overall
     and within one answer class; how accurate and how confident each answer class is; and whether agreement
@@ -441,6 +473,7 @@ def diagnose(run_dir: Path) -> dict[str, Any] | None:
             within.append((w, len(rs)))
     groups = {"unanimous": [r for r in rows if r["unanimous"]], "disagreeing": [r for r in rows if not r["unanimous"]]}
     return {
+        "alternatives": alternatives(rows),
         "auroc": auroc(conf, [r["correct"] for r in rows]),
         "auroc_within_answer": sum(w * n for w, n in within) / sum(n for _, n in within) if within else None,
         "by_answer": by_answer,
@@ -504,6 +537,11 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
                 L.append(f"| {task} | {seed} | {_num(d['auroc'])} | {_num(d['auroc_within_answer'])} | {per} | "
                          f"{_counts_text(d['gold'])} | {d['unanimous']['n']}, {_pct(d['unanimous']['accuracy'])} | "
                          f"{d['disagreeing']['n']}, {_pct(d['disagreeing']['accuracy'])} |")
+        L += ["", "The same rows labelled by other rules (accuracy of the labels, from the stored votes and the "
+              "justification's option distribution; nothing re-run):", ""]
+        for task, r in res["tasks"].items():
+            for seed, d in r["main"].get("diagnostics", {}).items():
+                L.append(f"- {task} seed {seed}: " + "; ".join(f"{k} {_pct(v)}" for k, v in d.get("alternatives", {}).items()))
     if any(r["variants"] for r in res["tasks"].values()):
         L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
               "| task | variant | what | seeds | accuracy | − SemiEvol (same seeds) | − matched SFT (same seeds) | "

@@ -98,3 +98,20 @@ def test_paired_differences_use_only_seeds_measured_on_both_sides():
     assert m["n"] == 1 and m["values"] == pytest.approx([-0.02])
     assert paper_table.fmt_delta(d) == "-0.5 (-5.0, +4.0)"
     assert paper_table.fmt_delta(paper_table.paired({}, "evolved", main, "evolved")) == "-"
+
+
+def test_alternatives_score_other_labelling_rules_on_the_stored_rows():
+    # the justifier leans to 'C' on every row; calibrating by the mean distribution undoes that lean
+    def row(gold, votes, dist):
+        return {"gold": gold, "answer": "ABC"[max(range(3), key=lambda i: dist[i])], "justify_dist": dist,
+                "votes": [{"config": f"c{i}", "answer": a} for i, a in enumerate(votes)]}
+
+    rows = [row("A", ["A", "C"], [0.4, 0.1, 0.5]), row("B", ["B", "B"], [0.1, 0.4, 0.5]),
+            row("C", ["A", "C"], [0.1, 0.1, 0.8]), row("A", ["B", "A"], [0.3, 0.2, 0.5])]
+    alt = paper_table.alternatives(rows)
+    assert alt["config c0"] == 0.5 and alt["config c1"] == 0.75
+    assert alt["majority vote"] == 0.5  # every split vote goes to the first configuration's answer
+    assert alt["justified (the run)"] == 0.25
+    assert alt["justified, kept to the candidates"] == 0.75  # row 2 can only be 'B', row 4 'A' or 'B'
+    # mean A 0.225, C 0.575: row 1 flips to 'A' (0.4/0.225 > 0.5/0.575), row 3 stays 'C'
+    assert alt["justified, candidates, batch-calibrated"] == 1.0
