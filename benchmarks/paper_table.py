@@ -587,7 +587,23 @@ def main() -> None:
     ap.add_argument("--results", default=str(HERE / "results"), help="where paper_table.json and .md go")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the base config, e.g. model.model=... model.device=cuda sft.batch_size=16")
+    ap.add_argument("--diagnose", nargs="+", metavar="RUN_DIR",
+                    help="print the pseudo-label diagnostics of finished run folders (any semievol run) and exit")
     args = ap.parse_args()
+    if args.diagnose:
+        for d in args.diagnose:
+            x = diagnose(Path(d))
+            if x is None:
+                print(f"{d}: no select/pseudo_labels.jsonl with gold answers")
+                continue
+            per = "; ".join(f"{a}: {v['n']} rows, {_pct(v['accuracy'])} right, median score {v['median_score']:.2f}, "
+                            f"{v['selected']} kept" for a, v in x["by_answer"].items())
+            print(f"- `{d}`: AUROC {_num(x['auroc'])}, within answer {_num(x['auroc_within_answer'])}; gold "
+                  f"{_counts_text(x['gold'])}; {per}; unanimous {x['unanimous']['n']} rows "
+                  f"{_pct(x['unanimous']['accuracy'])} right, split {x['disagreeing']['n']} rows "
+                  f"{_pct(x['disagreeing']['accuracy'])} right.\n  Other rules: "
+                  + "; ".join(f"{k} {_pct(v)}" for k, v in x["alternatives"].items()))
+        return
     OUT = Path(args.out).resolve()
     BASE_CONFIG = merge(BASE_CONFIG, parse_set(args.set))
     tasks = args.tasks.split(",")

@@ -72,6 +72,10 @@ def test_smoke_profile_runs_the_table_with_another_model(tmp_path, tiny_model):
     assert str(tiny_model) in (out / "smoke" / "fpb" / "s0" / "semievol" / "bench_config.yaml").read_text()
     assert set(main["diagnostics"]) == {"0"}  # seed 0's pseudo-labels, keys as JSON writes them
     assert (results / "paper_table.md").read_text().startswith(f"Model `{tiny_model}`")
+    r = subprocess.run([sys.executable, str(Path(paper_table.__file__)), "--diagnose",
+                        str(out / "smoke" / "fpb" / "s0" / "semievol"), str(tmp_path / "nothing")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "AUROC" in r.stdout and "majority vote" in r.stdout and "no select/" in r.stdout
     # a second profile into the same folder (which would take all 30 labeled rows) is refused rather than
     # run on the first one's 20
     r = subprocess.run(cmd[:cmd.index("--profile") + 1] + ["session"] + cmd[cmd.index("--profile") + 2:],
