@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from semievol.answers import LETTERS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = ROOT / "runs" / "paper"
@@ -325,6 +327,16 @@ def fmt(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
 
 
+def seed_stats(summaries: list[dict[str, Any] | None], model: str) -> dict[str, Any]:
+    """``stats`` of one model's accuracy over the runs that measured it; with a single run, that run's own 95%
+    Wilson interval over the test rows as well (a one-seed standard deviation says nothing)."""
+    measured = [r for r in summaries if acc(r, model) is not None]
+    out = stats([acc(r, model) for r in measured])
+    if out["n"] == 1:
+        out["wilson95"] = measured[0]["metrics"]["models"][model]["ci95"]
+    return out
+
+
 def fmt_delta(s: dict[str, Any]) -> str:
     """A paired difference over seeds: the mean, then each seed's value (same seed, same data, other model)."""
     if not s.get("n"):
@@ -347,10 +359,7 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                                "variants": {}, "scarcity": {}}
         runs = {s: _load(tdir / f"s{s}" / "semievol") for s in seeds}
         for model in ("base", "warm", "sft_matched", "evolved"):
-            rec["main"][model] = stats([a for s in seeds if (a := acc(runs[s], model)) is not None])
-            if rec["main"][model]["n"] == 1:  # one seed: the test split's own 95% Wilson interval instead
-                only = next(r for r in runs.values() if r and model in r["metrics"]["models"])
-                rec["main"][model]["wilson95"] = only["metrics"]["models"][model]["ci95"]
+            rec["main"][model] = seed_stats(list(runs.values()), model)
         rec["main"]["minus_sft"] = paired(runs, "evolved", runs, "warm")
         rec["main"]["minus_matched"] = paired(runs, "evolved", runs, "sft_matched")
         rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
@@ -368,11 +377,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
             found = {s: x for s in seeds if (x := _load(tdir / f"s{s}" / v))}
             vs = list(found.values())
             if vs:
-                evolved = stats([acc(x, "evolved") for x in vs if acc(x, "evolved") is not None])
-                if evolved["n"] == 1:
-                    evolved["wilson95"] = vs[0]["metrics"]["models"]["evolved"]["ci95"]
                 rec["variants"][v] = {
-                    "evolved": evolved,
+                    "evolved": seed_stats(vs, "evolved"),
                     "minus_semievol": paired(found, "evolved", runs, "evolved"),
                     "minus_matched": paired(found, "evolved", runs, "sft_matched"),
                     "pseudo_selected": stats([x["metrics"]["pseudo_labels"]["selected"]["accuracy"] for x in vs
@@ -410,8 +416,8 @@ def _selected_counts(run_dir: Path) -> dict[str, int] | None:
 
 def auroc(scores: list[float], positive: list[bool]) -> float | None:
     """Chance that a random positive scores above a random negative (ties count half); None if one side is empty."""
-    pos = [x for x, p in zip(scores, positive) if p]
-    neg = [x for x, p in zip(scores, positive) if not p]
+    pos = [x for x, p in zip(scores, positive, strict=True) if p]
+    neg = [x for x, p in zip(scores, positive, strict=True) if not p]
     if not pos or not neg:
         return None
     wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
@@ -423,11 +429,12 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
     configuration alone, their majority vote (ties to the first configuration's answer), the justification
     restricted to the candidates' answers, and that after batch calibration (each option's probability
     divided by its mean over the rows with as many options, a fix for a position bias of the justifier)."""
-    def rate(answers: list[str | None]) -> float:
-        return sum(a == r["gold"] for a, r in zip(answers, rows)) / len(rows)
-
     if not rows or not all(r.get("votes") for r in rows):
         return {}
+
+    def rate(answers: list[str | None]) -> float:
+        return sum(a == r["gold"] for a, r in zip(answers, rows, strict=True)) / len(rows)
+
     out = {}
     for i, v in enumerate(rows[0]["votes"]):
         out[f"config {v['config']}"] = rate([r["votes"][i]["answer"] if len(r["votes"]) > i else None for r in rows])
@@ -440,9 +447,9 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
 
         def pick(r: dict[str, Any], calibrate: bool) -> str:
             d = r["justify_dist"]
-            cands = {v["answer"] for v in r["votes"] if v["answer"]} or {"ABCDEFGHIJ"[i] for i in range(len(d))}
-            idx = ["ABCDEFGHIJ".index(c) for c in cands if "ABCDEFGHIJ".index(c) < len(d)]
-            return "ABCDEFGHIJ"[max(idx, key=lambda i: d[i] / mean[len(d)][i] if calibrate else d[i])]
+            cands = {v["answer"] for v in r["votes"] if v["answer"]} or set(LETTERS[: len(d)])
+            idx = [LETTERS.index(c) for c in cands if LETTERS.index(c) < len(d)]
+            return LETTERS[max(idx, key=lambda i: d[i] / mean[len(d)][i] if calibrate else d[i])]
 
         out["justified, kept to the candidates"] = rate([pick(r, False) for r in rows])
         out["justified, candidates, batch-calibrated"] = rate([pick(r, True) for r in rows])
@@ -484,6 +491,10 @@ def diagnose(run_dir: Path) -> dict[str, Any] | None:
 
 def _counts_text(c: dict[str, int] | None) -> str:
     return " ".join(f"{k}:{v}" for k, v in c.items()) if c else "-"
+
+
+def _alternatives_text(d: dict[str, Any]) -> str:
+    return "; ".join(f"{k} {_pct(v)}" for k, v in d.get("alternatives", {}).items())
 
 
 def _pct(x: float | None) -> str:
@@ -532,7 +543,7 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
               "unanimous: rows, right | disagreeing: rows, right |", "|---|---|---|---|---|---|---|---|"]
         for task, r in res["tasks"].items():
             for seed, d in r["main"].get("diagnostics", {}).items():
-                per = "; ".join(f"{a}: {x['n']}, {100 * x['accuracy']:.0f}%, {x['median_score']:.2f}, {x['selected']}"
+                per = "; ".join(f"{a}: {x['n']}, {_pct(x['accuracy'])}, {x['median_score']:.2f}, {x['selected']}"
                                 for a, x in d["by_answer"].items())
                 L.append(f"| {task} | {seed} | {_num(d['auroc'])} | {_num(d['auroc_within_answer'])} | {per} | "
                          f"{_counts_text(d['gold'])} | {d['unanimous']['n']}, {_pct(d['unanimous']['accuracy'])} | "
@@ -541,7 +552,7 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
               "justification's option distribution; nothing re-run):", ""]
         for task, r in res["tasks"].items():
             for seed, d in r["main"].get("diagnostics", {}).items():
-                L.append(f"- {task} seed {seed}: " + "; ".join(f"{k} {_pct(v)}" for k, v in d.get("alternatives", {}).items()))
+                L.append(f"- {task} seed {seed}: {_alternatives_text(d)}")
     if any(r["variants"] for r in res["tasks"].values()):
         L += ["", "Ablations, baselines and rounds (SemiEvol's final model; each from a copy of the same seed's run):", "",
               "| task | variant | what | seeds | accuracy | − SemiEvol (same seeds) | − matched SFT (same seeds) | "
@@ -601,8 +612,7 @@ def main() -> None:
             print(f"- `{d}`: AUROC {_num(x['auroc'])}, within answer {_num(x['auroc_within_answer'])}; gold "
                   f"{_counts_text(x['gold'])}; {per}; unanimous {x['unanimous']['n']} rows "
                   f"{_pct(x['unanimous']['accuracy'])} right, split {x['disagreeing']['n']} rows "
-                  f"{_pct(x['disagreeing']['accuracy'])} right.\n  Other rules: "
-                  + "; ".join(f"{k} {_pct(v)}" for k, v in x["alternatives"].items()))
+                  f"{_pct(x['disagreeing']['accuracy'])} right.\n  Other rules: {_alternatives_text(x)}")
         return
     OUT = Path(args.out).resolve()
     BASE_CONFIG = merge(BASE_CONFIG, parse_set(args.set))
