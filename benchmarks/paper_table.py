@@ -448,7 +448,9 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
         def pick(r: dict[str, Any], calibrate: bool) -> str:
             d = r["justify_dist"]
             cands = {v["answer"] for v in r["votes"] if v["answer"]} or set(LETTERS[: len(d)])
-            idx = [LETTERS.index(c) for c in cands if LETTERS.index(c) < len(d)]
+            # in letter order, so a tie (the stored distributions are rounded) goes to the first letter, as
+            # the select stage's argmax does; a set's order changes with the process's hash seed
+            idx = sorted(LETTERS.index(c) for c in cands if LETTERS.index(c) < len(d))
             return LETTERS[max(idx, key=lambda i: d[i] / mean[len(d)][i] if calibrate else d[i])]
 
         out["justified, kept to the candidates"] = rate([pick(r, False) for r in rows])

@@ -119,3 +119,14 @@ def test_alternatives_score_other_labelling_rules_on_the_stored_rows():
     assert alt["justified, kept to the candidates"] == 0.75  # row 2 can only be 'B', row 4 'A' or 'B'
     # mean A 0.225, C 0.575: row 1 flips to 'A' (0.4/0.225 > 0.5/0.575), row 3 stays 'C'
     assert alt["justified, candidates, batch-calibrated"] == 1.0
+
+
+def test_alternatives_break_ties_by_letter_not_by_set_order():
+    # every row's candidates tie; the answer must be the first letter among them whatever the hash seed
+    # (a set's iteration order for these letters is one of 24 and differs between processes)
+    pairs = ["AB", "AC", "AD", "BC", "BD", "CD", "BA", "CA", "DB", "DC"]
+    rows = [{"gold": min(p), "answer": "A", "justify_dist": [0.25] * 4,
+             "votes": [{"config": "c0", "answer": p[0]}, {"config": "c1", "answer": p[1]}]} for p in pairs]
+    alt = paper_table.alternatives(rows)
+    assert alt["justified, kept to the candidates"] == 1.0
+    assert alt["justified, candidates, batch-calibrated"] == 1.0
