@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tiny_config_dict
 
@@ -209,3 +210,35 @@ def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task,
     assert rc == 0
     val = json.loads(out.read_text())
     assert val["gold_nll"] > 0 and sum(val["predicted"].values()) == val["n"] == sum(val["gold"].values())
+
+
+def test_calibrated_justification_reruns_select_only_and_answers_from_candidates(tiny_model, choice_task, tmp_path):
+    from semievol.stages.select import decide
+
+    rd = tmp_path / "run"
+    run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True))
+    before = _manifest_mtimes(rd)
+    raw = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
+    assert not json.loads((rd / "select" / "selection.json").read_text())["calibrated"]
+
+    run(make_context(_cfg(tiny_model, choice_task, rd, select={"calibrate": True, "candidates_only": True}),
+                     quiet=True))
+    after = _manifest_mtimes(rd)
+    assert after["sft"] == before["sft"] and after["propagate"] == before["propagate"]
+    assert after["select"] != before["select"]
+    sel = json.loads((rd / "select" / "selection.json").read_text())
+    assert sel["calibrated"] and sel["candidates_only"]
+    pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
+    dists = [np.asarray(r["justify_dist"]) / sum(r["justify_dist"]) for r in pl]
+    assert {len(d) for d in dists} == {3}
+    prior = np.mean(dists, axis=0)
+    assert sel["prior"]["3"] == pytest.approx(prior, abs=1e-5)
+    assert [r["justify_dist"] for r in pl] == [r["justify_dist"] for r in raw]  # the same calls, from the cache
+    for r in pl:
+        votes = [v["answer"] for v in r["votes"]]
+        answer, score = decide(r["justify_dist"], votes, prior, "entropy")
+        assert r["answer"] == answer and r["score"] == pytest.approx(score, abs=1e-5)
+        assert r["answer"] in votes
+    # the selection follows the calibrated scores: the kept rows are the lower half of them
+    kept = sorted(r["score"] for r in pl if r["selected"])
+    assert len(kept) == 12 and kept[-1] <= min(r["score"] for r in pl if not r["selected"])

@@ -9,7 +9,7 @@ import pytest
 
 from semievol.config import SelectConfig
 from semievol.stages.propagate import draw_vote, row_rng
-from semievol.stages.select import majority, normalized_entropy, select_mask
+from semievol.stages.select import PriorSums, decide, majority, normalized_entropy, select_mask
 
 
 def test_percentile_keeps_scores_at_or_below_the_median():
@@ -81,3 +81,43 @@ def test_votes_are_argmax_at_zero_temperature_and_seeded_otherwise():
     assert a == b
     share = np.bincount(a, minlength=3) / 300
     assert abs(share[1] - 0.5) < 0.1 and abs(share[0] - 0.2) < 0.1
+
+
+def test_decide_takes_the_likeliest_option_and_its_entropy():
+    a, s = decide([0.1, 0.6, 0.3], None, None, "entropy")
+    assert a == "B" and s == pytest.approx(normalized_entropy([0.1, 0.6, 0.3]))
+    a, s = decide([0.1, 0.6, 0.3], None, None, "nll")
+    assert a == "B" and s == pytest.approx(-math.log(0.6))
+    assert decide([0.4, 0.2, 0.4], None, None, "entropy")[0] == "A"  # a tie goes to the first letter
+
+
+def test_decide_keeps_to_the_candidates_unless_none_is_an_option():
+    assert decide([0.1, 0.6, 0.3], ["A", "C", "C"], None, "entropy")[0] == "C"
+    assert decide([0.1, 0.6, 0.3], ["A", None, "A"], None, "entropy")[0] == "A"
+    assert decide([0.1, 0.6, 0.3], [None, "E", "AB"], None, "entropy")[0] == "B"  # no usable candidate: any option
+
+
+def test_batch_calibration_undoes_a_lean_to_the_last_option():
+    # a justifier that puts most mass on C whatever the question; the questions' own signal is the rest
+    dists = [[0.25, 0.05, 0.70], [0.05, 0.25, 0.70], [0.02, 0.08, 0.90], [0.15, 0.05, 0.80]]
+    raw = [decide(d, None, None, "entropy")[0] for d in dists]
+    assert raw == ["C", "C", "C", "C"]
+    sums = PriorSums()
+    for d in dists:
+        sums.add(d)
+    prior = sums.priors()[3]
+    assert prior == pytest.approx(np.mean(dists, axis=0))
+    calibrated = [decide(d, None, prior, "entropy")[0] for d in dists]
+    assert calibrated == ["A", "B", "C", "A"]
+    # the score is the entropy of the calibrated distribution, not the raw one
+    p = np.asarray(dists[0]) / prior
+    assert decide(dists[0], None, prior, "entropy")[1] == pytest.approx(normalized_entropy(p / p.sum()))
+
+
+def test_prior_sums_keep_option_counts_apart():
+    sums = PriorSums()
+    sums.add([0.5, 0.5])
+    sums.add([2.0, 0.0])  # not normalised: counted as [1, 0]
+    sums.add([0.2, 0.3, 0.5])
+    pri = sums.priors()
+    assert pri[2] == pytest.approx([0.75, 0.25]) and pri[3] == pytest.approx([0.2, 0.3, 0.5])

@@ -260,6 +260,10 @@ class SelectConfig:
     """Score threshold for the 'fixed' rule."""
     released_theta: float = 30.0
     """Percentile among disagreeing questions for the 'released' rule."""
+    candidates_only: bool = False
+    """Multiple choice: the justified answer is the likeliest option among those some configuration answered (off: any option can win)."""
+    calibrate: bool = False
+    """Multiple choice: batch calibration of the justification, each option's probability divided by its mean over the justified rows before the answer and the score are taken; removes a lean to one position (off: the raw distribution, as in the paper)."""
 
     def __post_init__(self) -> None:
         _check(0 <= self.theta <= 100, "select.theta", f"must be in 0..100, got {self.theta}")

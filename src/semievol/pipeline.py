@@ -76,6 +76,14 @@ def _train_key(cfg: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg.sft).items() if k not in LAUNCH_ONLY}
 
 
+# select options added after runs existed: left out of the fingerprint while off, so such runs stay finished
+SELECT_OPTIONAL = ("candidates_only", "calibrate")
+
+
+def _select_key(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg.select).items() if not (k in SELECT_OPTIONAL and not v)}
+
+
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
     return model_settings_key(asdict(cfg.model))
 
@@ -232,7 +240,7 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
                 _stage(ctx, "propagate", p_dir, p_fp, lambda out: run_propagate(ctx, out, pool, warm_dir))
         # ---- select
         s_dir = ctx.stage_dir("select", r)
-        s_fp = fingerprint("select", p_fp, asdict(cfg.select), tpl["justify_" + ctx.task.kind])
+        s_fp = fingerprint("select", p_fp, _select_key(cfg), tpl["justify_" + ctx.task.kind])
         if "select" in stages:
             merge_shards(ctx, p_dir, p_fp)
             _need(p_dir, p_fp, "propagate")

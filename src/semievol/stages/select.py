@@ -4,7 +4,11 @@ The warm model sees each question with the n candidate answers and gives the fin
 only those whose votes disagree). Confidence is the normalised Shannon entropy of its distribution over the
 options (multiple choice), or the paper's mean negative log-likelihood per token of the justified response.
 Questions not justified keep the majority vote, scored from the votes themselves (entropy of the mean
-option distribution, or the mean NLL of the agreeing samples). A selection rule then keeps the confident
+option distribution, or the mean NLL of the agreeing samples). Two options change how a multiple-choice
+justification becomes an answer: ``candidates_only`` lets only an option some configuration gave win, and
+``calibrate`` divides each option's probability by its mean over all justified rows first (batch
+calibration, Zhou et al. 2024), so a small model's lean to one position (say, always the last option) does
+not decide the labels. A selection rule then keeps the confident
 ones. ``pseudo_labels.jsonl`` has one line per unlabeled row; gold answers are attached only for the
 record, after selection, and only where the split has them.
 
@@ -62,6 +66,38 @@ def majority(answers: list[str | None]) -> str | None:
         return None
     best = max(counts.values())
     return next(a for a in answers if a is not None and counts[a] == best)
+
+
+def decide(dist: list[float], candidates: list[str | None] | None, prior: np.ndarray | None,
+           confidence: str) -> tuple[str, float]:
+    """The answer and its score from the justifier's option distribution: divided by ``prior`` (batch
+    calibration) when given, then the likeliest option among ``candidates`` (all options when None or none
+    of them is an option). Ties go to the first letter; entropy is over the whole calibrated distribution."""
+    p = np.asarray(dist, dtype=np.float64)
+    if prior is not None:
+        p = p / np.maximum(prior, 1e-12)
+    p = p / p.sum()
+    options = list(LETTERS[: len(p)])
+    allowed = sorted({options.index(c) for c in candidates or [] if c in options}) or range(len(p))
+    a = max(allowed, key=lambda i: p[i])
+    score = normalized_entropy(p) if confidence == "entropy" else float(-math.log(max(p[a], 1e-30)))
+    return LETTERS[a], score
+
+
+class PriorSums:
+    """Running sums of the justifier's distributions per number of options, for batch calibration."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts: Counter[int] = Counter()
+
+    def add(self, dist: list[float]) -> None:
+        d = np.asarray(dist, dtype=np.float64)
+        self.sums[len(d)] = self.sums.get(len(d), np.zeros(len(d))) + d / d.sum()
+        self.counts[len(d)] += 1
+
+    def priors(self) -> dict[int, np.ndarray]:
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
 
 # ---------------------------------------------------------------- selection rules (pure)
@@ -137,10 +173,12 @@ def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], wa
     cache = ctx.call_cache()
     if kind == "choice":
         dists = score_options(engine, cache, prompts, [len(ex.options or []) for _, ex in rows], warm)
-        for d in dists:
-            a = int(np.argmax(d))
-            score = normalized_entropy(d) if conf == "entropy" else float(-math.log(max(d[a], 1e-30)))
-            out.append((LETTERS[a], score, [round(float(x), 6) for x in d]))
+        only = ctx.cfg.select.candidates_only
+        for (r, _), d in zip(rows, dists, strict=True):
+            d = [round(float(x), 6) for x in d]
+            cands = [v["answer"] for v in r["votes"]] if only else None
+            a, score = decide(d, cands, None, conf)
+            out.append((a, score, d))
     else:
         from ..answers import extract_free
 
@@ -191,6 +229,8 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
     if n != len(unlabeled):
         raise SelectionError(f"{votes_path}: {n} rows but the unlabeled split has {len(unlabeled)}; rerun propagate")
     confidence = scfg.confidence if kind == "choice" else "nll"
+    calibrate = scfg.calibrate and kind == "choice"
+    prior_sums = PriorSums()
     # pass 1: a score, a validity flag, unanimity and a group for every row; justified answers to a file
     scores = np.zeros(n, dtype=np.float64)
     valid = np.zeros(n, dtype=bool)
@@ -214,7 +254,10 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         results = justify_rows(ctx, [(r, ex) for _, r, ex in pending], warm[0])
         for (i, r, _), (a, s, rec) in zip(pending, results, strict=True):
             set_row(i, a, s, r.get("subject"))
-            f.write(json.dumps([a, s, rec], ensure_ascii=False) + "\n")
+            if calibrate:
+                prior_sums.add(rec)
+            cands = [v["answer"] for v in r["votes"]] if scfg.candidates_only else None
+            f.write(json.dumps([i, a, s, rec, cands, r.get("subject")], ensure_ascii=False) + "\n")
         pending.clear()
 
     with open(justified_path, "w", encoding="utf-8") as f:
@@ -231,6 +274,12 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
                 set_row(i, a, _vote_score(r, a, kind, confidence), r.get("subject"))
         if pending:
             justify_pending(f)
+    priors = prior_sums.priors()
+    if calibrate:  # pass 1b: every justified row again, answered and scored from its calibrated distribution
+        with open(justified_path, encoding="utf-8") as jf:
+            for line in jf:
+                i, _, _, d, cands, subject = json.loads(line)
+                set_row(i, *decide(d, cands, priors[len(d)], confidence), subject)
     names = {code: g for g, code in group_names.items()}
     groups = [names[int(c)] for c in group_code]
     keep, info = select_mask(scores, scfg, list(unanimous), groups, list(valid))
@@ -250,7 +299,9 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
                 votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
                 is_justified = scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i])
                 if is_justified:
-                    answer, _, extra = json.loads(jf.readline())
+                    _, answer, _, extra, cands, _ = json.loads(jf.readline())
+                    if calibrate:
+                        answer = decide(extra, cands, priors[len(extra)], confidence)[0]
                 else:
                     answer, extra = majority(votes), None
                 rec = {
@@ -277,6 +328,8 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         "confidence_note": "normalised option entropy" if confidence == "entropy" else "mean NLL per token",
         "template": TEMPLATE_IDS["justify_" + kind], "rows": n, "selected": int(sum(keep)),
         "justified": n_justified, "unanimous": int(unanimous.sum()),
+        "candidates_only": scfg.candidates_only and kind == "choice", "calibrated": calibrate,
+        "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
         "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
     })
     return out / "pseudo_labels.jsonl"
