@@ -130,3 +130,32 @@ def test_alternatives_break_ties_by_letter_not_by_set_order():
     alt = paper_table.alternatives(rows)
     assert alt["justified, kept to the candidates"] == 1.0
     assert alt["justified, candidates, batch-calibrated"] == 1.0
+
+
+def test_scarcity_rows_pair_seeds_and_time_only_the_method(tmp_path, monkeypatch):
+    """Label scarcity: per labeled count, SemiEvol minus SFT on the same seeds, and SemiEvol's time from SFT to
+    evolve (not evaluation, not the compute-matched control) against SFT's."""
+    def summary(warm, evolved, matched, timings):
+        return {"metrics": {"models": {"base": {"accuracy": 0.3}, "warm": {"accuracy": warm},
+                                       "evolved": {"accuracy": evolved}, "sft_matched": {"accuracy": matched}},
+                            "pseudo_labels": {"all": {"accuracy": 0.6}, "selected": {"accuracy": 0.8}}},
+                "timings": timings, "wall_seconds": sum(timings.values())}
+
+    t = {"sft": 60, "propagate": 120, "select": 30, "evolve": 90, "sft_matched": 600, "evaluate": 300}
+    folders = {"s0/semievol": summary(0.70, 0.74, 0.75, t), "s1/semievol": summary(0.72, 0.71, 0.70, t),
+               "s0/labeled_16": summary(0.50, 0.58, 0.52, t | {"propagate_r2": 60}),
+               "s1/labeled_16": summary(0.40, 0.44, 0.41, t | {"propagate_r2": 60})}
+    for name, x in folders.items():
+        p = tmp_path / "session" / "fpb" / name / "bench_summary.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(x))
+    monkeypatch.setattr(paper_table, "OUT", tmp_path)
+    res = paper_table.collect("session", ["fpb"], [0, 1])
+    sc = res["tasks"]["fpb"]["scarcity"]
+    assert list(sc) == ["16", "all"]
+    assert sc["16"]["minus_sft"]["values"] == pytest.approx([0.08, 0.04])
+    assert sc["16"]["minus_matched"]["values"] == pytest.approx([0.06, 0.03])
+    assert sc["all"]["minus_sft"]["values"] == pytest.approx([0.04, -0.01])
+    assert sc["16"]["semievol_minutes"]["mean"] == pytest.approx(6.0) and sc["all"]["semievol_minutes"]["mean"] == 5.0
+    md = paper_table.markdown(res, "test machine", "cmd")
+    assert "| fpb | 16 |" in md and "+6.0 (+8.0, +4.0)" in md and "| 1.0 min | 6.0 min | 6.0x |" in md
