@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -88,3 +89,34 @@ def test_gguf_is_dequantised_once_into_a_cache_folder(monkeypatch, tmp_path):
     blocked.write_text("not a folder")
     monkeypatch.setenv("SEMIEVOL_CACHE", str(blocked))
     assert models.dequantised_folder(src) is None
+
+
+def test_file_digest_is_read_once_per_path_size_and_mtime(monkeypatch, tmp_path):
+    import hashlib
+
+    import semievol.models as models
+
+    monkeypatch.setenv("SEMIEVOL_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"weights" * 1000)
+    want = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+    calls = []
+    real = hashlib.file_digest
+
+    def counting(fh, name):
+        calls.append(name)
+        return real(fh, name)
+
+    monkeypatch.setattr(hashlib, "file_digest", counting)
+    assert models.file_digest(f) == want and len(calls) == 1
+    assert models.file_digest(f) == want and len(calls) == 1  # remembered
+    f.write_bytes(b"other weights")  # new bytes, new size and mtime: hashed again
+    assert models.file_digest(f) == hashlib.sha256(b"other weights").hexdigest()[:16] and len(calls) == 2
+    os.utime(f, (1_000_000_000, 1_000_000_000))  # same size, another mtime: hashed again
+    models.file_digest(f)
+    assert len(calls) == 3
+    (tmp_path / "cache" / "gguf_digests.json").write_text("{not json")  # a damaged memo is rebuilt
+    assert models.file_digest(f) == hashlib.sha256(b"other weights").hexdigest()[:16] and len(calls) == 4
+    assert json.loads((tmp_path / "cache" / "gguf_digests.json").read_text())[str(f.resolve())]["sha256"]
+    monkeypatch.setenv("SEMIEVOL_CACHE", str(f))  # a cache that cannot be written: still the digest
+    assert models.file_digest(f) == hashlib.sha256(b"other weights").hexdigest()[:16]

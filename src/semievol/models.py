@@ -7,6 +7,7 @@ transformers' ``gguf_file=``, which dequantises it into an ordinary PyTorch mode
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -197,6 +198,33 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "semievol"
 
 
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256, remembered per (path, size, mtime) in the cache folder:
+    hashing a multi-GB GGUF takes seconds, and every run's model load would pay it again."""
+    path = path.resolve()
+    st = path.stat()
+    memo_path = cache_root() / "gguf_digests.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    seen = memo.get(str(path))
+    if isinstance(seen, dict) and seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns:
+        return str(seen["sha256"])
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    memo[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    tmp = memo_path.with_name(f"{memo_path.name}.tmp{os.getpid()}")
+    try:  # best effort: a cache that cannot be written only means hashing again next time
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(memo, indent=1))
+        os.replace(tmp, memo_path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return digest
+
+
 def dequantised_folder(src: ModelSource) -> Path | None:
     """A model folder (config + fp32 safetensors) with the weights of a local GGUF file, written once.
 
@@ -205,17 +233,16 @@ def dequantised_folder(src: ModelSource) -> Path | None:
     of bf16 weights instead of those plus a 540 MB fp32 copy). The key is a hash of the file's bytes (a
     reinstalled package or a fresh clone's environment brings the same file with a new mtime, and each would
     otherwise leave another 514 MB folder behind; hashing the embedded file takes well under a second) and
-    the transformers version that dequantised it. None when the file is not local (a Hub GGUF) or the cache
-    cannot be written; the caller then dequantises in memory.
+    the transformers version that dequantised it (the hash is remembered per path, size and mtime, so a
+    multi-GB file is read once). None when the file is not local (a Hub GGUF) or the cache cannot be
+    written; the caller then dequantises in memory.
     """
     import transformers
 
     gguf = Path(src.path) / (src.gguf_file or "")
     if not src.gguf_file or not gguf.is_file():
         return None
-    with gguf.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    key = f"{gguf.stem}-{digest}-tf{transformers.__version__}"
+    key = f"{gguf.stem}-{file_digest(gguf)}-tf{transformers.__version__}"
     folder = cache_root() / "gguf" / key
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
