@@ -5,7 +5,10 @@ baselines, more rounds, and label scarcity; the embedded model unless ``--set mo
     python benchmarks/paper_table.py --parts main --tasks fpb --seeds 0,1,2    # one part
     python benchmarks/paper_table.py --collect-only                            # table from finished runs
     python benchmarks/paper_table.py --out runs/paper_qwen --results runs/paper_qwen/results \
-        --set model.model=Qwen/Qwen2.5-1.5B-Instruct --set model.device=cuda   # another model, its own folders
+        --set model.model=Qwen/Qwen2.5-1.5B-Instruct --set model.dtype=bf16    # another model, its own folders
+
+The model runs on CUDA when torch sees a GPU, else on the CPU; `benchmarks/gpu/paper_table_gpu.py` wraps
+this for one call on a GPU machine.
 
 Everything is a `semievol run` in `runs/paper/...`; a finished run is skipped, so the script resumes where
 it stopped. A variant starts from a copy of the same seed's SemiEvol run directory, so it reuses the
@@ -41,6 +44,7 @@ from typing import Any
 import yaml
 
 from semievol.answers import LETTERS
+from semievol.config import ConfigError, build_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -609,7 +613,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT), help="runs folder (tuning, subsets, runs); one per model")
     ap.add_argument("--results", default=str(HERE / "results"), help="where paper_table.json and .md go")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override the base config, e.g. model.model=... model.device=cuda sft.batch_size=16")
+                    help="override the base config, e.g. model.model=... model.dtype=bf16 sft.batch_size=16")
     ap.add_argument("--diagnose", nargs="+", metavar="RUN_DIR",
                     help="print the pseudo-label diagnostics of finished run folders (any semievol run) and exit")
     args = ap.parse_args()
@@ -628,6 +632,11 @@ def main() -> None:
         return
     OUT = Path(args.out).resolve()
     BASE_CONFIG = merge(BASE_CONFIG, parse_set(args.set))
+    try:  # a misspelt --set key fails here, not in the first run's log after the data is written
+        build_config(BASE_CONFIG)
+    except ConfigError as e:
+        print(f"paper_table: --set: {e}", file=sys.stderr)
+        sys.exit(2)
     tasks = args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     vseeds = [int(s) for s in (args.variant_seeds or args.seeds).split(",")]

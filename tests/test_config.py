@@ -210,7 +210,7 @@ INVALID = [
     ({"sft": {"warmup_ratio": 1}}, "sft.warmup_ratio: must be in [0, 1)"),
     ({"sft": {"lora_dropout": -0.1}}, "sft.lora_dropout: must be in [0, 1)"),
     ({"sft": {"max_length": 8}}, "sft.max_length: must be at least 16"),
-    ({"sft": {"bf16": True}}, "sft.bf16: must be one of auto, on, off"),
+    ({"sft": {"bf16": "always"}}, "sft.bf16: must be one of auto, on, off"),
     ({"sft": {"use_rationale": "maybe"}}, "sft.use_rationale: must be true or false"),
     ({"propagate": {"k": -1}}, "propagate.k: must be 0 or more"),
     ({"propagate": {"configs": []}}, "propagate.configs: needs at least one configuration"),
@@ -270,3 +270,13 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_yaml(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="config file not found"):
         load_yaml(tmp_path)  # a folder
+
+
+def test_a_bare_on_or_off_in_yaml_reaches_an_on_off_setting():
+    """YAML 1.1 reads `bf16: on` as True; the setting's own words are on/off, so that must not be refused."""
+    import yaml
+
+    assert build_config(yaml.safe_load("sft:\n  bf16: on\n")).sft.bf16 == "on"
+    assert build_config(yaml.safe_load("sft:\n  bf16: off\n")).sft.bf16 == "off"
+    with pytest.raises(ConfigError, match="model.dtype: must be one of"):  # no on/off among its choices
+        build_config({"model": {"dtype": True}})

@@ -159,3 +159,28 @@ def test_scarcity_rows_pair_seeds_and_time_only_the_method(tmp_path, monkeypatch
     assert sc["16"]["semievol_minutes"]["mean"] == pytest.approx(6.0) and sc["all"]["semievol_minutes"]["mean"] == 5.0
     md = paper_table.markdown(res, "test machine", "cmd")
     assert "| fpb | 16 |" in md and "+6.0 (+8.0, +4.0)" in md and "| 1.0 min | 6.0 min | 6.0x |" in md
+
+
+def test_gpu_script_checks_its_settings_and_refuses_without_cuda(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(paper_table.__file__).parent / "gpu" / "paper_table_gpu.py"
+    r = subprocess.run([sys.executable, str(script), "--model", "/models/x", "--dry-run"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "paper_table.py" in r.stdout and "model.model=/models/x" in r.stdout and "sft.bf16=on" in r.stdout
+    r = subprocess.run([sys.executable, str(script), "--model", "/models/x", "--dry-run", "--set", "model.device=cuda"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "model.device: unknown setting" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = subprocess.run([sys.executable, str(script), "--model", "/models/x"], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and "no CUDA device" in r.stderr
+    # the table itself refuses a misspelt --set before it writes anything
+    r = subprocess.run([sys.executable, str(Path(paper_table.__file__)), "--set", "sft.lrr=1e-3", "--out",
+                        str(tmp_path / "runs"), "--results", str(tmp_path / "res")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "sft.lrr: unknown setting" in r.stderr and not (tmp_path / "runs").exists()

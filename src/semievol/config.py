@@ -344,6 +344,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         raise last or ConfigError(f"{name}: bad value {value!r}")
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):  # YAML 1.1 reads a bare on/off as a bool
+            value = "on" if value else "off"
         if value not in choices:
             raise ConfigError(f"{name}: must be one of {', '.join(map(str, choices))}; got {value!r}")
         return value
