@@ -106,6 +106,8 @@ def test_numbers_in_yaml_that_pyyaml_reads_as_text(tmp_path):
 def test_demo_defaults_sit_under_the_file_and_flags(tmp_path):
     cfg = parse(["demo"], base=DEMO_DEFAULTS)
     assert cfg.task.task == "demo" and cfg.sft.lr == 1e-3 and cfg.run_dir == "runs/demo"
+    assert cfg.select.calibrate and cfg.select.candidates_only
+    assert not parse(["demo", "--select.calibrate", "false"], base=DEMO_DEFAULTS).select.calibrate
     cfg = parse(["demo", write(tmp_path, "sft: {lr: 0.01}\n"), "--epochs", "1"], base=DEMO_DEFAULTS)
     assert cfg.sft.lr == 0.01 and cfg.sft.epochs == 1.0 and cfg.task.task == "demo"
 
