@@ -228,6 +228,9 @@ def test_calibrated_justification_reruns_select_only_and_answers_from_candidates
     assert after["select"] != before["select"]
     sel = json.loads((rd / "select" / "selection.json").read_text())
     assert sel["calibrated"] and sel["candidates_only"]
+    from semievol.stages.select import justifier_lean
+
+    assert "lean" in sel and sel["lean"] == justifier_lean(read_jsonl(rd / "select" / "pseudo_labels.jsonl"))
     pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
     dists = [np.asarray(r["justify_dist"]) / sum(r["justify_dist"]) for r in pl]
     assert {len(d) for d in dists} == {3}

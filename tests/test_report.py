@@ -106,6 +106,17 @@ def test_report_has_every_section_with_plots(tmp_path):
     assert not list(run.glob(".*.tmp"))
 
 
+def test_report_points_out_a_justifier_that_leans_to_one_option(tmp_path):
+    run = make_run(tmp_path)
+    rows = [json.loads(x) for x in (run / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
+    for r in rows:  # the justifier says 'positive' whatever the votes said
+        r["answer"] = "C"
+    write_jsonl(run / "select" / "pseudo_labels.jsonl", rows)
+    classes = _section(write_report(run).read_text(), "classes")
+    assert "The justification answered C positive for 100% of the 40 rows" in classes
+    assert "--select.calibrate true" in classes
+
+
 def test_report_notes_missing_pieces_instead_of_failing(tmp_path):
     run = make_run(tmp_path, gold=False, stages=("sft",))
     page = write_report(run).read_text()

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from semievol.config import SelectConfig
 from semievol.stages.propagate import draw_vote, row_rng
-from semievol.stages.select import PriorSums, decide, majority, normalized_entropy, select_mask
+from semievol.stages.select import (
+    PriorSums,
+    decide,
+    justifier_lean,
+    lean_from_counts,
+    majority,
+    normalized_entropy,
+    select_mask,
+)
 
 
 def test_percentile_keeps_scores_at_or_below_the_median():
@@ -121,3 +130,22 @@ def test_prior_sums_keep_option_counts_apart():
     sums.add([0.2, 0.3, 0.5])
     pri = sums.priors()
     assert pri[2] == pytest.approx([0.75, 0.25]) and pri[3] == pytest.approx([0.2, 0.3, 0.5])
+
+
+def _justified(answer, votes, options=("x", "y", "z")):
+    return {"justified": True, "answer": answer, "options": list(options), "votes": [{"answer": v} for v in votes]}
+
+
+def test_justifier_lean_flags_one_option_the_votes_do_not_back():
+    # the demo's pattern: the justifier says C for 93 of 100 rows, the configurations voted C a third of the time
+    rows = [_justified("C", ["A", "B", "C"]) for _ in range(93)] + [_justified("A", ["A", "A", "B"]) for _ in range(7)]
+    lean = justifier_lean(rows)
+    assert lean == {"answer": "C", "share": 0.93, "vote_share": pytest.approx(0.31, abs=0.01), "rows": 100}
+    # the same share of C backed by the votes (a majority class, not a lean): nothing flagged
+    backed = [_justified("C", ["C", "C", "C"]) for _ in range(93)] + [_justified("A", ["A", "A", "B"]) for _ in range(7)]
+    assert justifier_lean(backed) is None
+    assert justifier_lean(rows[:19]) is None  # too few rows to say
+    # rows not justified (majority vote) and free-form rows do not count
+    assert justifier_lean([dict(r, justified=False) for r in rows]) is None
+    assert justifier_lean([dict(r, options=None) for r in rows]) is None
+    assert lean_from_counts(Counter({"B": 79, "A": 21}), Counter({"B": 100, "A": 200})) is None  # under 80%

@@ -27,7 +27,7 @@ import yaml
 
 from .answers import LETTERS, answers_match, canonical_vote
 from .runctx import OPENAI_ONLY, atomic_write_text, read_jsonl
-from .stages.select import majority
+from .stages.select import justifier_lean, majority
 
 SECTIONS = {
     "accuracy": "Test accuracy",
@@ -306,6 +306,13 @@ def section_classes(rows: list[dict[str, Any]] | None) -> str:
     out = _plot(draw, max(5.0, 0.5 * len(names) + 2), 3.4) + _table(header, table)
     if len(predicted) > len(names):
         out += _note(f"{len(predicted) - len(names)} less frequent answer(s) are not shown.")
+    lean = justifier_lean(rows)
+    if lean:
+        a = labels.get(lean["answer"], lean["answer"])
+        out += _note(f"The justification answered {a} for {lean['share']:.0%} of the {lean['rows']} rows it "
+                     f"justified, where the configurations voted {a} {lean['vote_share']:.0%} of the time: a "
+                     "lean to one option rather than a reading of the questions is likely. "
+                     "--select.calibrate true --select.candidates_only true (if not set already) is the fix to try.")
     return out
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..answers import LETTERS, answers_match, canonical_vote
 from ..config import SelectConfig
 from ..data import Example, Split, StreamedSplit
+from ..progress import log
 from ..prompts import TEMPLATE_IDS, justify_prompt
 from ..runctx import (
     CALL_CHUNK,
@@ -82,6 +83,34 @@ def decide(dist: list[float], candidates: list[str | None] | None, prior: np.nda
     a = max(allowed, key=lambda i: p[i])
     score = normalized_entropy(p) if confidence == "entropy" else float(-math.log(max(p[a], 1e-30)))
     return LETTERS[a], score
+
+
+def justifier_lean(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``lean_from_counts`` over pseudo-label rows (those justified, multiple choice)."""
+    answers: Counter[str] = Counter()
+    votes: Counter[str] = Counter()
+    for r in rows:
+        if r.get("justified") and r.get("answer") is not None and r.get("options"):
+            answers[str(r["answer"])] += 1
+            votes.update(str(v["answer"]) for v in r.get("votes", []) if v.get("answer") is not None)
+    return lean_from_counts(answers, votes)
+
+
+def lean_from_counts(answers: Counter[str], votes: Counter[str]) -> dict[str, Any] | None:
+    """The answer the justification gives far more often than the configurations do: at least 80% of the
+    justified answers and 25 points above its share of their votes, over at least 20 rows. A justifier that
+    picks one position whatever the question hands evolve one class; batch calibration
+    (``select.calibrate``) is the fix to try. None when there is no such lean. (Runs measured here: the
+    demo's 93% 'C' against 55% of the votes and ARC's 90% 'A' against 40% are flagged; FPB's 71-76% of its
+    majority class 'B', which is also 66% of the gold answers, is not.)"""
+    n, nv = sum(answers.values()), sum(votes.values())
+    if n < 20 or not nv:
+        return None
+    top, k = answers.most_common(1)[0]
+    share, vote_share = k / n, votes[top] / nv
+    if share >= 0.8 and share >= vote_share + 0.25:
+        return {"answer": top, "share": round(share, 3), "vote_share": round(vote_share, 3), "rows": n}
+    return None
 
 
 class PriorSums:
@@ -292,6 +321,8 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         )
     # pass 2: one record per row, streamed to the output file
     per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    lean_answers: Counter[str] = Counter()  # justified answers and their rows' votes, for the lean check
+    lean_votes: Counter[str] = Counter()
 
     def records() -> Iterator[dict[str, Any]]:
         with open(justified_path, encoding="utf-8") as jf:
@@ -319,10 +350,19 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
                     rec["correct"] = answers_match(answer, ex.answer, kind)
                 per_class[str(answer)][0] += 1
                 per_class[str(answer)][1] += int(keep[i])
+                if is_justified and kind == "choice" and answer is not None:
+                    lean_answers[str(answer)] += 1
+                    lean_votes.update(str(v) for v in votes if v is not None)
                 yield rec
 
     atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
     os.unlink(justified_path)
+    lean = lean_from_counts(lean_answers, lean_votes)
+    if lean:
+        log(f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
+            f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
+            f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
+            "the question" + ("" if calibrate else ": try --select.calibrate true --select.candidates_only true"))
     atomic_write_json(out / "selection.json", {
         **info, "theta": scfg.theta, "justify": scfg.justify, "confidence": confidence,
         "confidence_note": "normalised option entropy" if confidence == "entropy" else "mean NLL per token",
@@ -330,6 +370,7 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         "justified": n_justified, "unanimous": int(unanimous.sum()),
         "candidates_only": scfg.candidates_only and kind == "choice", "calibrated": calibrate,
         "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
+        "lean": lean,
         "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
     })
     return out / "pseudo_labels.jsonl"
