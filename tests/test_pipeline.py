@@ -245,3 +245,32 @@ def test_calibrated_justification_reruns_select_only_and_answers_from_candidates
     # the selection follows the calibrated scores: the kept rows are the lower half of them
     kept = sorted(r["score"] for r in pl if r["selected"])
     assert len(kept) == 12 and kept[-1] <= min(r["score"] for r in pl if not r["selected"])
+
+
+def test_a_second_round_trains_each_unlabeled_row_once_with_its_newest_label(tiny_model, choice_task, tmp_path):
+    rd = tmp_path / "run"
+    cfg = _cfg(tiny_model, choice_task, rd, evolve={"rounds": 2}, evaluate={"models": ["evolved"]})
+    run(make_context(cfg, quiet=True))
+    assert {"propagate_r2", "select_r2", "evolve_r2"} <= _files(rd)
+    r1 = {r["id"]: r["answer"] for r in read_jsonl(rd / "select" / "pseudo_labels.jsonl") if r["selected"]}
+    r2 = {r["id"]: r["answer"] for r in read_jsonl(rd / "select_r2" / "pseudo_labels.jsonl") if r["selected"]}
+    assert set(r1) & set(r2)  # theta 50 twice over 24 rows: some rows are selected in both rounds
+    train = read_jsonl(rd / "evolve_r2" / "train_data.jsonl")
+    ids = [r["id"] for r in train]
+    assert len(ids) == len(set(ids)) == 16 + len(set(r1) | set(r2))
+    pseudo = {r["id"]: r["answer"] for r in train if r["source"] == "pseudo"}
+    assert pseudo == r1 | r2  # a row selected in both rounds carries round 2's label
+    assert sum(r["source"] == "labeled" for r in train) == 16
+
+
+def test_with_pseudo_keeps_gold_rows_and_replaces_a_reselected_row():
+    from semievol.data import Example
+    from semievol.pipeline import with_pseudo
+
+    gold = [Example(id="x", question="q", options=["a", "b"], answer="A")]
+    old = [Example(id="u1", question="q1", options=["a", "b"], answer="A"),
+           Example(id="u2", question="q2", options=["a", "b"], answer="A")]
+    new = [Example(id="u2", question="q2", options=["a", "b"], answer="B"),
+           Example(id="x", question="unlabeled row with a labeled row's id", options=["a", "b"], answer="B")]
+    out = with_pseudo(gold + old, new, 1)
+    assert [(e.id, e.answer) for e in out] == [("x", "A"), ("u1", "A"), ("u2", "B"), ("x", "B")]

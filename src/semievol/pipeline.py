@@ -247,14 +247,16 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
             _stage(ctx, "select", s_dir, s_fp, lambda out: run_select(ctx, p_dir / "votes.jsonl", out, warm_dir))
         # ---- evolve
         e_dir = ctx.stage_dir("evolve", r)
-        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), asdict(cfg.evolve) | {"rounds": None})
+        # rounds after the first changed their training data when rows selected twice stopped being doubled
+        # (with_pseudo), so their fingerprint changed too; round 1's is as it was
+        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), asdict(cfg.evolve) | {"rounds": None},
+                           *(["pool: each unlabeled row once"] if r > 1 else []))
         if "evolve" in stages:
             _need(s_dir, s_fp, "select")
             _train_stage(ctx, "evolve", e_dir, e_fp, lambda out: run_evolve(ctx, out, pool, s_dir, warm_dir))
         if is_done(s_dir, s_fp):
             chosen = selected_examples(s_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
-            seen = {e.id for e in pool}
-            pool = pool + [e for e in chosen if e.id not in seen]
+            pool = with_pseudo(pool, chosen, len(ctx.task.labeled.examples))
         warm_dir, warm_fp, upstream = e_dir, e_fp, e_fp
         evolve_dir = e_dir
     # ---- compute-matched SFT: the labeled split alone for as many optimizer steps as the final evolve took,
@@ -359,6 +361,17 @@ def merge_shards(ctx: RunContext, out: Path, fp: str) -> None:
     log(f"propagate: merged {n} shards ({total} rows)")
 
 
+def with_pseudo(pool: list[Example], chosen: list[Example], n_gold: int) -> list[Example]:
+    """The pool (its first ``n_gold`` rows labeled by hand, the rest pseudo-labelled in earlier rounds) with
+    this round's selected rows, each unlabeled row once: a row selected again keeps its place and takes the
+    newer label, which the later round's model gave. (Appending them twice trained round 2 on 85 rows of
+    FPB twice over, some with two different answers.)"""
+    pseudo = {e.id: e for e in pool[n_gold:]}
+    for e in chosen:
+        pseudo[e.id] = e
+    return pool[:n_gold] + list(pseudo.values())
+
+
 def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path, warm_dir: Path) -> None:
     """Train the evolved adapter: fresh from the base model on pool + selected, or continue the warm one."""
     from dataclasses import replace
@@ -369,8 +382,9 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
 
     cfg = ctx.cfg
     chosen = selected_examples(select_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
+    n_gold = len(ctx.task.labeled.examples)
     if cfg.evolve.mode == "fresh":
-        data = pool + chosen
+        data = with_pseudo(pool, chosen, n_gold)
         res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
                          cfg.sft, out, seed=cfg.seed, desc="evolve", log_dir=tensorboard_dir(ctx, out))
     else:
@@ -380,12 +394,12 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
                          desc="evolve", log_dir=tensorboard_dir(ctx, out))
     if not is_main():
         return
-    labeled_ids = {e.id for e in ctx.task.labeled.examples}
+    gold = n_gold if cfg.evolve.mode == "fresh" else 0
     atomic_write_jsonl(out / "train_data.jsonl", [
         {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
-         "source": "labeled" if e.id in labeled_ids else "pseudo"} for e in data
+         "source": "labeled" if i < gold else "pseudo"} for i, e in enumerate(data)
     ])
-    log(f"evolve: {len(data)} examples ({len(chosen)} pseudo-labelled), {res.steps} steps")
+    log(f"evolve: {len(data)} examples ({len(data) - gold} pseudo-labelled), {res.steps} steps")
 
 
 def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_dir: Path | None, evolve_fp: str,
