@@ -394,7 +394,7 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                                               if x["metrics"].get("pseudo_labels", {}).get("selected")]),
                     "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
                                        if x["metrics"].get("pseudo_labels")]),
-                    "steps": [x["metrics"].get("training", {}).get("evolve", {}).get("steps") for x in vs],
+                    "steps": [last_evolve_steps(x) for x in vs],
                     "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],
                     "selected_labels": [_selected_counts(tdir / f"s{s}" / v) for s in found],
                 }
@@ -417,6 +417,13 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                 }
         res["tasks"][task] = rec
     return res
+
+
+def last_evolve_steps(summary: dict[str, Any]) -> int | None:
+    """Optimizer steps of the run's last evolve stage (``evolve``, ``evolve_r2``, ...)."""
+    training = summary["metrics"].get("training", {})
+    rounds = sorted((int(k.partition("_r")[2] or 1), v) for k, v in training.items() if k.split("_r")[0] == "evolve")
+    return rounds[-1][1].get("steps") if rounds else None
 
 
 def _selected_counts(run_dir: Path) -> dict[str, int] | None:

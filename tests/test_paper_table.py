@@ -184,3 +184,13 @@ def test_gpu_script_checks_its_settings_and_refuses_without_cuda(tmp_path):
                         str(tmp_path / "runs"), "--results", str(tmp_path / "res")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "sft.lrr: unknown setting" in r.stderr and not (tmp_path / "runs").exists()
+
+
+def test_last_evolve_steps_reads_the_last_round():
+    def summary(training):
+        return {"metrics": {"training": training}}
+
+    assert paper_table.last_evolve_steps(summary({"sft": {"steps": 64}, "evolve": {"steps": 112}})) == 112
+    assert paper_table.last_evolve_steps(summary({"evolve_r2": {"steps": 164}, "evolve": {"steps": 112},
+                                                  "evolve_r10": {"steps": 9}, "sft": {"steps": 64}})) == 9
+    assert paper_table.last_evolve_steps(summary({"sft": {"steps": 64}})) is None
