@@ -398,10 +398,11 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                     "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],
                     "selected_labels": [_selected_counts(tdir / f"s{s}" / v) for s in found],
                 }
-        measured = any(_load(tdir / f"s{s}" / f"labeled_{n}") for s in seeds for n in SCARCITY if n)
-        for n in SCARCITY if measured else []:
+        # the seeds with any scarcity run; 'all' (the seed's SemiEvol run) over those seeds only
+        sc_seeds = [s for s in seeds if any(_load(tdir / f"s{s}" / f"labeled_{n}") for n in SCARCITY if n)]
+        for n in SCARCITY if sc_seeds else []:
             name = f"labeled_{n}" if n else "semievol"
-            at_n = {s: x for s in seeds if (x := _load(tdir / f"s{s}" / name))}
+            at_n = {s: x for s in sc_seeds if (x := _load(tdir / f"s{s}" / name))}
             xs = list(at_n.values())
             if xs:
                 rec["scarcity"][str(n or "all")] = {
@@ -427,10 +428,13 @@ def last_evolve_steps(summary: dict[str, Any]) -> int | None:
 
 
 def _selected_counts(run_dir: Path) -> dict[str, int] | None:
-    """Pseudo-labels kept by selection, by answer (the class balance the evolved model is trained on)."""
-    p = run_dir / "select" / "pseudo_labels.jsonl"
-    if not p.exists():
+    """Pseudo-labels kept by the last round's selection, by answer (the class balance the evolved model is
+    trained on)."""
+    found = sorted((int(d.name.partition("_r")[2] or 1), d) for d in run_dir.glob("select*")
+                   if d.name.split("_r")[0] == "select" and (d / "pseudo_labels.jsonl").exists())
+    if not found:
         return None
+    p = found[-1][1] / "pseudo_labels.jsonl"
     rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
     return dict(sorted(Counter(r["answer"] for r in rows if r["selected"]).items()))
 

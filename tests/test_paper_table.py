@@ -143,6 +143,7 @@ def test_scarcity_rows_pair_seeds_and_time_only_the_method(tmp_path, monkeypatch
 
     t = {"sft": 60, "propagate": 120, "select": 30, "evolve": 90, "sft_matched": 600, "evaluate": 300}
     folders = {"s0/semievol": summary(0.70, 0.74, 0.75, t), "s1/semievol": summary(0.72, 0.71, 0.70, t),
+               "s2/semievol": summary(0.10, 0.90, 0.10, t),  # no scarcity runs on seed 2: not in those rows
                "s0/labeled_16": summary(0.50, 0.58, 0.52, t | {"propagate_r2": 60}),
                "s1/labeled_16": summary(0.40, 0.44, 0.41, t | {"propagate_r2": 60})}
     for name, x in folders.items():
@@ -150,8 +151,9 @@ def test_scarcity_rows_pair_seeds_and_time_only_the_method(tmp_path, monkeypatch
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps(x))
     monkeypatch.setattr(paper_table, "OUT", tmp_path)
-    res = paper_table.collect("session", ["fpb"], [0, 1])
+    res = paper_table.collect("session", ["fpb"], [0, 1, 2])
     sc = res["tasks"]["fpb"]["scarcity"]
+    assert res["tasks"]["fpb"]["main"]["evolved"]["n"] == 3 and sc["all"]["semievol"]["n"] == 2
     assert list(sc) == ["16", "all"]
     assert sc["16"]["minus_sft"]["values"] == pytest.approx([0.08, 0.04])
     assert sc["16"]["minus_matched"]["values"] == pytest.approx([0.06, 0.03])
@@ -194,3 +196,17 @@ def test_last_evolve_steps_reads_the_last_round():
     assert paper_table.last_evolve_steps(summary({"evolve_r2": {"steps": 164}, "evolve": {"steps": 112},
                                                   "evolve_r10": {"steps": 9}, "sft": {"steps": 64}})) == 9
     assert paper_table.last_evolve_steps(summary({"sft": {"steps": 64}})) is None
+
+
+def test_selected_counts_read_the_last_round(tmp_path):
+    def write(folder, answers):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "pseudo_labels.jsonl").write_text(
+            "".join(json.dumps({"answer": a, "selected": True}) + "\n" for a in answers))
+
+    write("select", ["A", "B"])
+    assert paper_table._selected_counts(tmp_path) == {"A": 1, "B": 1}
+    write("select_r2", ["C"])
+    write("select_r10", ["B", "B"])
+    assert paper_table._selected_counts(tmp_path) == {"B": 2}
+    assert paper_table._selected_counts(tmp_path / "select") is None
