@@ -106,6 +106,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 SCARCITY = [16, 32, 64, 128, 0]
 
 
+def scarcity_counts(labeled: int) -> list[int]:
+    """The labeled counts to run for a profile with ``labeled`` rows (0 = the whole split): those below it."""
+    return [n for n in SCARCITY if n and (not labeled or n < labeled)]
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``--set model.model=X --set sft.lr=1e-3`` -> nested overrides; values are read as YAML (numbers, lists, 1e-3)."""
     out: dict[str, Any] = {}
@@ -684,7 +689,8 @@ def main() -> None:
                         r = run_config(sdir / v, cfg)
                         print(f"{task} seed {seed} {v}: evolved {acc(r, 'evolved')}", flush=True)
                 if "scarcity" in parts and task in args.scarcity_tasks.split(","):
-                    for n in SCARCITY[:-1]:  # 'all' is the seed's SemiEvol run itself
+                    # 'all' is the seed's SemiEvol run itself, and so is any count at or above the profile's
+                    for n in scarcity_counts(PROFILES[args.profile][task]["labeled"]):
                         cfg = task_config(task, data, seed, tune)
                         cfg["task"]["limit_labeled"] = n
                         r = run_config(sdir / f"labeled_{n or 'all'}", cfg)

@@ -210,3 +210,9 @@ def test_selected_counts_read_the_last_round(tmp_path):
     write("select_r10", ["B", "B"])
     assert paper_table._selected_counts(tmp_path) == {"B": 2}
     assert paper_table._selected_counts(tmp_path / "select") is None
+
+
+def test_scarcity_skips_counts_that_are_the_whole_labeled_split():
+    assert paper_table.scarcity_counts(128) == [16, 32, 64]  # 128 of 128 is the main run
+    assert paper_table.scarcity_counts(0) == [16, 32, 64, 128]  # the whole split, size unknown here
+    assert paper_table.scarcity_counts(20) == [16]
