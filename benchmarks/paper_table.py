@@ -43,8 +43,9 @@ from typing import Any
 
 import yaml
 
-from semievol.answers import LETTERS
 from semievol.config import ConfigError, build_config
+from semievol.report import stage_dirs
+from semievol.stages.select import PriorSums, decide
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,6 +105,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rounds_3": ("3 rounds", {"evolve": {"rounds": 3}}),
 }
 SCARCITY = [16, 32, 64, 128, 0]
+
+
+def base_config(sets: list[str]) -> dict[str, Any]:
+    """The base config with ``--set`` overrides, checked as semievol checks a config (ConfigError if not)."""
+    cfg = merge(BASE_CONFIG, parse_set(sets))
+    build_config(cfg)
+    return cfg
 
 
 def scarcity_counts(labeled: int) -> list[int]:
@@ -435,11 +443,10 @@ def last_evolve_steps(summary: dict[str, Any]) -> int | None:
 def _selected_counts(run_dir: Path) -> dict[str, int] | None:
     """Pseudo-labels kept by the last round's selection, by answer (the class balance the evolved model is
     trained on)."""
-    found = sorted((int(d.name.partition("_r")[2] or 1), d) for d in run_dir.glob("select*")
-                   if d.name.split("_r")[0] == "select" and (d / "pseudo_labels.jsonl").exists())
+    found = [d / "pseudo_labels.jsonl" for d in stage_dirs(run_dir, "select") if (d / "pseudo_labels.jsonl").exists()]
     if not found:
         return None
-    p = found[-1][1] / "pseudo_labels.jsonl"
+    p = found[-1]
     rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
     return dict(sorted(Counter(r["answer"] for r in rows if r["selected"]).items()))
 
@@ -470,18 +477,15 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
         out[f"config {v['config']}"] = rate([r["votes"][i]["answer"] if len(r["votes"]) > i else None for r in rows])
     out["majority vote"] = rate([Counter(v["answer"] for v in r["votes"]).most_common(1)[0][0] for r in rows])
     if all(r.get("justify_dist") for r in rows):
-        mean: dict[int, list[float]] = {}
-        for n in {len(r["justify_dist"]) for r in rows}:
-            group = [r["justify_dist"] for r in rows if len(r["justify_dist"]) == n]
-            mean[n] = [max(sum(d[i] for d in group) / len(group), 1e-12) for i in range(n)]
+        sums = PriorSums()
+        for r in rows:
+            sums.add(r["justify_dist"])
+        priors = sums.priors()
 
         def pick(r: dict[str, Any], calibrate: bool) -> str:
             d = r["justify_dist"]
-            cands = {v["answer"] for v in r["votes"] if v["answer"]} or set(LETTERS[: len(d)])
-            # in letter order, so a tie (the stored distributions are rounded) goes to the first letter, as
-            # the select stage's argmax does; a set's order changes with the process's hash seed
-            idx = sorted(LETTERS.index(c) for c in cands if LETTERS.index(c) < len(d))
-            return LETTERS[max(idx, key=lambda i: d[i] / mean[len(d)][i] if calibrate else d[i])]
+            # the select stage's own rule (select.candidates_only, select.calibrate): ties to the first letter
+            return decide(d, [v["answer"] for v in r["votes"]], priors[len(d)] if calibrate else None, "entropy")[0]
 
         out["justified, kept to the candidates"] = rate([pick(r, False) for r in rows])
         out["justified, candidates, batch-calibrated"] = rate([pick(r, True) for r in rows])
@@ -650,9 +654,8 @@ def main() -> None:
                   f"{_pct(x['disagreeing']['accuracy'])} right.\n  Other rules: {_alternatives_text(x)}")
         return
     OUT = Path(args.out).resolve()
-    BASE_CONFIG = merge(BASE_CONFIG, parse_set(args.set))
     try:  # a misspelt --set key fails here, not in the first run's log after the data is written
-        build_config(BASE_CONFIG)
+        BASE_CONFIG = base_config(args.set)
     except ConfigError as e:
         print(f"paper_table: --set: {e}", file=sys.stderr)
         sys.exit(2)

@@ -67,11 +67,10 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import paper_table
 
-        from semievol.config import ConfigError, build_config
+        from semievol.config import ConfigError
 
-        sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
         try:
-            build_config(paper_table.merge(paper_table.BASE_CONFIG, paper_table.parse_set(sets)))
+            paper_table.base_config([cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"])
         except ConfigError as e:
             print(f"paper_table_gpu: {e}", file=sys.stderr)
             sys.exit(2)
