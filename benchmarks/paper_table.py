@@ -696,8 +696,8 @@ def main() -> None:
                     for n in scarcity_counts(PROFILES[args.profile][task]["labeled"]):
                         cfg = task_config(task, data, seed, tune)
                         cfg["task"]["limit_labeled"] = n
-                        r = run_config(sdir / f"labeled_{n or 'all'}", cfg)
-                        print(f"{task} seed {seed} labeled {n or 'all'}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
+                        r = run_config(sdir / f"labeled_{n}", cfg)
+                        print(f"{task} seed {seed} labeled {n}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
                               flush=True)
     res = collect(args.profile, tasks, sorted(set(seeds) | set(vseeds)))
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.processor() or 'cpu'}), {gpus()}"
