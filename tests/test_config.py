@@ -208,6 +208,7 @@ INVALID = [
     ({"sft": {"epochs": 0}}, "sft.epochs: must be positive (or set max_steps)"),
     ({"sft": {"max_steps": -1}}, "sft.max_steps: must be 0 or more"),
     ({"sft": {"micro_batch_size": 0}}, "sft.micro_batch_size: must be at least 1"),
+    ({"sft": {"micro_batch_tokens": -1}}, "sft.micro_batch_tokens: must be 0 or more"),
     ({"sft": {"batch_size": 12}}, "sft.batch_size: must be a multiple of micro_batch_size (8)"),
     ({"sft": {"warmup_ratio": 1}}, "sft.warmup_ratio: must be in [0, 1)"),
     ({"sft": {"lora_dropout": -0.1}}, "sft.lora_dropout: must be in [0, 1)"),

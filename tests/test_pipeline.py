@@ -70,6 +70,10 @@ def test_rerun_skips_finished_stages_and_a_change_reruns_only_downstream(tiny_mo
     before = _manifest_mtimes(rd)
     run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True))
     assert _manifest_mtimes(rd) == before
+    # memory settings say how training fits, not what it learns: a run that ran out of memory resumes
+    run(make_context(_cfg(tiny_model, choice_task, rd, sft={"micro_batch_tokens": 64, "gradient_checkpointing": True}),
+                     quiet=True))
+    assert _manifest_mtimes(rd) == before
 
     run(make_context(_cfg(tiny_model, choice_task, rd, select={"theta": 25}), quiet=True))
     after = _manifest_mtimes(rd)

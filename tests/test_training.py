@@ -11,7 +11,13 @@ from semievol.config import TrainConfig
 from semievol.data import Example
 from semievol.models import ModelSource
 from semievol.prompts import training_pair
-from semievol.training import TrainingError, length_grouped_batches, tokenize_pairs, train_lora
+from semievol.training import (
+    TrainingError,
+    length_grouped_batches,
+    split_by_tokens,
+    tokenize_pairs,
+    train_lora,
+)
 
 
 def _pairs(n=12):
@@ -102,3 +108,33 @@ def test_loss_from_the_selected_head_positions_equals_the_full_loss(tiny_model):
     assert sel == pytest.approx(full, rel=1e-6) and full > 0
     for name, g in g_full.items():
         torch.testing.assert_close(g_sel[name], g, rtol=1e-4, atol=1e-6)
+
+
+def test_split_by_tokens_keeps_order_and_the_budget():
+    lengths = [10, 20, 30, 40, 100, 5]
+    batch = [0, 1, 2, 3, 4, 5]
+    assert split_by_tokens(batch, lengths, 0) == [batch]
+    pieces = split_by_tokens(batch, lengths, 80)
+    assert [i for p in pieces for i in p] == batch  # every row once, in order
+    for p in pieces:  # padded size within the budget, except a lone row longer than it
+        assert len(p) * max(lengths[i] for i in p) <= 80 or len(p) == 1
+    assert pieces == [[0, 1], [2, 3], [4], [5]]  # 3 x 30 = 90 > 80; the 5-token row pads to 100 beside row 4
+
+
+@pytest.mark.parametrize("memory", [{"micro_batch_tokens": 40}, {"gradient_checkpointing": True}])
+def test_memory_settings_train_the_same_adapter(tiny_model, tmp_path, memory):
+    """Splitting micro-batches by tokens, or recomputing activations, changes memory, not the result."""
+    from safetensors.torch import load_file
+
+    common = dict(lr=1e-2, epochs=2, batch_size=4, micro_batch_size=4, max_length=256, lora_dropout=0.0,
+                  micro_batch_tokens=0)
+    pairs = _pairs()
+    res = [train_lora(ModelSource(str(tiny_model)), pairs, TrainConfig(**(common | extra)), tmp_path / str(k), seed=0)
+           for k, extra in enumerate([{}, memory])]
+    logs = [[json.loads(x) for x in (r.adapter_dir / "train_log.jsonl").read_text().splitlines()] for r in res]
+    assert [r["tokens"] for r in logs[0]] == [r["tokens"] for r in logs[1]]
+    assert [r["loss"] for r in logs[0]] == pytest.approx([r["loss"] for r in logs[1]], rel=1e-4)
+    a, b = (load_file(r.adapter_dir / "adapter_model.safetensors") for r in res)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)

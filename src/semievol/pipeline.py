@@ -68,8 +68,10 @@ class StageMissing(RuntimeError):
     """A stage was asked for before the stage it needs has finished."""
 
 
-# training settings that say where training runs, not what it computes: not part of any fingerprint
-LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes", "report_to"}
+# training settings that say where or in how much memory training runs, not what it computes: not part of
+# any fingerprint, so a run that ran out of memory resumes with a smaller micro_batch_tokens
+LAUNCH_ONLY = {"launcher", "accelerate_config", "num_processes", "report_to", "micro_batch_tokens",
+               "gradient_checkpointing"}
 
 
 def _train_key(cfg: RunConfig) -> dict[str, Any]:
