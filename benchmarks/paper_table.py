@@ -288,19 +288,29 @@ def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> di
         (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
         semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
         res = rd / "val.json"
-        if not res.exists() or "gold_nll" not in json.loads(res.read_text()):
+        # a free-form answer has no option to score: no gold NLL (older choice results lack it: re-evaluate)
+        if not res.exists() or (task != "gsm8k" and "gold_nll" not in json.loads(res.read_text())):
             semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
                      rd / "bench.log")
         val = json.loads(res.read_text())
-        scores[key], nll[key] = val["accuracy"], val["gold_nll"]
+        scores[key], nll[key] = val["accuracy"], val.get("gold_nll")
         print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
-              f"{nll[key]:.3f}, predicted {val['predicted']}", flush=True)
-    # accuracy first; on a 25-row slice it ties often, and the gold option's log-probability breaks the tie
-    lr, ep = max(keys, key=lambda p: (scores[keys[p]], -nll[keys[p]]))
+              f"{_num(nll[key])}, predicted {val.get('predicted', '-')}", flush=True)
+    lr, ep = pick_tuned(list(keys), [scores[k] for k in keys.values()], [nll[k] for k in keys.values()])
     rec = {"grid": scores, "gold_nll": nll, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
            "validation_rows": len(_read_rows(next((tdata / task).glob("test.*")))[1])}
     rec_path.write_text(json.dumps(rec, indent=2))
     return rec
+
+
+def pick_tuned(pairs: list[Any], accuracy: list[float], gold_nll: list[float | None]) -> Any:
+    """The pair with the best validation accuracy. On a 25-row slice accuracy ties often, and the lower
+    negative log-probability of the gold option breaks the tie; a free-form task has none, so its ties go
+    to the first pair of the grid (the lowest rate and fewest epochs)."""
+    def key(i: int) -> tuple[float, float, int]:
+        return accuracy[i], -(gold_nll[i] if gold_nll[i] is not None else math.inf), -i
+
+    return pairs[max(range(len(pairs)), key=key)]
 
 
 def copy_run(src: Path, dest: Path) -> None:

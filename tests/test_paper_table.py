@@ -216,3 +216,12 @@ def test_scarcity_skips_counts_that_are_the_whole_labeled_split():
     assert paper_table.scarcity_counts(128) == [16, 32, 64]  # 128 of 128 is the main run
     assert paper_table.scarcity_counts(0) == [16, 32, 64, 128]  # the whole split, size unknown here
     assert paper_table.scarcity_counts(20) == [16]
+
+
+def test_tuning_breaks_ties_by_gold_nll_and_without_it_by_grid_order():
+    pairs = [(3e-4, 2), (1e-3, 2), (3e-3, 2)]
+    assert paper_table.pick_tuned(pairs, [0.5, 0.6, 0.6], [0.9, 0.8, 0.7]) == (3e-3, 2)
+    assert paper_table.pick_tuned(pairs, [0.5, 0.6, 0.4], [0.9, 0.8, 0.7]) == (1e-3, 2)
+    # free-form (GSM8K): no option to score; a run that reached the eval must not crash the tuning
+    assert paper_table.pick_tuned(pairs, [0.0, 0.0, 0.0], [None, None, None]) == (3e-4, 2)
+    assert paper_table.pick_tuned(pairs, [0.0, 0.1, 0.0], [None, None, None]) == (1e-3, 2)
