@@ -33,6 +33,7 @@ GPU_SET = [
     "sft.bf16=on",
     "sft.batch_size=16",
     "sft.micro_batch_size=16",
+    "sft.micro_batch_tokens=16384",
 ]
 
 
