@@ -86,6 +86,10 @@ EXTRACT_FREE = [
     ("no number here", None),
     ("Answer:", None),
     ("", None),
+    # an answer tag with nothing after it is no answer (GSM8K's justification once gave the answer 'is')
+    ("Martha gets 500 points.\nThe answer is", "500"),
+    ("The answer is\n(final: is)", None),
+    ("Answer: 12\nThe answer is ", "12"),
 ]
 
 

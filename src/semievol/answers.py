@@ -19,6 +19,7 @@ REL_TOL = 1e-2
 _FRACTION = r"(?<![\d/.])[-+]?\d+/\d+(?![\d/])"
 _NUMBER = re.compile(_FRACTION + r"|[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _ANSWER_TAG = re.compile(r"\banswers?\b\s*(?:is\b)?\s*(?::|-(?![\d.]))?\s*(.+)", re.IGNORECASE)
+_BARE_IS = re.compile(r"is\W*", re.IGNORECASE)  # what the tag leaves of "The answer is" with nothing after
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _LETTER_AT_START = re.compile(r"^\W*\(?([A-Z])\)?(?:[\s.,:;)*]|$)")
 # after an 'Answer:' tag: 'B', 'Option B', '(b)', a lone 'b' or 'b.' (but 'a good one' is a word, not A)
@@ -86,17 +87,21 @@ def normalize_free(text: str) -> str:
 
 
 def extract_free(response: str) -> str | None:
-    """The final answer of a free-form response: text after the last 'Answer:' tag, else the last number."""
+    """The final answer of a free-form response: text after the last 'Answer:' tag that has some, else the
+    last number."""
     lines = [ln for ln in response.strip().splitlines() if ln.strip()]
     for ln in reversed(lines):
         m = _ANSWER_TAG.search(ln)
         if m:
             tail = m.group(1).strip()
+            if _BARE_IS.fullmatch(tail):
+                continue  # no answer on this line, not the answer 'is'
             num = parse_number(tail)
             if num is not None:
                 return format_number(num)
             norm = normalize_text(tail)
-            return norm or None
+            if norm:
+                return norm
     num = parse_number(response)
     return format_number(num) if num is not None else None
 
