@@ -74,6 +74,7 @@ BASE_CONFIG: dict[str, Any] = {
     "evolve": {"mode": "fresh", "rounds": 1},
     "evaluate": {"models": ["base", "warm", "evolved", "sft_matched"]},
 }
+FREE_TASKS = {"gsm8k"}  # answered in free form: FREE_OVERRIDES apply, and there is no option to score
 FREE_OVERRIDES: dict[str, Any] = {
     "model": {"max_new_tokens": 256},
     "sft": {"use_rationale": True, "max_length": 768},
@@ -260,7 +261,7 @@ def task_config(task: str, data: Path, seed: int, tune: dict[str, Any]) -> dict[
     """The SemiEvol config of one run; ``tune`` holds the lr and epochs chosen on the validation slice."""
     sft = {"lr": tune["lr"], "epochs": tune.get("epochs", BASE_CONFIG["sft"]["epochs"])}
     cfg = merge(BASE_CONFIG, {"seed": seed, "task": {"task": task, "data_dir": str(data)}, "sft": sft})
-    return merge(cfg, FREE_OVERRIDES) if task == "gsm8k" else cfg
+    return merge(cfg, FREE_OVERRIDES) if task in FREE_TASKS else cfg
 
 
 def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> dict[str, Any]:
@@ -288,8 +289,8 @@ def choose_sft(task: str, data: Path, lrs: list[float], epochs: list[int]) -> di
         (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
         semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
         res = rd / "val.json"
-        # a free-form answer has no option to score: no gold NLL (older choice results lack it: re-evaluate)
-        if not res.exists() or (task != "gsm8k" and "gold_nll" not in json.loads(res.read_text())):
+        # a free-form task has no gold NLL; an older choice result lacks it: evaluate again
+        if not res.exists() or (task not in FREE_TASKS and "gold_nll" not in json.loads(res.read_text())):
             semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
                      rd / "bench.log")
         val = json.loads(res.read_text())

@@ -129,6 +129,11 @@ def test_memory_settings_train_the_same_adapter(tiny_model, tmp_path, memory):
     common = dict(lr=1e-2, epochs=2, batch_size=4, micro_batch_size=4, max_length=256, lora_dropout=0.0,
                   micro_batch_tokens=0)
     pairs = _pairs()
+    if "micro_batch_tokens" in memory:  # the budget must split this data's 4-row micro-batches, or nothing is tested
+        from semievol.models import load_tokenizer
+
+        lengths = [len(x) for x, _ in tokenize_pairs(load_tokenizer(ModelSource(str(tiny_model))), pairs, 256)]
+        assert len(split_by_tokens([0, 1, 2, 3], lengths, memory["micro_batch_tokens"])) > 1
     res = [train_lora(ModelSource(str(tiny_model)), pairs, TrainConfig(**(common | extra)), tmp_path / str(k), seed=0)
            for k, extra in enumerate([{}, memory])]
     logs = [[json.loads(x) for x in (r.adapter_dir / "train_log.jsonl").read_text().splitlines()] for r in res]

@@ -159,7 +159,7 @@ class TrainConfig:
     micro_batch_size: int = 8
     """Examples per forward pass."""
     micro_batch_tokens: int = 1024
-    """Most padded tokens per forward pass: a longer micro-batch is split into smaller ones with the same gradient (with lora_dropout, other dropout masks). On 2 CPU cores, 4 PubMedQA rows (2,400 tokens) trained at 3.2 GB peak instead of 9.3 GB (benchmarks/train_memory.py); on a GPU raise it (16384) or set 0 = no limit."""
+    """Most padded tokens per forward pass: a longer micro-batch is split into smaller ones with the same gradient (with lora_dropout, other dropout masks). On 2 CPU cores, one step on 4 PubMedQA rows (2,399 tokens) peaked at 3.0 GB instead of 9.0 GB (benchmarks/results/train_memory.md); on a GPU raise it (16384) or set 0 = no limit."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: far less memory for about a third more compute."""
     warmup_ratio: float = 0.1

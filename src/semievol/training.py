@@ -91,7 +91,7 @@ def split_by_tokens(batch: list[int], lengths: list[int], budget: int) -> list[l
     width = 0
     for i in batch:
         grown = max(width, lengths[i])
-        if pieces and pieces[-1] and (len(pieces[-1]) + 1) * grown <= budget:
+        if pieces and (len(pieces[-1]) + 1) * grown <= budget:
             pieces[-1].append(i)
             width = grown
         else:
