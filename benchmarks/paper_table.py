@@ -61,6 +61,9 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
         "arc": {"labeled": 128, "unlabeled": 192, "test": 200},
         "gsm8k": {"labeled": 64, "unlabeled": 64, "test": 100},
     },
+    # 'session' with the whole test split: the same labeled and unlabeled rows (so the same tuning and
+    # training), 453 FPB / 518 ARC test rows instead of 200, which narrows each run's test-sample noise
+    "session_fulltest": {t: {"labeled": 128, "unlabeled": 192, "test": 0} for t in ("fpb", "pubmedqa", "arc")},
     "full": {t: {"labeled": 0, "unlabeled": 0, "test": 0} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
     # checks that the table runs at all (a new model, engine or machine): minutes, numbers meaningless
     "smoke": {t: {"labeled": 20, "unlabeled": 8, "test": 8} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
@@ -395,6 +398,12 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
             rec["main"][model] = seed_stats(list(runs.values()), model)
         rec["main"]["minus_sft"] = paired(runs, "evolved", runs, "warm")
         rec["main"]["minus_matched"] = paired(runs, "evolved", runs, "sft_matched")
+        rec["main"]["target"] = target_check(rec["main"])
+        rec["main"]["row_paired"] = {}
+        for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched")):
+            pairs = {s: (a, b) for s in seeds if runs[s] and (a := row_correct(tdir / f"s{s}" / "semievol", "evolved"))
+                     and (b := row_correct(tdir / f"s{s}" / "semievol", other))}
+            rec["main"]["row_paired"][name] = row_paired(pairs)
         rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
                                   for m in ("warm", "sft_matched", "evolved")}
         rec["main"]["selected_labels"] = [_selected_counts(tdir / f"s{s}" / "semievol") for s in seeds if runs[s]]
@@ -442,6 +451,62 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
                 }
         res["tasks"][task] = rec
     return res
+
+
+def row_correct(run_dir: Path, model: str) -> list[bool] | None:
+    """Right or wrong on each test row, in the test file's order, from the run's ``predictions_<model>.jsonl``."""
+    p = run_dir / "evaluate" / f"predictions_{model}.jsonl"
+    if not p.exists():
+        return None
+    return [bool(json.loads(x)["correct"]) for x in p.read_text().splitlines() if x.strip()]
+
+
+def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Model A minus model B over the test rows, per seed and pooled: is a difference larger than the noise of
+    drawing these test rows, and than the noise of training on another seed?
+
+    ``pairs`` maps a seed to (A right?, B right?) on the same test rows (every seed shares the test split).
+    Per seed: the difference, the rows only A / only B got right, and a 95% paired bootstrap interval over the
+    rows. Pooled: the mean over seeds with a two-level bootstrap that redraws the seeds, then the test rows
+    (the same rows for every seed drawn), so both sources of noise are in the interval.
+    """
+    if not pairs:
+        return {"n_seeds": 0}
+    rng = random.Random(seed)
+    seeds = sorted(pairs)
+    n = len(pairs[seeds[0]][0])
+    if any(len(a) != n or len(b) != n for a, b in pairs.values()):
+        raise ValueError("row_paired: every seed's predictions must cover the same test rows")
+    diff = {s: [int(a) - int(b) for a, b in zip(*pairs[s], strict=True)] for s in seeds}
+    per_seed = {}
+    for s in seeds:
+        d = diff[s]
+        boots = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(draws))
+        per_seed[s] = {"diff": sum(d) / n, "only_a": d.count(1), "only_b": d.count(-1),
+                       "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]]}
+    pooled = []
+    for _ in range(draws):
+        drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
+        rows = [rng.randrange(n) for _ in range(n)]
+        pooled.append(sum(diff[s][i] for s in drawn for i in rows) / (n * len(drawn)))
+    pooled.sort()
+    mean = statistics.fmean(sum(diff[s]) / n for s in seeds)
+    return {"n_seeds": len(seeds), "rows": n, "mean": mean, "per_seed": per_seed,
+            "ci95": [pooled[int(0.025 * draws)], pooled[int(0.975 * draws) - 1]],
+            "p_above_zero": sum(x > 0 for x in pooled) / draws}
+
+
+def target_check(main: dict[str, Any]) -> dict[str, Any]:
+    """The issue's target on one task: SemiEvol at least 1 point above SFT and above compute-matched SFT, and
+    its lowest seed above both controls' highest seeds (seed ranges that do not overlap)."""
+    ev, sft, mt = main["evolved"], main["warm"], main["sft_matched"]
+    if not ev.get("n") or not sft.get("n") or not mt.get("n"):
+        return {"met": None}
+    margins = {"mean_over_sft": ev["mean"] - sft["mean"], "mean_over_matched": ev["mean"] - mt["mean"],
+               "lowest_over_highest_sft": ev["min"] - sft["max"], "lowest_over_highest_matched": ev["min"] - mt["max"]}
+    met = (ev["n"] > 1 and margins["mean_over_sft"] >= 0.01 and margins["mean_over_matched"] >= 0.01
+           and margins["lowest_over_highest_sft"] > 0 and margins["lowest_over_highest_matched"] > 0)
+    return {"met": met, **margins}
 
 
 def last_evolve_steps(summary: dict[str, Any]) -> int | None:
@@ -573,6 +638,28 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
         L.append(f"| {task} | {m['evolved'].get('n', 0)} | {fmt(m['base'])} | {fmt(m['warm'])} | {fmt(m['sft_matched'])} | "
                  f"{fmt(m['evolved'])} | {fmt_delta(m['minus_sft'])} | {fmt_delta(m['minus_matched'])} | {fmt(m['pseudo_all'])} | {fmt(m['pseudo_selected'])} | {fmt(m['agreement'])} | "
                  f"{lr} | {m['wall_minutes'].get('mean', 0):.0f} min |")
+    L += ["", "The issue's target (SemiEvol at least 1 point above SFT and compute-matched SFT, its lowest seed above "
+          "both controls' highest), and whether a difference is larger than the noise: a paired bootstrap over the "
+          "test rows for each seed, and pooled over seeds with a two-level bootstrap (seeds, then test rows). "
+          "'only A / only B': test rows that only SemiEvol / only the other model answered right.", "",
+          "| task | target met | lowest SemiEvol seed − highest SFT / matched SFT seed | vs | pooled difference [95%] | "
+          "share of draws above 0 | per seed: difference [95% over test rows], only A / only B |",
+          "|---|---|---|---|---|---|---|"]
+    for task, r in res["tasks"].items():
+        m = r["main"]
+        tg = m.get("target", {})
+        met = {True: "yes", False: "no", None: "-"}[tg.get("met")]
+        gaps = (f"{100 * tg['lowest_over_highest_sft']:+.1f} / {100 * tg['lowest_over_highest_matched']:+.1f}"
+                if tg.get("met") is not None else "-")
+        for name, label in (("vs_sft", "SFT"), ("vs_matched", "matched SFT")):
+            rp = m.get("row_paired", {}).get(name, {})
+            if not rp.get("n_seeds"):
+                continue
+            per = "; ".join(f"s{s}: {100 * x['diff']:+.1f} [{100 * x['ci95'][0]:+.1f}, {100 * x['ci95'][1]:+.1f}], "
+                            f"{x['only_a']}/{x['only_b']}" for s, x in rp["per_seed"].items())
+            L.append(f"| {task} | {met} | {gaps} | {label} | {100 * rp['mean']:+.1f} [{100 * rp['ci95'][0]:+.1f}, "
+                     f"{100 * rp['ci95'][1]:+.1f}] over {rp['n_seeds']} seeds x {rp['rows']} rows | "
+                     f"{100 * rp['p_above_zero']:.0f}% | {per} |")
     L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
           "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
     for task, r in res["tasks"].items():

@@ -71,6 +71,10 @@ def test_smoke_profile_runs_the_table_with_another_model(tmp_path, tiny_model):
     assert res["tasks"]["fpb"]["tuning"]["validation_rows"] == 4
     assert str(tiny_model) in (out / "smoke" / "fpb" / "s0" / "semievol" / "bench_config.yaml").read_text()
     assert set(main["diagnostics"]) == {"0"}  # seed 0's pseudo-labels, keys as JSON writes them
+    rp = main["row_paired"]["vs_matched"]
+    assert rp["n_seeds"] == 1 and rp["rows"] == 8 and set(rp["per_seed"]) == {"0"}
+    assert main["target"]["met"] is False  # one seed has no range to compare
+    assert "| fpb | no |" in (results / "paper_table.md").read_text()
     assert (results / "paper_table.md").read_text().startswith(f"Model `{tiny_model}`")
     r = subprocess.run([sys.executable, str(Path(paper_table.__file__)), "--diagnose",
                         str(out / "smoke" / "fpb" / "s0" / "semievol"), str(tmp_path / "nothing")],
@@ -225,3 +229,38 @@ def test_tuning_breaks_ties_by_gold_nll_and_without_it_by_grid_order():
     # free-form (GSM8K): no option to score; a run that reached the eval must not crash the tuning
     assert paper_table.pick_tuned(pairs, [0.0, 0.0, 0.0], [None, None, None]) == (3e-4, 2)
     assert paper_table.pick_tuned(pairs, [0.0, 0.1, 0.0], [None, None, None]) == (1e-3, 2)
+
+
+def test_row_paired_separates_a_real_difference_from_test_noise():
+    # A right on 60 of 100 rows, B on 40; the rows only A gets right (30) outnumber B's (10) on every seed.
+    a = [True] * 60 + [False] * 40
+    b = [True] * 30 + [False] * 30 + [True] * 10 + [False] * 30
+    rp = paper_table.row_paired({0: (a, b), 1: (a, b)}, draws=400)
+    assert rp["mean"] == pytest.approx(0.2) and rp["rows"] == 100 and rp["n_seeds"] == 2
+    assert rp["per_seed"][0]["only_a"] == 30 and rp["per_seed"][0]["only_b"] == 10
+    lo, hi = rp["per_seed"][0]["ci95"]
+    assert 0.05 < lo < 0.2 < hi < 0.35
+    assert rp["ci95"][0] > 0 and rp["p_above_zero"] == 1.0
+    # the same accuracies with A and B right on different rows half the time: no difference in the mean
+    c = [True, False] * 50
+    d = [False, True] * 50
+    flat = paper_table.row_paired({0: (c, d), 1: (d, c)}, draws=400)
+    assert flat["mean"] == pytest.approx(0.0)
+    assert flat["ci95"][0] < 0 < flat["ci95"][1] and 0.05 < flat["p_above_zero"] < 0.95
+    with pytest.raises(ValueError):
+        paper_table.row_paired({0: (a, b), 1: (a[:50], b[:50])})
+    assert paper_table.row_paired({}) == {"n_seeds": 0}
+
+
+def test_target_needs_a_point_on_the_means_and_seed_ranges_apart():
+    def main(ev, sft, mt):
+        return {"evolved": paper_table.stats(ev), "warm": paper_table.stats(sft), "sft_matched": paper_table.stats(mt)}
+
+    assert paper_table.target_check(main([0.80, 0.82, 0.81], [0.75, 0.78, 0.77], [0.76, 0.79, 0.78]))["met"] is True
+    # a 3-point mean gain whose lowest seed sits under matched SFT's highest: the ranges overlap
+    overlap = paper_table.target_check(main([0.74, 0.84, 0.85], [0.75, 0.78, 0.77], [0.76, 0.79, 0.78]))
+    assert overlap["met"] is False and overlap["lowest_over_highest_matched"] == pytest.approx(-0.05)
+    # ranges apart but under a point on the means
+    assert paper_table.target_check(main([0.801, 0.802], [0.795, 0.796], [0.79, 0.795]))["met"] is False
+    assert paper_table.target_check(main([0.9], [0.5], [0.5]))["met"] is False  # one seed has no range
+    assert paper_table.target_check(main([], [0.5], [0.5])) == {"met": None}
