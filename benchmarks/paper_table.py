@@ -205,9 +205,15 @@ def subset(task: str, data_dir: Path, sizes: dict[str, int]) -> Path:
                                  f"give this profile its own --out folder")
             continue
         if n and n < len(rows):
-            rows = random.Random(f"{SUBSET_SEED}-{task}-{split}").sample(rows, n)
+            rows = [rows[i] for i in subsample_positions(task, split, len(rows), n)]
         _write_rows(target, header, rows)
     return OUT / "data"
+
+
+def subsample_positions(task: str, split: str, total: int, n: int) -> list[int]:
+    """Which rows of a split's file (0-based, in the subset's order) a profile with ``n`` of its ``total``
+    rows takes: the same for every run seed and every profile asking for ``n``."""
+    return random.Random(f"{SUBSET_SEED}-{task}-{split}").sample(range(total), n)
 
 
 def tune_split(task: str, data: Path) -> Path:
@@ -412,6 +418,17 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in runs.values()
                   if r and r["metrics"]["pseudo_labels"].get("selected")]
         rec["main"]["pseudo_all"], rec["main"]["pseudo_selected"] = stats(pl_all), stats(pl_sel)
+        if profile == "session_fulltest":  # the same runs scored on the 'session' profile's test rows only
+            k = PROFILES["session"][task]["test"]
+            rec["main"]["on_session_rows"] = {}
+            for model in ("warm", "sft_matched", "evolved"):
+                per = {}
+                for s in seeds:
+                    right = row_correct(tdir / f"s{s}" / "semievol", model) if runs[s] else None
+                    if right:
+                        pos = subsample_positions(task, "test", len(right), k)
+                        per[s] = sum(right[i] for i in pos) / k
+                rec["main"]["on_session_rows"][model] = per
         rec["main"]["wall_minutes"] = stats([r["wall_seconds"] / 60 for r in runs.values() if r])
         rec["main"]["agreement"] = stats([r["metrics"]["pseudo_labels"].get("agreement_rate", 0)
                                           for r in runs.values() if r])
@@ -660,6 +677,12 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
             L.append(f"| {task} | {met} | {gaps} | {label} | {100 * rp['mean']:+.1f} [{100 * rp['ci95'][0]:+.1f}, "
                      f"{100 * rp['ci95'][1]:+.1f}] over {rp['n_seeds']} seeds x {rp['rows']} rows | "
                      f"{100 * rp['p_above_zero']:.0f}% | {per} |")
+    for task, r in res["tasks"].items():
+        if on := r["main"].get("on_session_rows"):
+            names = {"warm": "SFT", "sft_matched": "compute-matched SFT", "evolved": "SemiEvol"}
+            L += ["", f"{task}, the same runs on the 200 test rows of the `session` profile (to compare with runs of "
+                  "that profile): " + "; ".join(f"{names[m]} " + ", ".join(f"s{s} {100 * a:.1f}" for s, a in per.items())
+                                                for m, per in on.items() if per)]
     L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
           "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
     for task, r in res["tasks"].items():

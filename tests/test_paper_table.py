@@ -264,3 +264,18 @@ def test_target_needs_a_point_on_the_means_and_seed_ranges_apart():
     assert paper_table.target_check(main([0.801, 0.802], [0.795, 0.796], [0.79, 0.795]))["met"] is False
     assert paper_table.target_check(main([0.9], [0.5], [0.5]))["met"] is False  # one seed has no range
     assert paper_table.target_check(main([], [0.5], [0.5])) == {"met": None}
+
+
+def test_a_subset_holds_the_rows_subsample_positions_names(tmp_path, monkeypatch):
+    # the fulltest profile's runs are scored again on the session profile's test rows by these positions
+    src = tmp_path / "data" / "fpb"
+    src.mkdir(parents=True)
+    lines = ["question,options,answer"] + [f'q{i},"[""x"", ""y""]",A' for i in range(40)]
+    for split in ("labeled", "unlabeled", "test"):
+        (src / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(paper_table, "OUT", tmp_path / "runs")
+    out = paper_table.subset("fpb", tmp_path / "data", {"labeled": 10, "unlabeled": 0, "test": 7})
+    got = [r["question"] for r in paper_table._read_rows(out / "fpb" / "test.csv")[1]]
+    assert got == [f"q{i}" for i in paper_table.subsample_positions("fpb", "test", 40, 7)]
+    assert len(set(got)) == 7
+    assert len(paper_table._read_rows(out / "fpb" / "unlabeled.csv")[1]) == 40  # 0 = the whole split
