@@ -98,6 +98,27 @@ def test_extract_free(response, expected):
     assert extract_free(response) == expected
 
 
+def test_a_numeric_task_passes_over_an_answer_tag_without_a_number():
+    text = "Tom has 3 bags of 4 apples, 12 in all.\nThe answer is below, in the last line."
+    assert extract_free(text) == "below in last line"
+    assert extract_free(text, numeric=True) == "12"
+    assert extract_free("Answer: 7\nThe answer is given above.", numeric=True) == "7"
+    assert extract_free("Answer: none of them", numeric=True) is None
+    assert extract_free("Answer: $1,200", numeric=True) == "1200"
+
+
+def test_the_gsm8k_task_is_numeric(tmp_path):
+    from semievol.config import TaskConfig
+    from semievol.data import load_task
+
+    d = tmp_path / "gsm8k"
+    d.mkdir()
+    for split in ("labeled", "unlabeled", "test"):
+        (d / f"{split}.jsonl").write_text(
+            "".join(f'{{"id": "{split}{i}", "question": "q{i}?", "answer": "{i}"}}\n' for i in range(3)))
+    assert load_task(TaskConfig(task="gsm8k", data_dir=str(tmp_path)), need_test=True).numeric is True
+
+
 EXTRACT_LETTER = [
     ("A", "ABCD", "A"),
     ("B.", "ABCD", "B"),

@@ -86,9 +86,10 @@ def normalize_free(text: str) -> str:
     return _as_number(norm) or norm
 
 
-def extract_free(response: str) -> str | None:
+def extract_free(response: str, numeric: bool = False) -> str | None:
     """The final answer of a free-form response: text after the last 'Answer:' tag that has some, else the
-    last number."""
+    last number. With ``numeric`` (a task whose answers are numbers, such as GSM8K) a tag followed by words
+    alone ('the answer is below') is passed over like a tag with nothing after it."""
     lines = [ln for ln in response.strip().splitlines() if ln.strip()]
     for ln in reversed(lines):
         m = _ANSWER_TAG.search(ln)
@@ -99,6 +100,8 @@ def extract_free(response: str) -> str | None:
             num = parse_number(tail)
             if num is not None:
                 return format_number(num)
+            if numeric:
+                continue
             norm = normalize_text(tail)
             if norm:
                 return norm

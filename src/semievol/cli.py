@@ -168,7 +168,7 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
         engine.add_adapter("eval", adapter)
         name = "eval"
     t = time.time()
-    preds = predict(engine, examples, task.kind, name, m.max_new_tokens)
+    preds = predict(engine, examples, task.kind, name, m.max_new_tokens, numeric=task.numeric)
     rec = accuracy_record([p["correct"] for p in preds])
     if task.kind == "choice":
         rec.update(choice_record(examples, preds))

@@ -128,6 +128,8 @@ class Task:
     unlabeled: Split | StreamedSplit
     test: Split | None = None
     warnings: list[str] = field(default_factory=list)
+    numeric: bool = False
+    """The free-form answers are numbers (a preset such as gsm8k): extraction looks for a number."""
 
 
 # ---------------------------------------------------------------- presets
@@ -686,7 +688,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     labeled = whole("labeled")
     unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed)
     test = whole("test") if "test" in recs else None
-    task = Task(name, kind, labeled, unlabeled, test)
+    task = Task(name, kind, labeled, unlabeled, test, numeric=numeric)
     _check_unlabeled(task, cfg.id_col)
     _check_labeled_size(task, min_labeled, cfg)
     for w in task.warnings:

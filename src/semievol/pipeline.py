@@ -430,7 +430,8 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
             assert matched is not None, "sft_matched is trained before evaluation"
             adapter = ctx.adapter(f"matched-{matched[1]}", matched[0])
         t = time.time()
-        preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens, ctx.call_cache())
+        preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens, ctx.call_cache(),
+                        ctx.task.numeric)
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
         rec = accuracy_record([p["correct"] for p in preds])
         rec["seconds"] = round(time.time() - t, 2)

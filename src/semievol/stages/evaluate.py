@@ -35,8 +35,9 @@ def accuracy_record(correct: list[bool]) -> dict[str, Any]:
 
 
 def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
-            cache: CallCache | None = None) -> list[dict[str, Any]]:
-    """One prediction per example at temperature 0; with ``cache``, calls a killed run made are not repeated."""
+            cache: CallCache | None = None, numeric: bool = False) -> list[dict[str, Any]]:
+    """One prediction per example at temperature 0; with ``cache``, calls a killed run made are not repeated.
+    ``numeric``: the answers are numbers (see ``extract_free``)."""
     prompts = [answer_prompt(e, kind) for e in examples]
     out = []
     if kind == "choice":
@@ -48,7 +49,7 @@ def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | N
     else:
         samples = generate_one(engine, cache, prompts, 0.0, 0, max_new_tokens, adapter)
         for e, s in zip(examples, samples, strict=True):
-            pred = extract_free(s.text)
+            pred = extract_free(s.text, numeric)
             out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": answers_match(pred, e.answer, kind),
                         "text": s.text})
     return out

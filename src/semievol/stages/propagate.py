@@ -159,7 +159,7 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
                                          "dist": [round(float(x), 6) for x in res]})
             else:
                 s = res[0]
-                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text), "text": s.text,
+                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, ctx.task.numeric), "text": s.text,
                                          "mean_nll": round(s.mean_nll, 6)})
     for i, error in failed.items():
         rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}

@@ -213,7 +213,7 @@ def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], wa
 
         samples = generate_one(engine, cache, prompts, 0.0, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, warm)
         for (r, _), s in zip(rows, samples, strict=True):
-            ans = extract_free(s.text)
+            ans = extract_free(s.text, ctx.task.numeric)
             if ans is None:
                 ans = majority(canonical_vote([v["answer"] for v in r["votes"]], kind))
             out.append((ans, s.mean_nll, s.text))
