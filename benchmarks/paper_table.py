@@ -405,6 +405,8 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         rec["main"]["minus_sft"] = paired(runs, "evolved", runs, "warm")
         rec["main"]["minus_matched"] = paired(runs, "evolved", runs, "sft_matched")
         rec["main"]["target"] = target_check(rec["main"])
+        rec["main"]["class_right"] = {s: {m: class_right(tdir / f"s{s}" / "semievol", m) for m in ("warm", "sft_matched", "evolved")}
+                                      for s in seeds if runs[s]}
         rec["main"]["row_paired"] = {}
         for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched")):
             pairs = {s: (a, b) for s in seeds if runs[s] and (a := row_correct(tdir / f"s{s}" / "semievol", "evolved"))
@@ -476,6 +478,21 @@ def row_correct(run_dir: Path, model: str) -> list[bool] | None:
     if not p.exists():
         return None
     return [bool(json.loads(x)["correct"]) for x in p.read_text().splitlines() if x.strip()]
+
+
+def class_right(run_dir: Path, model: str) -> dict[str, list[int]] | None:
+    """Per gold answer on the test split: [rows answered right, rows] (which classes a model has learnt)."""
+    p = run_dir / "evaluate" / f"predictions_{model}.jsonl"
+    if not p.exists():
+        return None
+    out: dict[str, list[int]] = {}
+    for line in p.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            c = out.setdefault(str(r["gold"]), [0, 0])
+            c[0] += bool(r["correct"])
+            c[1] += 1
+    return dict(sorted(out.items()))
 
 
 def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -683,6 +700,14 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
             L += ["", f"{task}, the same runs on the 200 test rows of the `session` profile (to compare with runs of "
                   "that profile): " + "; ".join(f"{names[m]} " + ", ".join(f"s{s} {100 * a:.1f}" for s, a in per.items())
                                                 for m, per in on.items() if per)]
+    if any(r["main"].get("class_right") for r in res["tasks"].values()):
+        L += ["", "Test rows answered right per gold answer (right/rows), per seed: which classes each model has learnt.", ""]
+        names = {"warm": "SFT", "sft_matched": "compute-matched SFT", "evolved": "SemiEvol"}
+        for task, r in res["tasks"].items():
+            for seed, per in r["main"].get("class_right", {}).items():
+                L.append(f"- {task} seed {seed}: " + "; ".join(
+                    f"{names[m]} " + " ".join(f"{g} {a}/{n}" for g, (a, n) in c.items())
+                    for m, c in per.items() if c))
     L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
           "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
     for task, r in res["tasks"].items():

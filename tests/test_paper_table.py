@@ -74,6 +74,9 @@ def test_smoke_profile_runs_the_table_with_another_model(tmp_path, tiny_model):
     rp = main["row_paired"]["vs_matched"]
     assert rp["n_seeds"] == 1 and rp["rows"] == 8 and set(rp["per_seed"]) == {"0"}
     assert main["target"]["met"] is False  # one seed has no range to compare
+    per_class = main["class_right"]["0"]["evolved"]
+    assert sum(n for _, n in per_class.values()) == 8 and all(0 <= a <= n for a, n in per_class.values())
+    assert sum(a for a, _ in per_class.values()) == round(8 * main["evolved"]["mean"])
     assert "| fpb | no |" in (results / "paper_table.md").read_text()
     assert (results / "paper_table.md").read_text().startswith(f"Model `{tiny_model}`")
     r = subprocess.run([sys.executable, str(Path(paper_table.__file__)), "--diagnose",
