@@ -3,9 +3,12 @@
 One process accumulates two micro-batches of 4 per optimizer step; two processes take one micro-batch of 4
 each (the same effective batch of 8), launched by semievol itself (``sft.launcher: accelerate``). LoRA
 dropout is off, since its masks are drawn per process. Tolerance: losses within 1e-6 relative and adapter
-weights within 1e-6. With two processes the sum of the two gradients is exact in fp32 (each process scales
-its loss by 2 and DDP halves the sum: powers of two), so the curves measured identical; more processes
-would sum in another order, which moves fp32 results by about 1e-7 relative per step, hence the margin.
+weights within 1e-5. With two processes the sum of the two gradients is exact in fp32 (each process scales
+its loss by 2 and DDP halves the sum: powers of two), and on the 2-core Xeon and EPYC machines of earlier
+sessions the curves and weights measured identical. On an Intel Xeon with AMX the weights differed by
+1.9e-6 after the 6 steps (losses still within 1e-6): the CPU kernels there do not sum a micro-batch's
+gradient in the same order in a lone process as in one of two. An error in how the processes share the
+work moves a weight by about the learning rate (5e-3) per Adam step, hundreds of times the margin.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(tiny_model, tmp
     assert b == pytest.approx(a, rel=1e-6)
     wa, wb = load_file(one / "sft" / "adapter_model.safetensors"), load_file(two / "sft" / "adapter_model.safetensors")
     assert wa.keys() == wb.keys()
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-5
     # rank 0 alone wrote: the same files, one manifest, nothing temporary
     assert {p.name for p in (two / "sft").iterdir()} == {p.name for p in (one / "sft").iterdir()}
     assert not list(two.rglob("*.tmp")) and not list(two.rglob(".pending"))
