@@ -30,6 +30,16 @@ def median_time(fn, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def cpu_name() -> str:
+    """The CPU's model name, and whether it has AMX tiles (what makes bf16 fast on recent Xeons)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "an unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "a CPU")
+    return f"{name} ({'with' if 'amx_bf16' in info else 'without'} AMX)"
+
+
 def main() -> None:
     rows = []
     for dt in (torch.float32, torch.bfloat16):
@@ -45,8 +55,11 @@ def main() -> None:
         rows.append({"what": "SmolLM2-135M forward, 16 x 100 tokens", "dtype": str(dt), "seconds": s,
                      "gflops": 2 * sum(p.numel() for p in m.parameters()) * ids.numel() / s / 1e9})
     OUT.mkdir(exist_ok=True)
-    (OUT / "bf16_probe.json").write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
-    lines = [f"bf16 vs fp32 on {os.cpu_count()} CPU cores (`python benchmarks/bf16_probe.py`, medians)", "",
+    threads, cpu = torch.get_num_threads(), cpu_name()
+    (OUT / "bf16_probe.json").write_text(json.dumps({"cores": os.cpu_count(), "threads": threads, "cpu": cpu,
+                                                     "rows": rows}, indent=2))
+    lines = [f"bf16 vs fp32 on {cpu}, {os.cpu_count()} cores, {threads} torch thread(s) "
+             "(`python benchmarks/bf16_probe.py`, medians)", "",
              "| what | dtype | seconds | GFLOP/s |", "|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['dtype']} | {r['seconds']:.3f} | {r['gflops']:.0f} |" for r in rows]
     (OUT / "bf16_probe.md").write_text("\n".join(lines) + "\n")
