@@ -77,6 +77,7 @@ BASE_CONFIG: dict[str, Any] = {
     "evolve": {"mode": "fresh", "rounds": 1},
     "evaluate": {"models": ["base", "warm", "evolved", "sft_matched"]},
 }
+MODEL_NAMES = {"warm": "SFT", "sft_matched": "compute-matched SFT", "evolved": "SemiEvol"}  # in the table
 FREE_TASKS = {"gsm8k"}  # answered in free form: FREE_OVERRIDES apply, and there is no option to score
 FREE_OVERRIDES: dict[str, Any] = {
     "model": {"max_new_tokens": 256},
@@ -696,17 +697,15 @@ def markdown(res: dict[str, Any], machine: str, command: str) -> str:
                      f"{100 * rp['p_above_zero']:.0f}% | {per} |")
     for task, r in res["tasks"].items():
         if on := r["main"].get("on_session_rows"):
-            names = {"warm": "SFT", "sft_matched": "compute-matched SFT", "evolved": "SemiEvol"}
             L += ["", f"{task}, the same runs on the 200 test rows of the `session` profile (to compare with runs of "
-                  "that profile): " + "; ".join(f"{names[m]} " + ", ".join(f"s{s} {100 * a:.1f}" for s, a in per.items())
+                  "that profile): " + "; ".join(f"{MODEL_NAMES[m]} " + ", ".join(f"s{s} {100 * a:.1f}" for s, a in per.items())
                                                 for m, per in on.items() if per)]
     if any(r["main"].get("class_right") for r in res["tasks"].values()):
         L += ["", "Test rows answered right per gold answer (right/rows), per seed: which classes each model has learnt.", ""]
-        names = {"warm": "SFT", "sft_matched": "compute-matched SFT", "evolved": "SemiEvol"}
         for task, r in res["tasks"].items():
             for seed, per in r["main"].get("class_right", {}).items():
                 L.append(f"- {task} seed {seed}: " + "; ".join(
-                    f"{names[m]} " + " ".join(f"{g} {a}/{n}" for g, (a, n) in c.items())
+                    f"{MODEL_NAMES[m]} " + " ".join(f"{g} {a}/{n}" for g, (a, n) in c.items())
                     for m, c in per.items() if c))
     L += ["", "What each model answers on the test split, and the class balance of the kept pseudo-labels "
           "(first seed; A/B/C on FPB = negative/neutral/positive):", ""]
