@@ -406,13 +406,14 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         rec["main"]["minus_sft"] = paired(runs, "evolved", runs, "warm")
         rec["main"]["minus_matched"] = paired(runs, "evolved", runs, "sft_matched")
         rec["main"]["target"] = target_check(rec["main"])
-        rec["main"]["class_right"] = {s: {m: class_right(tdir / f"s{s}" / "semievol", m) for m in ("warm", "sft_matched", "evolved")}
-                                      for s in seeds if runs[s]}
-        rec["main"]["row_paired"] = {}
-        for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched")):
-            pairs = {s: (a, b) for s in seeds if runs[s] and (a := row_correct(tdir / f"s{s}" / "semievol", "evolved"))
-                     and (b := row_correct(tdir / f"s{s}" / "semievol", other))}
-            rec["main"]["row_paired"][name] = row_paired(pairs)
+        # each seed's test rows, right or wrong, per model (read once, used by the three summaries below)
+        preds = {s: {m: predictions(tdir / f"s{s}" / "semievol", m) for m in MODEL_NAMES} for s in seeds if runs[s]}
+        right = {s: {m: [bool(r["correct"]) for r in p] if p else None for m, p in per.items()} for s, per in preds.items()}
+        rec["main"]["class_right"] = {s: {m: class_right(p) if p else None for m, p in per.items()}
+                                      for s, per in preds.items()}
+        rec["main"]["row_paired"] = {
+            name: row_paired({s: (r["evolved"], r[other]) for s, r in right.items() if r["evolved"] and r[other]})
+            for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched"))}
         rec["main"]["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in runs.values() if r]
                                   for m in ("warm", "sft_matched", "evolved")}
         rec["main"]["selected_labels"] = [_selected_counts(tdir / f"s{s}" / "semievol") for s in seeds if runs[s]]
@@ -423,15 +424,9 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
         rec["main"]["pseudo_all"], rec["main"]["pseudo_selected"] = stats(pl_all), stats(pl_sel)
         if profile == "session_fulltest":  # the same runs scored on the 'session' profile's test rows only
             k = PROFILES["session"][task]["test"]
-            rec["main"]["on_session_rows"] = {}
-            for model in ("warm", "sft_matched", "evolved"):
-                per = {}
-                for s in seeds:
-                    right = row_correct(tdir / f"s{s}" / "semievol", model) if runs[s] else None
-                    if right:
-                        pos = subsample_positions(task, "test", len(right), k)
-                        per[s] = sum(right[i] for i in pos) / k
-                rec["main"]["on_session_rows"][model] = per
+            rec["main"]["on_session_rows"] = {
+                m: {s: sum(c[i] for i in subsample_positions(task, "test", len(c), k)) / k
+                    for s, r in right.items() if (c := r[m])} for m in MODEL_NAMES}
         rec["main"]["wall_minutes"] = stats([r["wall_seconds"] / 60 for r in runs.values() if r])
         rec["main"]["agreement"] = stats([r["metrics"]["pseudo_labels"].get("agreement_rate", 0)
                                           for r in runs.values() if r])
@@ -473,26 +468,21 @@ def collect(profile: str, tasks: list[str], seeds: list[int]) -> dict[str, Any]:
     return res
 
 
-def row_correct(run_dir: Path, model: str) -> list[bool] | None:
-    """Right or wrong on each test row, in the test file's order, from the run's ``predictions_<model>.jsonl``."""
+def predictions(run_dir: Path, model: str) -> list[dict[str, Any]] | None:
+    """The run's test-split predictions of one model (``predictions_<model>.jsonl``, in the test file's order)."""
     p = run_dir / "evaluate" / f"predictions_{model}.jsonl"
     if not p.exists():
         return None
-    return [bool(json.loads(x)["correct"]) for x in p.read_text().splitlines() if x.strip()]
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
 
-def class_right(run_dir: Path, model: str) -> dict[str, list[int]] | None:
+def class_right(preds: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Per gold answer on the test split: [rows answered right, rows] (which classes a model has learnt)."""
-    p = run_dir / "evaluate" / f"predictions_{model}.jsonl"
-    if not p.exists():
-        return None
     out: dict[str, list[int]] = {}
-    for line in p.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            c = out.setdefault(str(r["gold"]), [0, 0])
-            c[0] += bool(r["correct"])
-            c[1] += 1
+    for r in preds:
+        c = out.setdefault(str(r["gold"]), [0, 0])
+        c[0] += bool(r["correct"])
+        c[1] += 1
     return dict(sorted(out.items()))
 
 
