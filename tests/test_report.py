@@ -19,7 +19,7 @@ from semievol.cli import main
 from semievol.config import build_config, to_dict
 from semievol.pipeline import StageMissing
 from semievol.report import SECTIONS, accuracy_coverage_curve, write_report
-from semievol.stages.evaluate import accuracy_record, pseudo_label_metrics
+from semievol.stages.evaluate import accuracy_record, pseudo_label_metrics, verdict
 
 OPTIONS = ["negative", "neutral", "positive"]
 CONFIGS = ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1"]
@@ -74,9 +74,9 @@ def make_run(root: Path, gold: bool = True, stages: tuple[str, ...] = ("sft", "s
         d = run / "evaluate"
         d.mkdir()
         rng = np.random.default_rng(1)
-        metrics = {"task": "fpb", "kind": "choice", "models": {
-            m: accuracy_record([bool(x) for x in rng.uniform(size=30) < p]) for m, p in (("base", 0.3), ("warm", 0.5), ("evolved", 0.6))
-        }}
+        right = {m: [bool(x) for x in rng.uniform(size=30) < p] for m, p in (("base", 0.3), ("warm", 0.5), ("evolved", 0.6))}
+        metrics = {"task": "fpb", "kind": "choice", "models": {m: accuracy_record(c) for m, c in right.items()},
+                   "verdict": verdict(right)}  # as the evaluate stage writes it
         if gold:
             metrics["pseudo_labels"] = pseudo_label_metrics(rows)
         (d / "metrics.json").write_text(json.dumps(metrics))

@@ -143,6 +143,8 @@ def summary_table(m: dict[str, Any]) -> str:
             rows.append(f"| selected | {100 * sel['accuracy']:.1f}% | {sel['n']} |")
         for c, rec in pl["per_config"].items():
             rows.append(f"| config {c} | {100 * rec['accuracy']:.1f}% | {rec['n']} |")
+    if m.get("verdict"):
+        rows += [""] + m["verdict"]["lines"]
     return "\n".join(rows)
 
 

@@ -208,7 +208,7 @@ class PropagateConfig:
     k: int = 3
     """Nearest labeled examples retrieved per unlabeled question."""
     configs: list[str] = field(default_factory=lambda: ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0"])
-    """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}."""
+    """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}; for classification tasks also the embedder's view: 'knn:K:T' (labels of the K nearest labeled rows, similarity-weighted) or 'probe:0:T' (a logistic regression on the labeled rows' vectors)."""
     index: Literal["auto", "numpy", "faiss"] = "auto"
     """Nearest-neighbour search: exact NumPy, FAISS, or 'auto' (FAISS when installed and the labeled set exceeds 20,000)."""
     chunk_size: int = 64
@@ -226,9 +226,14 @@ class PropagateConfig:
 class AnswerConfig:
     """One answering configuration of the collaborative pseudo-labelling grid."""
 
-    model: Literal["base", "warm"]
+    model: Literal["base", "warm", "knn", "probe"]
     demos: int
     temperature: float
+
+    @property
+    def is_view(self) -> bool:
+        """Answered by the embedder's view (no language model): ``demos`` is then the neighbour count."""
+        return self.model in ("knn", "probe")
 
     @property
     def name(self) -> str:
@@ -239,12 +244,18 @@ def parse_answer_config(text: str) -> AnswerConfig:
     parts = str(text).split(":")
     _check(len(parts) == 3, "propagate.configs", f"'{text}' is not MODEL:DEMOS:TEMPERATURE")
     model, demos, temp = parts
-    _check(model in ("base", "warm"), "propagate.configs", f"'{text}': model must be base or warm")
+    _check(model in ("base", "warm", "knn", "probe"), "propagate.configs",
+           f"'{text}': model must be base, warm, knn or probe")
     try:
         d, t = int(demos), float(temp)
     except ValueError:
         raise ConfigError(f"propagate.configs: '{text}': demos must be an integer, temperature a number") from None
-    _check(0 <= d <= 16, "propagate.configs", f"'{text}': demos must be in 0..16")
+    if model == "knn":
+        _check(1 <= d <= 256, "propagate.configs", f"'{text}': the neighbour count must be in 1..256")
+    elif model == "probe":
+        _check(d == 0, "propagate.configs", f"'{text}': a probe takes no demos (write probe:0:T)")
+    else:
+        _check(0 <= d <= 16, "propagate.configs", f"'{text}': demos must be in 0..16")
     _check(0 <= t <= 5, "propagate.configs", f"'{text}': temperature must be in 0..5")
     return AnswerConfig(model, d, t)  # type: ignore[arg-type]
 
@@ -257,8 +268,8 @@ class SelectConfig:
     """Which questions the warm model reconciles: every one (paper), only those whose votes disagree (released code), or none (majority vote)."""
     confidence: Literal["entropy", "nll"] = "entropy"
     """Score: normalised entropy of the justified option distribution, or the paper's mean NLL of the justified response."""
-    rule: Literal["percentile", "released", "fixed", "class_percentile", "subject_percentile", "all"] = "percentile"
-    """Selection rule: theta-th percentile of all scores (paper); the released code's rule; a fixed threshold; a percentile per predicted class or per subject; or keep all."""
+    rule: Literal["percentile", "released", "fixed", "class_percentile", "subject_percentile", "class_quota", "all"] = "percentile"
+    """Selection rule: theta-th percentile of all scores (paper); the released code's rule; a fixed threshold; a percentile per predicted class or per subject; 'class_quota': theta percent of the rows, shared among the predicted classes in proportion to the labeled split's class counts, the most confident of each; or keep all."""
     theta: float = 50.0
     """Percentile for the percentile rules (keep score <= tau)."""
     threshold: float = 0.5
@@ -269,6 +280,12 @@ class SelectConfig:
     """Multiple choice: the justified answer is the likeliest option among those some configuration answered (off: any option can win)."""
     calibrate: bool = False
     """Multiple choice: batch calibration of the justification, each option's probability divided by its mean over the justified rows before the answer and the score are taken; removes a lean to one position (off: the raw distribution, as in the paper)."""
+    fair_order: bool = False
+    """Multiple choice: the justification is scored twice, with the options in their order and reversed, and the two distributions averaged (mapped back to the original letters), so a lean to one position cancels; twice the justification's cost."""
+    vote: Literal["majority", "mean"] = "majority"
+    """Rows not justified: the most common vote (paper), or, for multiple choice, the likeliest option of the configurations' mean distribution (a PET-style ensemble; calibrate and align then apply to it too)."""
+    align: bool = False
+    """Multiple choice: distribution alignment (AdaMatch, ReMixMatch): each distribution multiplied by the labeled split's class shares and divided by its mean over the rows, so the pseudo-labels follow the labeled split's class balance."""
 
     def __post_init__(self) -> None:
         _check(0 <= self.theta <= 100, "select.theta", f"must be in 0..100, got {self.theta}")
@@ -279,16 +296,29 @@ class SelectConfig:
 class EvolveConfig:
     """Evolution: the final fine-tune on labeled plus selected pseudo-labels."""
 
-    mode: Literal["fresh", "continue"] = "fresh"
-    """'fresh': LoRA from the base model on labeled + selected (paper); 'continue': keep training the warm adapter on the selected data (released code)."""
+    mode: Literal["fresh", "continue", "warm_start"] = "fresh"
+    """'fresh': LoRA from the base model on labeled + selected (paper); 'continue': keep training the warm adapter on the selected data (released code); 'warm_start': labeled + selected as in 'fresh', starting from the warm adapter at sft.lr."""
     continue_lr: float = 1e-6
     """Learning rate for mode 'continue'."""
     rounds: int = 1
     """Propagate-select-evolve rounds; each round's selected data joins the labeled pool of the next."""
+    train_epochs: float = 0.0
+    """Passes over the evolve data; 0 = sft.epochs."""
+    labeled_repeat: int = 1
+    """Each labeled row appears this many times in the evolve data (the pseudo-labelled rows once), so a few hand labels are not drowned by many pseudo-labels."""
+    targets: Literal["hard", "soft"] = "hard"
+    """Multiple choice: train on the pseudo-label's letter (hard), or on the distribution it was read from (soft cross-entropy over the option letters); labeled rows stay hard."""
+    sharpen: float = 1.0
+    """Soft targets: temperature T, the distribution raised to 1/T and renormalised (below 1 sharpens)."""
+    weighting: Literal["none", "confidence"] = "none"
+    """'confidence': each pseudo-labelled row's loss weighted as in SoftMatch, 1 for a score at or below the mean score of the pseudo-labels, exp(-(s - mean)^2 / (2 var)) above it; labeled rows weigh 1."""
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 1, "evolve.rounds", f"must be at least 1, got {self.rounds}")
         _check(self.continue_lr > 0, "evolve.continue_lr", "must be positive")
+        _check(self.train_epochs >= 0, "evolve.train_epochs", f"must be 0 or more, got {self.train_epochs}")
+        _check(1 <= self.labeled_repeat <= 100, "evolve.labeled_repeat", f"must be in 1..100, got {self.labeled_repeat}")
+        _check(0 < self.sharpen <= 10, "evolve.sharpen", f"must be in (0, 10], got {self.sharpen}")
 
 
 @dataclass

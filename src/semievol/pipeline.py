@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from .config import RunConfig, to_dict
+from .config import EvolveConfig, RunConfig, SelectConfig, to_dict
 from .data import Example, load_task
 from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
@@ -51,11 +52,12 @@ from .runctx import (
     fingerprint_items,
     finish_stage,
     is_done,
+    iter_jsonl,
     model_settings_key,
     read_jsonl,
     tmp_name,
 )
-from .stages.evaluate import accuracy_record, counts, gold_nll, predict, pseudo_label_metrics
+from .stages.evaluate import accuracy_record, counts, gold_nll, predict, pseudo_label_metrics, verdict
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
@@ -78,12 +80,24 @@ def _train_key(cfg: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg.sft).items() if k not in LAUNCH_ONLY}
 
 
-# select options added after runs existed: left out of the fingerprint while off, so such runs stay finished
-SELECT_OPTIONAL = ("candidates_only", "calibrate")
+# select options added after runs existed: left out of the fingerprint at their defaults, so such runs stay
+# finished
+SELECT_OPTIONAL = ("candidates_only", "calibrate", "fair_order", "vote", "align")
 
 
 def _select_key(cfg: RunConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg.select).items() if not (k in SELECT_OPTIONAL and not v)}
+    default = asdict(SelectConfig())
+    return {k: v for k, v in asdict(cfg.select).items() if not (k in SELECT_OPTIONAL and v == default[k])}
+
+
+# evolve options added after runs existed: left out of the fingerprint at their defaults
+EVOLVE_OPTIONAL = ("train_epochs", "labeled_repeat", "targets", "sharpen", "weighting")
+
+
+def _evolve_key(cfg: RunConfig) -> dict[str, Any]:
+    default = asdict(EvolveConfig())
+    return {k: v for k, v in asdict(cfg.evolve).items() if not (k in EVOLVE_OPTIONAL and v == default[k])} | {
+        "rounds": None}
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
@@ -251,7 +265,7 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
         e_dir = ctx.stage_dir("evolve", r)
         # rounds after the first changed their training data when rows selected twice stopped being doubled
         # (with_pseudo), so their fingerprint changed too; round 1's is as it was
-        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), asdict(cfg.evolve) | {"rounds": None},
+        e_fp = fingerprint("evolve", s_fp, _train_key(cfg), _evolve_key(cfg),
                            *(["pool: each unlabeled row once"] if r > 1 else []))
         if "evolve" in stages:
             _need(s_dir, s_fp, "select")
@@ -266,7 +280,10 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
     matched = None
     if "evaluate" in stages and "sft_matched" in cfg.evaluate.models:
         _need(evolve_dir, upstream, "evolve")
-        steps = json.loads((evolve_dir / "train_summary.json").read_text())["steps"]
+        # an evolve that goes on from the warm adapter (and from earlier rounds) trained all their steps too
+        chain = ([evolve_dir] if cfg.evolve.mode == "fresh" else
+                 [sft_dir] + [ctx.stage_dir("evolve", r) for r in range(1, cfg.evolve.rounds + 1)])
+        steps = sum(json.loads((d / "train_summary.json").read_text())["steps"] for d in chain)
         m_dir = ctx.stage_dir("sft_matched")
         m_fp = fingerprint("sft_matched", sft_fp, steps)
         _stage(ctx, "sft_matched", m_dir, m_fp,
@@ -382,26 +399,62 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], select_dir: Path
     from .stages.sft import labeled_pairs, tensorboard_dir
     from .training import train_lora
 
-    cfg = ctx.cfg
-    chosen = selected_examples(select_dir / "pseudo_labels.jsonl", ctx.task.unlabeled)
+    cfg, ecfg = ctx.cfg, ctx.cfg.evolve
+    pseudo_path = select_dir / "pseudo_labels.jsonl"
+    chosen = selected_examples(pseudo_path, ctx.task.unlabeled)
     n_gold = len(ctx.task.labeled.examples)
-    if cfg.evolve.mode == "fresh":
-        data = with_pseudo(pool, chosen, n_gold)
-        res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
-                         cfg.sft, out, seed=cfg.seed, desc="evolve", log_dir=tensorboard_dir(ctx, out))
+    tcfg = replace(cfg.sft, epochs=ecfg.train_epochs) if ecfg.train_epochs > 0 else cfg.sft
+    if ecfg.mode == "continue":
+        data, gold, init, lr = chosen, 0, warm_dir, ecfg.continue_lr
     else:
-        data = chosen
-        res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
-                         replace(cfg.sft), out, seed=cfg.seed, init_adapter=warm_dir, lr=cfg.evolve.continue_lr,
-                         desc="evolve", log_dir=tensorboard_dir(ctx, out))
+        data, gold = with_pseudo(pool, chosen, n_gold), n_gold
+        init, lr = (warm_dir, None) if ecfg.mode == "warm_start" else (None, None)
+    if ecfg.labeled_repeat > 1:  # the labeled rows first, repeated; the batches are shuffled in training
+        data, gold = data[:gold] * ecfg.labeled_repeat + data[gold:], gold * ecfg.labeled_repeat
+    weights, soft = pseudo_targets(pseudo_path, data, gold, ecfg, ctx.task.kind)
+    res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
+                     tcfg, out, seed=cfg.seed, init_adapter=init, lr=lr, desc="evolve",
+                     log_dir=tensorboard_dir(ctx, out), weights=weights, soft=soft)
     if not is_main():
         return
-    gold = n_gold if cfg.evolve.mode == "fresh" else 0
-    atomic_write_jsonl(out / "train_data.jsonl", [
-        {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
-         "source": "labeled" if i < gold else "pseudo"} for i, e in enumerate(data)
-    ])
+    rows = [{"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
+             "source": "labeled" if i < gold else "pseudo"} for i, e in enumerate(data)]
+    for i, r in enumerate(rows):
+        if weights is not None:
+            r["weight"] = round(weights[i], 6)
+        if soft is not None and soft[i] is not None:
+            r["soft_target"] = [round(x, 6) for x in soft[i]]
+    atomic_write_jsonl(out / "train_data.jsonl", rows)
     log(f"evolve: {len(data)} examples ({len(data) - gold} pseudo-labelled), {res.steps} steps")
+
+
+def pseudo_targets(pseudo_path: Path, data: list[Example], gold: int, ecfg: EvolveConfig,
+                   kind: str) -> tuple[list[float] | None, list[list[float] | None] | None]:
+    """Per-row loss weights and soft targets for the evolve data (the first ``gold`` rows labeled by hand:
+    weight 1, hard); (None, None) when evolve trains plain hard targets."""
+    soft_on = ecfg.targets == "soft" and kind == "choice"
+    if ecfg.weighting == "none" and not soft_on:
+        return None, None
+    import numpy as np
+
+    from .stages.select import row_distribution
+
+    records = {r["id"]: r for r in iter_jsonl(pseudo_path) if r.get("answer") is not None}
+    scores = np.asarray([r["score"] for r in records.values()], dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    mu, var = (float(scores.mean()), float(scores.var())) if len(scores) else (0.0, 0.0)
+    weights: list[float] | None = [1.0] * len(data) if ecfg.weighting == "confidence" else None
+    soft: list[list[float] | None] | None = [None] * len(data) if soft_on else None
+    for i, e in enumerate(data[gold:], start=gold):
+        rec = records.get(e.id)
+        if rec is None:  # a row pseudo-labelled in an earlier round: its record is in that round's folder
+            continue
+        if weights is not None and rec["score"] > mu:
+            weights[i] = math.exp(-((rec["score"] - mu) ** 2) / (2 * var)) if var > 0 else 1.0
+        if soft is not None:
+            p = np.asarray(row_distribution(rec), dtype=np.float64) ** (1.0 / ecfg.sharpen)
+            soft[i] = [float(x) for x in p / p.sum()]
+    return weights, soft
 
 
 def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_dir: Path | None, evolve_fp: str,
@@ -417,6 +470,7 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
 
         examples = subsample(examples, cfg.evaluate.limit, cfg.seed)
     engine = ctx.get_engine()
+    right: dict[str, list[bool]] = {}
     for name in cfg.evaluate.models:
         if name == "base":
             adapter = None
@@ -433,6 +487,7 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         preds = predict(engine, examples, ctx.task.kind, adapter, cfg.model.max_new_tokens, ctx.call_cache(),
                         ctx.task.numeric)
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
+        right[name] = [bool(p["correct"]) for p in preds]
         rec = accuracy_record([p["correct"] for p in preds])
         rec["seconds"] = round(time.time() - t, 2)
         rec["prediction_counts"] = counts([p["pred"] for p in preds])
@@ -440,6 +495,11 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
             rec["gold_nll"] = gold_nll(examples, preds)
         metrics["models"][name] = rec
         log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, n={rec['n']})")
+    said = verdict(right)
+    if said:
+        metrics["verdict"] = said
+        for line in said["lines"]:
+            log(f"evaluate: {line}")
     for sub in (evolve_dir, sft_dir, matched[0] if matched else None):
         if sub is not None and (sub / "train_summary.json").exists():
             metrics.setdefault("training", {})[sub.name] = json.loads((sub / "train_summary.json").read_text())

@@ -30,6 +30,7 @@ from .runctx import OPENAI_ONLY, atomic_write_text, read_jsonl
 from .stages.select import justifier_lean, majority
 
 SECTIONS = {
+    "verdict": "Verdict",
     "accuracy": "Test accuracy",
     "confidence": "Confidence of pseudo-labels",
     "coverage": "Pseudo-label accuracy against coverage",
@@ -127,6 +128,14 @@ def _pct(x: float | None) -> str:
 
 
 # ---------------------------------------------------------------- sections
+
+
+def section_verdict(metrics: dict[str, Any] | None) -> str:
+    said = (metrics or {}).get("verdict")
+    if not said:
+        return _note("No verdict: it needs the evolved model and the warm model or the compute-matched SFT "
+                     "evaluated on the test split (evaluate.models).")
+    return "".join(f"<p><strong>{_esc(line)}</strong></p>" for line in said["lines"])
 
 
 def section_accuracy(metrics: dict[str, Any] | None) -> str:
@@ -383,6 +392,7 @@ def render(run_dir: Path) -> str:
         s_dir, rows, selection = load_pseudo_labels(run_dir)
         where = f" ({s_dir.name})" if s_dir.name != "select" else ""
     body = {
+        "verdict": section_verdict(metrics),
         "accuracy": section_accuracy(metrics),
         "confidence": section_confidence(rows, selection),
         "coverage": section_coverage(rows, selection),

@@ -126,8 +126,13 @@ def train_lora(
     device: str | None = None,
     desc: str = "training",
     log_dir: Path | None = None,
+    weights: list[float] | None = None,
+    soft: list[list[float] | None] | None = None,
 ) -> TrainResult:
-    """Fine-tune a LoRA adapter on (prompt, response) pairs and write it to ``out_dir`` atomically."""
+    """Fine-tune a LoRA adapter on (prompt, response) pairs and write it to ``out_dir`` atomically.
+
+    ``weights`` scales each pair's loss; ``soft`` gives a pair a distribution over the option letters that
+    replaces the one-hot target at its answer letter (soft cross-entropy); None keeps a pair hard."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
@@ -171,6 +176,7 @@ def train_lora(
     model.train()
     data = tokenize_pairs(tok, pairs, cfg.max_length)
     lengths = [len(x) for x, _ in data]
+    targets = row_targets(tok, data, weights, soft, desc)
     micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / accum))
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
@@ -230,7 +236,8 @@ def train_lora(
             sync = contextlib.nullcontext() if accelerator is None or j == len(pieces) - 1 else accelerator.no_sync(model)
             with sync:
                 # token-weighted mean over the whole effective batch (every process's micro-batches)
-                loss = response_loss(model, ids, mask, labels, bf16, head_select) / max(n_target, 1)
+                loss = response_loss(model, ids, mask, labels, bf16, head_select,
+                                     targets and [targets[i] for i in mb]) / max(n_target, 1)
                 bad = total_over_processes(0.0 if torch.isfinite(loss) else 1.0) if accelerator else not torch.isfinite(loss)
                 if bad:
                     raise TrainingError(f"{desc}: loss is {loss.item() if not torch.isfinite(loss) else 'not finite'} at "
@@ -281,12 +288,51 @@ def train_lora(
     return TrainResult(out_dir, total, loss_value, seconds, len(data))
 
 
-def response_loss(model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head_select: bool) -> Any:
+@dataclass
+class RowTarget:
+    """How one training row's loss departs from plain cross-entropy: a weight, and optionally a soft target
+    (``dist`` over the option tokens ``token_ids``) at label position ``position``."""
+
+    weight: float = 1.0
+    position: int = -1
+    token_ids: list[int] | None = None
+    dist: list[float] | None = None
+
+
+def letter_token_ids(tok: Any, n: int) -> list[int]:
+    """Token ids of ' A', ' B', ... as they follow 'Answer:' (the engines score the same tokens)."""
+    from .answers import LETTERS
+
+    return [tok.encode(" " + letter, add_special_tokens=False)[-1] for letter in LETTERS[:n]]
+
+
+def row_targets(tok: Any, data: list[tuple[list[int], list[int]]], weights: list[float] | None,
+                soft: list[list[float] | None] | None, desc: str) -> list[RowTarget] | None:
+    """One RowTarget per row, or None when every row is a plain hard target of weight 1."""
+    if weights is None and soft is None:
+        return None
+    out = []
+    for i, (_, labels) in enumerate(data):
+        t = RowTarget(weight=float(weights[i]) if weights is not None else 1.0)
+        q = soft[i] if soft is not None else None
+        if q is not None:
+            ids = letter_token_ids(tok, len(q))
+            found = [j for j, y in enumerate(labels) if y in ids]
+            if not found:
+                raise TrainingError(f"{desc}: row {i} has a soft target but no option letter in its response")
+            t.position, t.token_ids, t.dist = found[-1], ids, [float(x) for x in q]
+        out.append(t)
+    return out
+
+
+def response_loss(model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head_select: bool,
+                  targets: list[RowTarget] | None = None) -> Any:
     """Summed cross-entropy of the target tokens (labels != -100) given everything before them.
 
     With ``head_select`` the output head runs only at the positions where some row has a target next
     (``logits_to_keep`` as indices): for a short response after a long prompt that is a few positions out
-    of hundreds, and the [rows, positions, vocabulary] logits took most of a step's memory.
+    of hundreds, and the [rows, positions, vocabulary] logits took most of a step's memory. ``targets``
+    (one per row) weights each row's tokens and puts soft targets at answer letters.
     """
     import torch
 
@@ -299,8 +345,21 @@ def response_loss(model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head
         logits, target = logits.float(), labels[:, keep + 1]
     else:
         logits, target = logits[:, :-1].float(), labels[:, 1:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                             ignore_index=-100, reduction="sum")
+    if targets is None:
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                  ignore_index=-100, reduction="none").view(target.shape)
+    for r, t in enumerate(targets):
+        if t.dist is None:
+            continue
+        # the logits that predict label position t.position sit at position - 1 of the input
+        col = int(torch.nonzero(keep == t.position - 1)[0, 0]) if head_select else t.position - 1
+        logp = torch.log_softmax(logits[r, col], dim=-1)[torch.tensor(t.token_ids, device=logits.device)]
+        q = torch.tensor(t.dist, dtype=logp.dtype, device=logp.device)
+        per_token[r, col] = -(q / q.sum() * logp).sum()
+    w = torch.tensor([t.weight for t in targets], dtype=per_token.dtype, device=per_token.device)
+    return (per_token * w[:, None]).sum()
 
 
 def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path,

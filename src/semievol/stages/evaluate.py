@@ -28,6 +28,41 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_difference(a: list[bool], b: list[bool], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of A minus B on the same rows, with a 95% paired bootstrap interval over the rows."""
+    x = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(x) == 0:
+        return {"difference": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(draws, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(x.mean()), "ci95": [float(lo), float(hi)], "n": len(x),
+            "only_a": int((x > 0).sum()), "only_b": int((x < 0).sum())}
+
+
+VERDICT_AGAINST = {"warm": "the warm model (SFT on the labeled rows)",
+                   "sft_matched": "SFT trained as many steps on the labeled rows alone"}
+
+
+def verdict(correct: dict[str, list[bool]]) -> dict[str, Any] | None:
+    """The evolved model against the warm model and the compute-matched control: paired differences on the
+    test rows and one sentence each. None without an evolved model and one of the two."""
+    if "evolved" not in correct or not set(VERDICT_AGAINST) & set(correct):
+        return None
+    out: dict[str, Any] = {"lines": []}
+    for other, words in VERDICT_AGAINST.items():
+        if other not in correct:
+            continue
+        d = paired_difference(correct["evolved"], correct[other])
+        lo, hi = d["ci95"]
+        call = ("better than" if lo > 0 else "worse than" if hi < 0
+                else "not distinguishable from")
+        out[other] = d
+        out["lines"].append(f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
+                            f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows).")
+    return out
+
+
 def accuracy_record(correct: list[bool]) -> dict[str, Any]:
     k, n = sum(correct), len(correct)
     lo, hi = wilson(k, n)

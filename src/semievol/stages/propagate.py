@@ -41,6 +41,7 @@ from ..runctx import (
     iter_jsonl_prefix,
     read_jsonl_prefix,
 )
+from ..views import Probe, ViewError, knn_distributions, label_indices, shared_options
 
 
 def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
@@ -74,12 +75,14 @@ def shard_file(shard: tuple[int, int]) -> str:
 class Neighbours:
     """The k nearest labeled examples of each unlabeled row, computed one fixed block of rows at a time."""
 
-    def __init__(self, ctx: RunContext, pool: list[Example], out: Path) -> None:
+    def __init__(self, ctx: RunContext, pool: list[Example], out: Path, vectors: bool = False) -> None:
         self.k = ctx.cfg.propagate.k if pool else 0
         self.index = ctx.cfg.propagate.index
         self.block: int | None = None
         self.idx = np.zeros((0, 0), dtype=np.int64)
-        if self.k == 0:
+        self.vectors = vectors  # keep each block's query vectors (for the embedder's view)
+        self.queries = np.zeros((0, 0), dtype=np.float32)
+        if self.k == 0 and not vectors:
             return
         if ctx.cfg.model.embedder == "hash":
             self.make = hash_embed
@@ -96,12 +99,40 @@ class Neighbours:
 
     def of_block(self, start: int, questions: list[str]) -> None:
         """Search for the block of rows that begins at position ``start``."""
-        if self.k:
-            self.idx, _ = nearest(self.keys, self.make(questions), self.k, self.index)
+        if self.k or self.vectors:
+            queries = self.make(questions)
+            if self.k:
+                self.idx, _ = nearest(self.keys, queries, self.k, self.index)
+            if self.vectors:
+                self.queries = queries
         self.block = start
 
     def row(self, pos: int) -> list[int]:
         return [int(j) for j in self.idx[pos - (self.block or 0)]] if self.k else []
+
+    def vector(self, pos: int) -> np.ndarray:
+        return self.queries[pos - (self.block or 0)]
+
+
+class EmbedderView:
+    """The embedder's answers (``knn`` and ``probe`` configurations) from the labeled pool's vectors."""
+
+    def __init__(self, pool: list[Example], keys: np.ndarray, configs: list[AnswerConfig]) -> None:
+        self.options = shared_options(pool)
+        labeled = [i for i, e in enumerate(pool) if e.answer is not None]
+        self.keys = keys[labeled]
+        self.labels = label_indices(pool, len(self.options))
+        self.probe = Probe(self.keys, self.labels, len(self.options)) if any(c.model == "probe" for c in configs) else None
+
+    def distributions(self, c: AnswerConfig, chunk: list[Example], vectors: np.ndarray) -> np.ndarray:
+        for e in chunk:
+            if list(e.options or []) != self.options:
+                raise ViewError(f"propagate.configs: {c.name} needs every row to share the labeled rows' options; "
+                                f"unlabeled row '{e.id}' has other options")
+        if c.model == "knn":
+            return knn_distributions(self.keys, self.labels, vectors, c.demos, len(self.options))
+        assert self.probe is not None, "the probe is fitted when a probe configuration is asked for"
+        return self.probe.distributions(vectors)
 
 
 def read_votes(path: Path) -> dict[str, dict[str, Any]]:
@@ -127,8 +158,11 @@ def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
 
 
 def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
-               warm: str | None) -> list[dict[str, Any]]:
-    """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good."""
+               warm: str | None, view: EmbedderView | None = None,
+               vectors: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good.
+
+    Configurations of the embedder's view are answered by ``view`` from the rows' ``vectors``."""
     engine = ctx.get_engine()
     kind = ctx.task.kind
     seed = ctx.cfg.seed
@@ -140,9 +174,12 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
     for ci, c in enumerate(configs):
         adapter = warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
-        prompts = [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
         try:
-            if kind == "choice":
+            if c.is_view:
+                assert view is not None and vectors is not None, "the view is built when a configuration needs it"
+                results = list(view.distributions(c, [chunk[i] for i in live], vectors[live]))
+            elif kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
             else:
                 results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens,
@@ -184,7 +221,11 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
         if ctx.task.kind == "choice" else "one sampled response per configuration, answer extracted",
     }
     atomic_write_json(out / "configs.json", record)
-    nn = Neighbours(ctx, pool, out)
+    uses_view = any(c.is_view for c in configs)
+    if uses_view and ctx.task.kind != "choice":
+        raise ViewError("propagate.configs: knn and probe configurations answer multiple-choice tasks only")
+    nn = Neighbours(ctx, pool, out, vectors=uses_view)
+    view = EmbedderView(pool, nn.keys, configs) if uses_view else None
     warm = None
     if any(c.model == "warm" for c in configs):
         warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
@@ -198,8 +239,9 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     failed: list[dict[str, Any]] = []  # every row not voted before was tried in this loop
     for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
                           total=-(-todo // pcfg.chunk_size), unit="chunk"):
-        demos = [[pool[j] for j in nbrs] for _, nbrs in chunk]
-        voted = vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm)
+        demos = [[pool[j] for j in nbrs] for _, nbrs, _ in chunk]
+        vectors = np.stack([v for _, _, v in chunk]) if uses_view else None
+        voted = vote_chunk(ctx, [e for e, _, _ in chunk], demos, configs, warm, view, vectors)
         append_jsonl(votes, voted)
         failed += [r for r in voted if r.get("failed")]
     if earlier_failed:  # retried rows were appended at the end: put every row back in its place, once
@@ -224,9 +266,10 @@ def _compact(votes: Path, split: Split | StreamedSplit, rows: range) -> None:
 
 
 def _todo_chunks(split: Split | StreamedSplit, rows: range, done: set[str], nn: Neighbours,
-                 size: int) -> Iterator[list[tuple[Example, list[int]]]]:
-    """Chunks of (row, its neighbours' positions in the pool) for the rows in ``rows`` not yet voted."""
-    chunk: list[tuple[Example, list[int]]] = []
+                 size: int) -> Iterator[list[tuple[Example, list[int], np.ndarray | None]]]:
+    """Chunks of (row, its neighbours' positions in the pool, its vector when the view needs it) for the rows
+    in ``rows`` not yet voted."""
+    chunk: list[tuple[Example, list[int], np.ndarray | None]] = []
     for b, block in enumerate(split.chunks(NN_BLOCK)):
         start = b * NN_BLOCK
         if start >= rows.stop:
@@ -236,7 +279,7 @@ def _todo_chunks(split: Split | StreamedSplit, rows: range, done: set[str], nn: 
             continue
         nn.of_block(start, [e.question for e in block])
         for pos, e in wanted:
-            chunk.append((e, nn.row(pos)))
+            chunk.append((e, nn.row(pos), nn.vector(pos) if nn.vectors else None))
             if len(chunk) == size:
                 yield chunk
                 chunk = []

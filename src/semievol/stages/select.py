@@ -74,15 +74,30 @@ def decide(dist: list[float], candidates: list[str | None] | None, prior: np.nda
     """The answer and its score from the justifier's option distribution: divided by ``prior`` (batch
     calibration) when given, then the likeliest option among ``candidates`` (all options when None or none
     of them is an option). Ties go to the first letter; entropy is over the whole calibrated distribution."""
-    p = np.asarray(dist, dtype=np.float64)
-    if prior is not None:
-        p = p / np.maximum(prior, 1e-12)
-    p = p / p.sum()
+    p = adjusted(dist, prior)
     options = list(LETTERS[: len(p)])
     allowed = sorted({options.index(c) for c in candidates or [] if c in options}) or range(len(p))
     a = max(allowed, key=lambda i: p[i])
     score = normalized_entropy(p) if confidence == "entropy" else float(-math.log(max(p[a], 1e-30)))
     return LETTERS[a], score
+
+
+def adjusted(dist: list[float] | np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """``dist`` divided by ``prior`` (when given) and renormalised."""
+    p = np.asarray(dist, dtype=np.float64)
+    if prior is not None:
+        p = p / np.maximum(prior, 1e-12)
+    return p / p.sum()
+
+
+def class_shares(examples: list[Example]) -> dict[int, np.ndarray]:
+    """The labeled rows' answer shares per number of options (add-one smoothed), the target of alignment."""
+    counts: dict[int, np.ndarray] = {}
+    for e in examples:
+        n = len(e.options or [])
+        if n and e.answer in LETTERS[:n]:
+            counts.setdefault(n, np.ones(n))[LETTERS.index(e.answer)] += 1
+    return {n: c / c.sum() for n, c in counts.items()}
 
 
 def justifier_lean(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -133,8 +148,12 @@ class PriorSums:
 
 
 def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | None = None,
-                groups: list[str | None] | None = None, valid: list[bool] | None = None) -> tuple[list[bool], dict[str, Any]]:
-    """Which rows to keep (score <= threshold); returns the mask and the thresholds used."""
+                groups: list[str | None] | None = None, valid: list[bool] | None = None,
+                shares: dict[str, float] | None = None) -> tuple[list[bool], dict[str, Any]]:
+    """Which rows to keep (score <= threshold); returns the mask and the thresholds used.
+
+    ``shares`` (class -> share of the labeled rows) sets the 'class_quota' rule's quotas; ``groups`` then
+    holds each row's predicted class."""
     s = np.asarray(scores, dtype=np.float64)
     ok = np.asarray(valid if valid is not None else [True] * len(s), dtype=bool) & np.isfinite(s)
     info: dict[str, Any] = {"rule": cfg.rule}
@@ -166,6 +185,19 @@ def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | 
                 taus[str(key)] = t
                 keep |= m & (s <= t)
         info["tau_per_group"] = taus
+    elif cfg.rule == "class_quota":
+        g = groups if groups is not None else [None] * len(s)
+        w = shares or {}
+        budget = int(round(cfg.theta / 100 * int(ok.sum())))
+        total = sum(w.get(str(x), 0.0) for x in set(w)) or 1.0
+        keep = np.zeros(len(s), dtype=bool)
+        quotas: dict[str, int] = {}
+        for key in sorted({str(x) for x in g if x is not None}):
+            members = np.flatnonzero(ok & np.asarray([str(x) == key for x in g]))
+            quota = int(round(budget * w.get(key, 0.0) / total))
+            quotas[key] = quota
+            keep[members[np.argsort(s[members], kind="stable")[:quota]]] = True
+        info["quota_per_class"] = quotas
     else:  # pragma: no cover - Literal guards this
         raise SelectionError(f"select.rule: unknown rule {cfg.rule}")
     return [bool(x) for x in keep], info
@@ -193,15 +225,15 @@ def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], wa
     out: list[tuple[str | None, float, Any]] = []
     if not rows:
         return out
-    prompts = []
-    for r, ex in rows:
-        cands = [v["answer"] or "(no answer)" for v in r["votes"]]
-        if kind == "choice":
-            cands = [f"{c}. {ex.options[LETTERS.index(c)]}" if c in LETTERS[: len(ex.options or [])] else c for c in cands]
-        prompts.append(justify_prompt(ex, kind, cands, [v.get("text", "") for v in r["votes"]]))
+    prompts = [justification(r, ex, kind, reverse=False) for r, ex in rows]
     cache = ctx.call_cache()
     if kind == "choice":
-        dists = score_options(engine, cache, prompts, [len(ex.options or []) for _, ex in rows], warm)
+        sizes = [len(ex.options or []) for _, ex in rows]
+        dists = score_options(engine, cache, prompts, sizes, warm)
+        if ctx.cfg.select.fair_order:  # the same question with its options reversed, mapped back and averaged
+            flipped = score_options(engine, cache, [justification(r, ex, kind, reverse=True) for r, ex in rows],
+                                    sizes, warm)
+            dists = [(np.asarray(a) + np.asarray(b)[::-1]) / 2 for a, b in zip(dists, flipped, strict=True)]
         only = ctx.cfg.select.candidates_only
         for (r, _), d in zip(rows, dists, strict=True):
             d = [round(float(x), 6) for x in d]
@@ -218,6 +250,24 @@ def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], wa
                 ans = majority(canonical_vote([v["answer"] for v in r["votes"]], kind))
             out.append((ans, s.mean_nll, s.text))
     return out
+
+
+def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> Any:
+    """The justification prompt of one row; ``reverse`` lists the options (and letters the candidates) in
+    reverse order, for position-fair scoring."""
+    n = len(ex.options or [])
+    if reverse:
+        ex = Example(id=ex.id, question=ex.question, options=list(reversed(ex.options or [])), answer=None,
+                     subject=ex.subject, row=ex.row)
+    cands = []
+    for v in r["votes"]:
+        c = v["answer"] or "(no answer)"
+        if kind == "choice" and c in LETTERS[:n]:
+            j = LETTERS.index(c)
+            j = n - 1 - j if reverse else j
+            c = f"{LETTERS[j]}. {ex.options[j]}"
+        cands.append(c)
+    return justify_prompt(ex, kind, cands, [v.get("text", "") for v in r["votes"]])
 
 
 # rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
@@ -259,6 +309,10 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         raise SelectionError(f"{votes_path}: {n} rows but the unlabeled split has {len(unlabeled)}; rerun propagate")
     confidence = scfg.confidence if kind == "choice" else "nll"
     calibrate = scfg.calibrate and kind == "choice"
+    align = scfg.align and kind == "choice"
+    mean_vote = scfg.vote == "mean" and kind == "choice"
+    transform = calibrate or align  # every distribution rescaled by one vector per number of options
+    shares = class_shares(ctx.task.labeled.examples) if align or scfg.rule == "class_quota" else {}
     prior_sums = PriorSums()
     # pass 1: a score, a validity flag, unanimity and a group for every row; justified answers to a file
     scores = np.zeros(n, dtype=np.float64)
@@ -274,7 +328,7 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
 
     def set_row(i: int, answer: str | None, score: float, subject: str | None) -> None:
         scores[i], valid[i] = float(score), answer is not None
-        g = answer if scfg.rule == "class_percentile" else subject
+        g = answer if scfg.rule in ("class_percentile", "class_quota") else subject
         group_code[i] = group_names.setdefault(g, len(group_names))
 
     def justify_pending(f: Any) -> None:
@@ -283,13 +337,14 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         results = justify_rows(ctx, [(r, ex) for _, r, ex in pending], warm[0])
         for (i, r, _), (a, s, rec) in zip(pending, results, strict=True):
             set_row(i, a, s, r.get("subject"))
-            if calibrate:
+            if transform:
                 prior_sums.add(rec)
             cands = [v["answer"] for v in r["votes"]] if scfg.candidates_only else None
             f.write(json.dumps([i, a, s, rec, cands, r.get("subject")], ensure_ascii=False) + "\n")
         pending.clear()
 
-    with open(justified_path, "w", encoding="utf-8") as f:
+    mean_path = tmp_name(out / "mean_votes.jsonl")  # rows not justified, answered from the mean vote
+    with open(justified_path, "w", encoding="utf-8") as f, open(mean_path, "w", encoding="utf-8") as mf:
         for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
             votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
             unanimous[i] = len(set(votes)) == 1 and votes[0] is not None
@@ -298,23 +353,40 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
                 n_justified += 1
                 if len(pending) == JUSTIFY_BLOCK:
                     justify_pending(f)
+            elif mean_vote:
+                d = [round(float(x), 6) for x in adjusted(np.mean([v["dist"] for v in r["votes"]], axis=0), None)]
+                a, s = decide(d, None, None, confidence)
+                set_row(i, a, s, r.get("subject"))
+                if transform:
+                    prior_sums.add(d)
+                mf.write(json.dumps([i, a, s, d, None, r.get("subject")], ensure_ascii=False) + "\n")
             else:
                 a = majority(votes)
                 set_row(i, a, _vote_score(r, a, kind, confidence), r.get("subject"))
         if pending:
             justify_pending(f)
     priors = prior_sums.priors()
-    if calibrate:  # pass 1b: every justified row again, answered and scored from its calibrated distribution
-        with open(justified_path, encoding="utf-8") as jf:
-            for line in jf:
-                i, _, _, d, cands, subject = json.loads(line)
-                set_row(i, *decide(d, cands, priors[len(d)], confidence), subject)
+    if align:  # the divisor becomes mean / target: each class pulled to its share of the labeled rows
+        priors = {k: v / shares.get(k, np.full(k, 1.0 / k)) for k, v in priors.items()}
+    if transform:  # pass 1b: every such row again, answered and scored from its rescaled distribution
+        for path in (justified_path, mean_path):
+            with open(path, encoding="utf-8") as jf:
+                for line in jf:
+                    i, _, _, d, cands, subject = json.loads(line)
+                    set_row(i, *decide(d, cands, priors[len(d)], confidence), subject)
     names = {code: g for g, code in group_names.items()}
     groups = [names[int(c)] for c in group_code]
-    keep, info = select_mask(scores, scfg, list(unanimous), groups, list(valid))
+    letter_shares = ({LETTERS[j]: float(x) for n, v in shares.items() for j, x in enumerate(v)}
+                     if len(shares) == 1 else None)  # quotas need one label set
+    if scfg.rule == "class_quota" and letter_shares is None:
+        justified_path.unlink()
+        mean_path.unlink()
+        raise SelectionError("select.rule class_quota needs a labeled split whose rows share one number of options")
+    keep, info = select_mask(scores, scfg, list(unanimous), groups, list(valid), letter_shares)
     del groups
     if not any(keep):
         justified_path.unlink()
+        mean_path.unlink()
         raise SelectionError(
             f"select: no pseudo-label passed the '{scfg.rule}' rule ({int(valid.sum())} of {n} rows had an answer); "
             "raise select.theta or select.threshold"
@@ -325,14 +397,20 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
     lean_votes: Counter[str] = Counter()
 
     def records() -> Iterator[dict[str, Any]]:
-        with open(justified_path, encoding="utf-8") as jf:
+        with open(justified_path, encoding="utf-8") as jf, open(mean_path, encoding="utf-8") as mf:
             for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
                 votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
                 is_justified = scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i])
-                if is_justified:
-                    _, answer, _, extra, cands, _ = json.loads(jf.readline())
-                    if calibrate:
+                target = None
+                if is_justified or mean_vote:
+                    _, answer, _, extra, cands, _ = json.loads((jf if is_justified else mf).readline())
+                    if transform:
                         answer = decide(extra, cands, priors[len(extra)], confidence)[0]
+                        target = adjusted(extra, priors[len(extra)])
+                    elif mean_vote:
+                        target = extra
+                    if not is_justified:
+                        extra = None
                 else:
                     answer, extra = majority(votes), None
                 rec = {
@@ -345,6 +423,8 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
                     rec["justify_dist"] = extra
                 if is_justified and kind == "free":
                     rec["justify_text"] = extra
+                if target is not None:  # the distribution the answer was read from, for soft targets
+                    rec["target_dist"] = [round(float(x), 6) for x in target]
                 if ex.answer is not None:
                     rec["gold"] = ex.answer
                     rec["correct"] = answers_match(answer, ex.answer, kind)
@@ -357,6 +437,7 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
 
     atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
     os.unlink(justified_path)
+    os.unlink(mean_path)
     lean = lean_from_counts(lean_answers, lean_votes)
     if lean:
         log(f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
@@ -369,11 +450,24 @@ def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path)
         "template": TEMPLATE_IDS["justify_" + kind], "rows": n, "selected": int(sum(keep)),
         "justified": n_justified, "unanimous": int(unanimous.sum()),
         "candidates_only": scfg.candidates_only and kind == "choice", "calibrated": calibrate,
+        **({"vote": scfg.vote, "aligned": align,
+            "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())}}
+           if mean_vote or align or scfg.rule == "class_quota" else {}),
         "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
         "lean": lean,
         "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
     })
     return out / "pseudo_labels.jsonl"
+
+
+def row_distribution(rec: dict[str, Any]) -> list[float]:
+    """The option distribution a pseudo-label row's answer was read from: the rescaled or mean one where
+    the run kept it, else the justification's, else the mean of the votes."""
+    if rec.get("target_dist") is not None:
+        return rec["target_dist"]
+    if rec.get("justify_dist") is not None:
+        return list(adjusted(rec["justify_dist"], None))
+    return list(adjusted(np.mean([v["dist"] for v in rec["votes"]], axis=0), None))
 
 
 def selected_examples(pseudo_path: Path, unlabeled: Split | StreamedSplit) -> list[Example]:

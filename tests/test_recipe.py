@@ -1,0 +1,268 @@
+"""Options beyond the paper: the embedder's view as a configuration, mean votes, distribution alignment,
+class quotas, soft targets, confidence weights and a warm start for evolve."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config_dict
+
+from semievol.config import ConfigError, RunConfig, SelectConfig, build_config, parse_answer_config
+from semievol.data import Example
+from semievol.stages.select import class_shares, decide, select_mask
+from semievol.views import Probe, ViewError, knn_distributions, shared_options
+
+SENTIMENT = ["negative", "neutral", "positive"]
+
+
+def write_sentiment_task(folder: Path, n_labeled: int = 18, n_unlabeled: int = 30, n_test: int = 9) -> Path:
+    """A classification task in the FPB shape: one option list for every row, a skewed class balance."""
+    rng = random.Random(1)
+    words = {"A": ["loss", "fell", "weak"], "B": ["flat", "steady", "held"], "C": ["gain", "rose", "strong"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("labeled", n_labeled), ("unlabeled", n_unlabeled), ("test", n_test)):
+        with open(folder / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "question", "options", "answer"])
+            for i in range(n):
+                a = rng.choice("AABBBBCCC")
+                w.writerow([f"{split}-{i}", f"Sentiment of ({split}): profits {rng.choice(words[a])} {i}",
+                            json.dumps(SENTIMENT), a])
+    return folder
+
+
+def unit(v: list[list[float]]) -> np.ndarray:
+    x = np.asarray(v, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- the embedder's view
+
+
+def test_knn_weights_the_nearest_labels_by_similarity():
+    keys = unit([[1, 0], [0.9, 0.1], [0, 1]])
+    labels = np.array([0, 0, 1])
+    d = knn_distributions(keys, labels, unit([[1, 0.05], [0.05, 1]]), k=2, n_options=3)
+    assert d.shape == (2, 3)
+    assert np.allclose(d.sum(axis=1), 1)
+    assert d[0].argmax() == 0 and d[0, 0] > 0.99
+    # the second query's two neighbours are label 1 (close) and label 0 (far): label 1 dominates
+    assert d[1].argmax() == 1 and d[1, 1] > d[1, 0] > d[1, 2]
+
+
+def test_probe_separates_labeled_clusters_and_gives_absent_classes_little_mass():
+    rng = np.random.default_rng(0)
+    keys = unit(np.vstack([rng.normal([3, 0, 0], 0.3, (10, 3)), rng.normal([0, 3, 0], 0.3, (10, 3))]).tolist())
+    labels = np.array([0] * 10 + [2] * 10)
+    d = Probe(keys, labels, n_options=3).distributions(unit([[1, 0.1, 0], [0.1, 1, 0]]))
+    assert d[0].argmax() == 0 and d[1].argmax() == 2
+    assert d[:, 1].max() < 0.01
+    assert Probe(keys[:3], labels[:3], 3).distributions(keys[:1]).argmax() == 0  # one class: that class
+
+
+def test_the_view_needs_one_shared_option_list():
+    same = [Example(id=str(i), question="q", options=SENTIMENT, answer="A") for i in range(3)]
+    assert shared_options(same) == SENTIMENT
+    mixed = same + [Example(id="x", question="q", options=["yes", "no"], answer="A")]
+    with pytest.raises(ViewError, match="share one option list"):
+        shared_options(mixed)
+
+
+@pytest.mark.parametrize("text,ok", [("knn:8:0", True), ("probe:0:0.5", True), ("knn:0:0", False),
+                                     ("probe:2:0", False), ("tree:1:0", False)])
+def test_view_configurations_parse(text, ok):
+    if ok:
+        assert parse_answer_config(text).is_view
+    else:
+        with pytest.raises(ConfigError):
+            parse_answer_config(text)
+
+
+# ---------------------------------------------------------------- selection
+
+
+def test_class_quota_shares_the_budget_by_the_labeled_class_shares():
+    scores = [0.1, 0.2, 0.3, 0.4, 0.05, 0.5, 0.6, 0.15]
+    groups = ["A", "A", "A", "A", "B", "B", "B", "C"]
+    keep, info = select_mask(scores, SelectConfig(rule="class_quota", theta=50), groups=groups,
+                             shares={"A": 0.25, "B": 0.5, "C": 0.25})
+    # 4 of 8 rows: 1 A, 2 B, 1 C, each the most confident of its class
+    assert info["quota_per_class"] == {"A": 1, "B": 2, "C": 1}
+    assert keep == [True, False, False, False, True, True, False, True]
+
+
+def test_alignment_divisor_moves_answers_toward_the_labeled_shares():
+    # the rows lean to B; the labeled rows are mostly A: aligned, the doubtful row goes to A
+    dists = [[0.45, 0.55], [0.1, 0.9], [0.2, 0.8]]
+    mean = np.mean(dists, axis=0)
+    shares = class_shares([Example(id=str(i), question="q", options=["x", "y"], answer="A" if i < 3 else "B")
+                           for i in range(4)])[2]
+    assert shares[0] > shares[1]
+    assert decide(dists[0], None, None, "entropy")[0] == "B"
+    assert decide(dists[0], None, mean / shares, "entropy")[0] == "A"
+    assert decide(dists[1], None, mean / shares, "entropy")[0] == "B"
+
+
+def test_defaults_leave_the_select_and_evolve_fingerprints_as_they_were():
+    from semievol.pipeline import _evolve_key, _select_key
+
+    cfg = RunConfig()
+    assert set(_select_key(cfg)) == {"justify", "confidence", "rule", "theta", "threshold", "released_theta"}
+    assert set(_evolve_key(cfg)) == {"mode", "continue_lr", "rounds"}
+    cfg.select.align, cfg.evolve.targets = True, "soft"
+    assert _select_key(cfg)["align"] is True and _evolve_key(cfg)["targets"] == "soft"
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_a_one_hot_soft_target_is_the_hard_loss_and_weights_scale_rows(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from semievol.prompts import Prompt
+    from semievol.training import response_loss, row_targets, tokenize_pairs
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    pairs = [(Prompt([("user", "Which? A, B or C")], ""), "Answer: B"),
+             (Prompt([("user", "Another one, longer than the first")], ""), "Answer: C")]
+    data = tokenize_pairs(tok, pairs, 64)
+    width = max(len(x) for x, _ in data)
+    ids = torch.full((2, width), tok.pad_token_id)
+    labels = torch.full((2, width), -100)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for r, (x, y) in enumerate(data):
+        ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    with torch.no_grad():
+        for head_select in (True, False):
+            hard = response_loss(model, ids, mask, labels, False, head_select)
+            one_hot = row_targets(tok, data, None, [[0, 1, 0], [0, 0, 1]], "t")
+            assert torch.allclose(response_loss(model, ids, mask, labels, False, head_select, one_hot), hard)
+            spread = row_targets(tok, data, None, [[1 / 3] * 3, [1 / 3] * 3], "t")
+            assert not torch.allclose(response_loss(model, ids, mask, labels, False, head_select, spread), hard)
+            first = response_loss(model, ids[:1], mask[:1], labels[:1], False, head_select)
+            only_first = row_targets(tok, data, [1.0, 0.0], None, "t")
+            assert torch.allclose(response_loss(model, ids, mask, labels, False, head_select, only_first), first)
+            doubled = row_targets(tok, data, [2.0, 2.0], None, "t")
+            assert torch.allclose(response_loss(model, ids, mask, labels, False, head_select, doubled), 2 * hard)
+
+
+# ---------------------------------------------------------------- the whole recipe on the tiny model
+
+
+def recipe_config(tiny_model: Path, task: Path, run_dir: Path, **select) -> RunConfig:
+    d = tiny_config_dict(tiny_model, task, run_dir)
+    d["propagate"]["configs"] = ["warm:0:0", "knn:4:0", "probe:0:0"]
+    d["select"] = {"justify": "none", "vote": "mean", "align": True, "rule": "class_quota", "theta": 60} | select
+    d["evolve"] = {"mode": "warm_start", "targets": "soft", "sharpen": 0.5, "weighting": "confidence",
+                   "labeled_repeat": 2, "train_epochs": 1}
+    d["evaluate"] = {"models": ["warm", "evolved"]}
+    return build_config(d)
+
+
+def test_the_recipe_runs_every_stage_on_a_classification_task(tiny_model, tmp_path):
+    from semievol.pipeline import make_context, run
+
+    task = write_sentiment_task(tmp_path / "task")
+    cfg = recipe_config(tiny_model, task, tmp_path / "run")
+    run(make_context(cfg, quiet=True, need_test=True))
+    run_dir = tmp_path / "run"
+    votes = [json.loads(x) for x in (run_dir / "propagate" / "votes.jsonl").read_text().splitlines()]
+    assert [v["config"] for v in votes[0]["votes"]] == ["warm:0:0", "knn:4:0", "probe:0:0"]
+    for row in votes:
+        for v in row["votes"]:
+            assert len(v["dist"]) == 3 and v["answer"] == "ABC"[int(np.argmax(v["dist"]))]
+    pseudo = [json.loads(x) for x in (run_dir / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert all(len(r["target_dist"]) == 3 and r["answer"] == "ABC"[int(np.argmax(r["target_dist"]))]
+               for r in pseudo)
+    selection = json.loads((run_dir / "select" / "selection.json").read_text())
+    assert selection["aligned"] and selection["vote"] == "mean"
+    kept = Counter(r["answer"] for r in pseudo if r["selected"])
+    assert sum(kept.values()) <= round(0.6 * len(pseudo))
+    assert all(kept[c] <= q for c, q in selection["quota_per_class"].items())
+    train = [json.loads(x) for x in (run_dir / "evolve" / "train_data.jsonl").read_text().splitlines()]
+    labeled = [r for r in train if r["source"] == "labeled"]
+    assert len(labeled) == 2 * 18 and all(r["weight"] == 1.0 and "soft_target" not in r for r in labeled)
+    pseudo_rows = [r for r in train if r["source"] == "pseudo"]
+    assert len(pseudo_rows) == sum(kept.values())
+    assert all(0 < r["weight"] <= 1 and abs(sum(r["soft_target"]) - 1) < 1e-5 for r in pseudo_rows)
+    summary = json.loads((run_dir / "evolve" / "train_summary.json").read_text())
+    assert summary["init_adapter"] and summary["init_adapter"].endswith("sft")
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"warm", "evolved"}
+
+
+def test_the_view_refuses_a_task_whose_rows_have_different_options(tiny_model, choice_task, tmp_path):
+    from semievol.pipeline import make_context, run
+
+    d = tiny_config_dict(tiny_model, choice_task, tmp_path / "run")
+    d["propagate"]["configs"] = ["knn:4:0"]
+    with pytest.raises(ViewError, match="option list"):
+        run(make_context(build_config(d), quiet=True), stages=("sft", "propagate"))
+
+
+def test_reversed_justification_keeps_each_candidate_on_its_option():
+    from semievol.stages.select import justification
+
+    ex = Example(id="1", question="Sentiment?", options=SENTIMENT, answer="C")
+    row = {"votes": [{"answer": "A"}, {"answer": "C"}, {"answer": None}]}
+    straight = justification(row, ex, "choice", reverse=False)
+    flipped = justification(row, ex, "choice", reverse=True)
+    assert "Attempt 1: A. negative" in straight.messages[0][1]
+    assert "Attempt 1: C. negative" in flipped.messages[0][1] and "Attempt 2: A. positive" in flipped.messages[0][1]
+    assert "Attempt 3: (no answer)" in flipped.messages[0][1]
+    assert "A. positive\nB. neutral\nC. negative" in flipped.messages[1][1]
+
+
+def test_paired_difference_and_the_verdict_in_words():
+    from semievol.stages.evaluate import paired_difference, verdict
+
+    a = [True] * 60 + [False] * 40
+    b = [True] * 40 + [False] * 60
+    d = paired_difference(a, b)
+    assert d["difference"] == pytest.approx(0.2) and d["ci95"][0] > 0 and d["only_a"] == 20
+    said = verdict({"evolved": a, "warm": b, "sft_matched": a})
+    assert said["lines"][0].startswith("The evolved model is better than the warm model")
+    assert "not distinguishable from SFT trained as many steps" in said["lines"][1]
+    assert verdict({"evolved": b, "warm": a})["lines"][0].startswith("The evolved model is worse than")
+    assert verdict({"warm": a}) is None
+
+
+def test_fair_order_justification_reruns_select_and_scores_both_orders(tiny_model, tmp_path):
+    from semievol.pipeline import make_context, run
+
+    task = write_sentiment_task(tmp_path / "task")
+    d = tiny_config_dict(tiny_model, task, tmp_path / "run")
+    d["propagate"]["configs"] = ["warm:0:0", "probe:0:0"]
+    d["evaluate"] = {"models": ["warm", "evolved"]}
+    run(make_context(build_config(d), quiet=True, need_test=True))
+    plain = [json.loads(x) for x in (tmp_path / "run" / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
+    d["select"] = {"fair_order": True}
+    run(make_context(build_config(d), quiet=True, need_test=True), stages=("sft", "propagate", "select"))
+    fair = [json.loads(x) for x in (tmp_path / "run" / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in fair] == [r["id"] for r in plain]
+    assert any(f["justify_dist"] != p["justify_dist"] for f, p in zip(fair, plain, strict=True))
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert report.index("The evolved model is") < report.index("Test accuracy</h2>")
+
+
+def test_compute_matched_sft_counts_the_warm_steps_when_evolve_starts_from_them(tiny_model, tmp_path):
+    from semievol.pipeline import make_context, run
+
+    task = write_sentiment_task(tmp_path / "task")
+    d = tiny_config_dict(tiny_model, task, tmp_path / "run")
+    d["propagate"]["configs"] = ["probe:0:0"]
+    d["select"] = {"justify": "none"}
+    d["evolve"] = {"mode": "warm_start"}
+    d["evaluate"] = {"models": ["evolved", "sft_matched"]}
+    run(make_context(build_config(d), quiet=True, need_test=True))
+    steps = {name: json.loads((tmp_path / "run" / name / "train_summary.json").read_text())["steps"]
+             for name in ("sft", "evolve", "sft_matched")}
+    assert steps["sft_matched"] == steps["sft"] + steps["evolve"]
