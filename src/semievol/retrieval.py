@@ -106,6 +106,7 @@ def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
         except (OSError, ValueError, EOFError):
             pass
     vecs = make(texts)
+    f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")  # shard workers may compute the same file at once
     with open(tmp, "wb") as fh:  # a file object: np.save adds no extension
         np.save(fh, vecs)
