@@ -294,10 +294,22 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
 # ---------------------------------------------------------------- output
 
 
+def git_commit() -> str:
+    """The checkout's commit, with '+changes' when files differ from it."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def markdown(res: dict[str, Any]) -> str:
     a = res["args"]
     lines = [f"# Label next and label audit: {a['task']}", "",
-             f"Machine: {res['machine']}. Command: `{res['command']}`.", ""]
+             f"Machine: {res['machine']}. Command: `{res['command']}` at commit {res.get('commit')}, "
+             f"{res['seconds']:.0f} s.", ""]
     if "loop" in res:
         loop = res["loop"]
         what = ("embedder classifier (all-MiniLM-L6-v2 vectors; softmax regression C=1 and C=10, 5-NN, nearest "
@@ -384,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         au["target_met"] = au["mean"]["recall_top"] >= 0.5 and au["mean"]["precision_top"] >= 0.5
         res["audit"] = au
     res["seconds"] = round(time.time() - t, 1)
+    res["commit"] = git_commit()
     res["run_fingerprint"] = fingerprint(res["args"])
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)

@@ -144,3 +144,13 @@ def test_suggest_refuses_a_run_without_pseudo_labels_and_bad_flags(tmp_path, cap
     assert "no such run directory" in capsys.readouterr().err
     assert main(["suggest", str(tmp_path), "--n", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_mix_caps_the_distance_so_an_outlier_does_not_win():
+    labeled = np.stack([_unit([1, 0, 0, 0, 0])])
+    emb = np.stack([_unit([0, 1, 0, 0, 0]), _unit([0.7, 0, 0.714, 0, 0]), _unit([0.7, 0, 0, 0.714, 0]),
+                    _unit([0.7, 0, 0, 0, 0.714])])
+    sig = [_sig(u) for u in (0.6, 0.7, 0.65, 0.62)]
+    picks = choose(sig, [(None, None)] * 4, emb, labeled, Counter(), 1, "mix")
+    assert picks[0].index == 1  # as far as a typical candidate is far enough; the outlier (row 0) is not preferred
+    assert choose(sig, [(None, None)] * 4, emb, labeled, Counter(), 1, "diversity")[0].index == 0
