@@ -80,6 +80,7 @@ def _run_dir(root: Path, task: Path) -> Path:
 
 def test_audit_ranks_the_flipped_labels_first_and_the_report_shows_them(tmp_path, capsys):
     rd = _run_dir(tmp_path, _sentiment_task(tmp_path / "task"))
+    assert "No label audit yet" in write_report(rd).read_text()
     assert main(["--quiet", "audit", str(rd)]) == 0
     assert capsys.readouterr().out.strip() == str(rd / "audit" / "audit.jsonl")
     rows = [json.loads(x) for x in (rd / "audit" / "audit.jsonl").read_text().splitlines()]
@@ -90,7 +91,7 @@ def test_audit_ranks_the_flipped_labels_first_and_the_report_shows_them(tmp_path
     summary = json.loads((rd / "audit" / "audit.json").read_text())
     assert summary["rows"] == 60 and summary["folds"] == 5 and summary["classes"] == SENTIMENTS
     assert summary["flagged"] == sum(r["flagged"] for r in rows) >= 3
-    page = write_report(rd).read_text()
+    page = (rd / "report.html").read_text()  # the audit rewrote the report it found
     section = page[page.index('<section id="audit">'):]
     section = section[: section.index("</section>")]
     assert f"{summary['flagged']} of 60 labeled rows flagged" in section and "labeled-17" in section

@@ -2,7 +2,8 @@
 rows to label next, the label audit).
 
 Each maps its flags onto one function: ``report.write_report``, ``browse.print_pseudo``,
-``export.export_data``, ``export.merge_adapter``, ``suggest.suggest`` and ``audit.audit``. Errors are the package's user-error types
+``export.export_data``, ``export.merge_adapter``, ``suggest.suggest`` and ``audit.audit`` (which also
+rewrites an existing report, whose audit section it changes). Errors are the package's user-error types
 (``StageMissing`` for a stage that has not finished, ``ConfigError`` for a bad flag or output folder), which
 the main CLI prints as one line with exit code 2.
 """
@@ -99,5 +100,9 @@ def dispatch(args: argparse.Namespace) -> int:
         from .audit import audit
 
         print(audit(args.run_dir, args.folds))
+        if (args.run_dir / "report.html").exists():  # its audit section is out of date now
+            from .report import write_report
+
+            write_report(args.run_dir)
         return 0
     raise AssertionError(args.command)
