@@ -130,6 +130,11 @@ def test_suggest_then_add_labels_round_trip(tiny_model, choice_task, tmp_path, c
     _run(tiny_model, choice_task, rd, [str(filled)])
     assert _manifests(rd) == after  # the same labels again: nothing re-runs
 
+    # the labels given to the run are never overwritten by the next suggestions
+    kept = filled.read_text()
+    assert main(["suggest", str(rd), "--out", str(filled)]) == 2
+    assert "holds labels this run was given (task.add_labels)" in capsys.readouterr().err
+    assert filled.read_text() == kept
     # suggesting again from the new run never proposes a row already labeled
     assert main(["--quiet", "suggest", str(rd), "--n", "5", "--strategy", "diversity", "--out",
                  str(tmp_path / "next.jsonl")]) == 0

@@ -254,6 +254,9 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
     fmt = _format_of(str(dest))
     if fmt not in ("csv", "jsonl"):
         raise ConfigError(f"--out: {dest}: write a .csv or a .jsonl file")
+    if any(Path(f).resolve() == dest.resolve() for f in cfg.task.add_labels):
+        raise ConfigError(f"--out: {dest} holds labels this run was given (task.add_labels); write the new "
+                          "suggestions to another file")
     chosen = []
     for rank, p in enumerate(picks, start=1):
         r, s = rows[p.index], signals[p.index]
