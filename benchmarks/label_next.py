@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if work.exists():
         shutil.rmtree(work)
     emb = Embeddings(args.embedder)
+    commit = git_commit()  # the code that runs: read before commits made while it runs
     t = time.time()
     res: dict[str, Any] = {"args": vars(args) | {"seeds": args.seeds},
                            "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         au["target_met"] = au["mean"]["recall_top"] >= 0.5 and au["mean"]["precision_top"] >= 0.5
         res["audit"] = au
     res["seconds"] = round(time.time() - t, 1)
-    res["commit"] = git_commit()
+    res["commit"] = commit
     res["run_fingerprint"] = fingerprint(res["args"])
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
