@@ -70,6 +70,14 @@ def make_run(root: Path, gold: bool = True, stages: tuple[str, ...] = ("sft", "s
             "confidence_note": "normalised option entropy", "rows": len(rows), "selected": sum(r["selected"] for r in rows),
         }))
         stub_manifest(d, "select")
+    if "select" in stages:  # and a label audit (`semievol audit`), two labeled rows flagged
+        write_jsonl(run / "audit" / "audit.jsonl", [
+            {"rank": i + 1, "id": f"labeled-{i}", "question": f"Sentence {i}.", "given_text": "neutral",
+             "confident_text": "positive" if i < 2 else None, "p_given": 0.1, "p_confident": 0.8 if i < 2 else None,
+             "flagged": i < 2} for i in range(5)])
+        (run / "audit" / "audit.json").write_text(json.dumps({
+            "rows": 5, "flagged": 2, "folds": 5, "embedder": "embedded", "out_of_fold_accuracy": 0.6,
+            "thresholds": {"negative": 0.4, "neutral": 0.5, "positive": 0.45}}))
     if "evaluate" in stages:
         d = run / "evaluate"
         d.mkdir()
@@ -103,6 +111,7 @@ def test_report_has_every_section_with_plots(tmp_path):
     assert "<script" not in page and "http://" not in page and "https://" not in page  # self-contained
     assert "A negative" in _section(page, "classes")
     assert "Vote agreement rate" in _section(page, "agreement")
+    assert "2 of 5 labeled rows flagged" in _section(page, "audit") and "labeled-1" in _section(page, "audit")
     assert not list(run.glob(".*.tmp"))
 
 
@@ -120,7 +129,7 @@ def test_report_points_out_a_justifier_that_leans_to_one_option(tmp_path):
 def test_report_notes_missing_pieces_instead_of_failing(tmp_path):
     run = make_run(tmp_path, gold=False, stages=("sft",))
     page = write_report(run).read_text()
-    for key in ("accuracy", "confidence", "coverage", "agreement", "classes", "timings"):
+    for key in ("accuracy", "confidence", "coverage", "agreement", "classes", "audit", "timings"):
         assert 'class="note"' in _section(page, key), key
     assert "data:image/png" in _section(page, "training")
     assert "run_dir:" in _section(page, "config")

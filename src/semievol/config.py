@@ -129,6 +129,8 @@ class TaskConfig:
     """Use only N unlabeled rows after a seeded shuffle (0 = all)."""
     limit_test: int = 0
     """Use only N test rows after a seeded shuffle (0 = all)."""
+    add_labels: list[str] = field(default_factory=list)
+    """Files of newly labeled rows in the task's own columns (such as a filled-in `semievol suggest` file): each row joins the labeled split and leaves the unlabeled one; it must match an unlabeled row, by id where the file has one, else by question. Rows left without an answer are skipped. The data files are never changed."""
 
     def __post_init__(self) -> None:
         _check(self.index_base in (-1, 0, 1), "task.index_base", f"must be 0 or 1, got {self.index_base}")

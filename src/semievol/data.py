@@ -664,10 +664,12 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     Free-form answers: with a numeric preset (gsm8k, convfinqa) every answer must be a number; otherwise
     numbers and text may mix, with a warning when a split is mostly numbers and some answers are text.
     """
+    from .feedback import merge_added_labels
+
     if cfg.task == "demo":
         from .demo_task import make_demo_task
 
-        task = make_demo_task(seed=0)
+        task = merge_added_labels(make_demo_task(seed=0), cfg)
         _check_labeled_size(task, min_labeled, cfg)
         return task
     name, kind, cfg, sources = resolve_sources(cfg)
@@ -690,6 +692,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     test = whole("test") if "test" in recs else None
     task = Task(name, kind, labeled, unlabeled, test, numeric=numeric)
     _check_unlabeled(task, cfg.id_col)
+    task = merge_added_labels(task, cfg)  # rows a person labeled since (task.add_labels)
     _check_labeled_size(task, min_labeled, cfg)
     for w in task.warnings:
         warnings.warn(w, stacklevel=2)

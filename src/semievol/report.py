@@ -3,7 +3,7 @@
 Sections (each an element with an ``id``): test accuracy of base, warm and evolved models with 95%
 intervals; the confidence score histogram split by pseudo-label correctness; pseudo-label accuracy against
 coverage with the chosen threshold marked; vote agreement; predicted and selected counts per class; the
-training loss curves; the run's config; the stage timings. A missing piece (no gold answers, a stage not
+training loss curves; the labeled rows ``semievol audit`` flagged; the run's config; the stage timings. A missing piece (no gold answers, a stage not
 run yet) gives a short note in its section instead of a plot. Plots are drawn with matplotlib's Agg
 renderer into PNG bytes and inlined as base64, so the file opens anywhere with no network and no script.
 Later rounds (``select_r2``, ``evolve_r2``, ...) are read where present: the pseudo-label sections show the
@@ -37,6 +37,7 @@ SECTIONS = {
     "agreement": "Vote agreement",
     "classes": "Classes: predicted and selected",
     "training": "Training loss",
+    "audit": "Label audit",
     "config": "Config",
     "timings": "Stage timings",
 }
@@ -348,6 +349,27 @@ def section_training(run_dir: Path) -> str:
     return _plot(draw) + _table(["adapter", "steps", "examples", "lr", "final loss", "time"], rows)
 
 
+AUDIT_ROWS = 20  # flagged labeled rows shown in the audit section
+
+
+def section_audit(run_dir: Path) -> str:
+    """The labeled rows `semievol audit` flagged, most doubtful first (``audit/audit.jsonl``)."""
+    summary = _json(run_dir / "audit" / "audit.json")
+    if not summary or not (run_dir / "audit" / "audit.jsonl").exists():
+        return _note("No label audit yet: `semievol audit RUN_DIR` ranks the labeled rows whose given answer an "
+                     "out-of-fold model doubts.")
+    rows = [r for r in read_jsonl(run_dir / "audit" / "audit.jsonl") if r.get("flagged")]
+    intro = (f"<p>{summary['flagged']} of {summary['rows']} labeled rows flagged: an out-of-fold model "
+             f"({summary['folds']} folds, embedder {_esc(summary['embedder'])}, out-of-fold accuracy "
+             f"{_pct(summary.get('out_of_fold_accuracy'))}) is confident in another answer. Per-class thresholds: "
+             + _esc(", ".join(f"{k} {v:.2f}" for k, v in summary["thresholds"].items())) + ".</p>")
+    table = _table(["rank", "id", "question", "given", "doubted for", "p(given)", "p(other)"],
+                   [[r["rank"], r["id"], r["question"][:120], r["given_text"], r["confident_text"], f"{r['p_given']:.2f}",
+                     f"{r['p_confident']:.2f}"] for r in rows[:AUDIT_ROWS]])
+    more = _note(f"{len(rows) - AUDIT_ROWS} more flagged rows in audit/audit.jsonl.") if len(rows) > AUDIT_ROWS else ""
+    return intro + (table if rows else _note("No labeled row is flagged.")) + more
+
+
 def section_config(run_dir: Path) -> str:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model = cfg.get("model") or {}
@@ -399,6 +421,7 @@ def render(run_dir: Path) -> str:
         "agreement": section_agreement(rows, metrics),
         "classes": section_classes(rows),
         "training": section_training(run_dir),
+        "audit": section_audit(run_dir),
         "config": section_config(run_dir),
         "timings": section_timings(run_dir),
     }

@@ -1,7 +1,9 @@
-"""Sub-commands that work on a finished run directory (report, pseudo-label browser, export, merge).
+"""Sub-commands that work on a finished run directory (report, pseudo-label browser, export, merge, the
+rows to label next, the label audit).
 
 Each maps its flags onto one function: ``report.write_report``, ``browse.print_pseudo``,
-``export.export_data`` and ``export.merge_adapter``. Errors are the package's user-error types
+``export.export_data``, ``export.merge_adapter``, ``suggest.suggest`` and ``audit.audit`` (which also
+rewrites an existing report, whose audit section it changes). Errors are the package's user-error types
 (``StageMissing`` for a stage that has not finished, ``ConfigError`` for a bad flag or output folder), which
 the main CLI prints as one line with exit code 2.
 """
@@ -16,6 +18,9 @@ COMMANDS: dict[str, str] = {
     "pseudo": "print a table of the run's pseudo-labels (filter by disagreement, class, selection)",
     "export": "write labeled + selected training data for LLaMA-Factory, TRL or axolotl",
     "merge": "merge the evolved LoRA adapter into the base model and save a full transformers model",
+    "suggest": "the unlabeled rows to label next (uncertain, spread out, covering every class), in the task's own "
+               "columns with the answer left empty, from what the run stored",
+    "audit": "labeled rows whose given answer looks wrong: confident learning on out-of-fold predictions",
 }
 
 
@@ -48,6 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", choices=["evolved", "warm"], default="evolved", help="which adapter (default: evolved)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="dtype of the saved weights; the merge itself runs in fp32 (default: fp32)")
+    from .suggest import STRATEGIES
+
+    p = add("suggest")
+    p.add_argument("--n", type=int, default=50, metavar="N", help="how many rows to suggest (default: 50)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="mix",
+                   help="uncertainty, diversity (k-center over embeddings), class coverage, or their mix (default)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="a .csv or .jsonl file (default: RUN_DIR/suggest/suggest.csv, or .jsonl after the task's format)")
+    p = add("audit")
+    p.add_argument("--folds", type=int, default=5, metavar="K", help="out-of-fold splits of the labeled rows (default: 5)")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -75,5 +90,19 @@ def dispatch(args: argparse.Namespace) -> int:
         from .export import merge_adapter
 
         print(merge_adapter(args.run_dir, args.out, args.adapter, args.dtype))
+        return 0
+    if args.command == "suggest":
+        from .suggest import suggest
+
+        print(suggest(args.run_dir, args.n, args.strategy, args.out))
+        return 0
+    if args.command == "audit":
+        from .audit import audit
+
+        print(audit(args.run_dir, args.folds))
+        if (args.run_dir / "report.html").exists():  # its audit section is out of date now
+            from .report import write_report
+
+            write_report(args.run_dir)
         return 0
     raise AssertionError(args.command)

@@ -34,6 +34,17 @@ def hash_embed(texts: list[str], dim: int = 64) -> np.ndarray:
     return out / np.maximum(norms, 1e-12)
 
 
+def text_embedder(name: str) -> Any:
+    """``texts -> unit vectors`` for an embedder setting: 'hash' (``hash_embed``, no model) or a model that
+    ``models.load_embedder`` loads ('embedded', a sentence-transformers id or folder)."""
+    if name == "hash":
+        return hash_embed
+    from .models import load_embedder
+
+    model = load_embedder(name)
+    return lambda texts: embed(texts, model)
+
+
 def have_faiss() -> bool:
     import importlib.util
 
@@ -74,14 +85,19 @@ def nearest(
     return idx_out, sim_out
 
 
+def embedding_file(path: Path, texts: list[str]) -> Path:
+    """Where ``cached_embeddings(path, texts, ...)`` keeps the vectors: ``path`` with a hash of the texts."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    return path.with_name(f"{path.stem}-{digest}.npy")
+
+
 def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
     """Embeddings of ``texts`` from ``path`` if it holds them (checked by a hash of the texts), else computed.
 
     The ``.npy`` file is written under a hidden temporary name, fsynced and renamed; one that cannot be read
     or holds the wrong number of rows is computed again.
     """
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    f = path.with_name(f"{path.stem}-{digest}.npy")
+    f = embedding_file(path, texts)
     if f.exists():
         try:
             vecs = np.load(f)
@@ -90,6 +106,7 @@ def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
         except (OSError, ValueError, EOFError):
             pass
     vecs = make(texts)
+    f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")  # shard workers may compute the same file at once
     with open(tmp, "wb") as fh:  # a file object: np.save adds no extension
         np.save(fh, vecs)

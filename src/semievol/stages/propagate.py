@@ -32,7 +32,7 @@ from ..data import Example, Split, StreamedSplit
 from ..engines import CallsFailed, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
-from ..retrieval import cached_embeddings, embed, hash_embed, nearest
+from ..retrieval import cached_embeddings, nearest, text_embedder
 from ..runctx import (
     RunContext,
     append_jsonl,
@@ -84,17 +84,7 @@ class Neighbours:
         self.queries = np.zeros((0, 0), dtype=np.float32)
         if self.k == 0 and not vectors:
             return
-        if ctx.cfg.model.embedder == "hash":
-            self.make = hash_embed
-        else:
-            from ..models import load_embedder
-
-            model = load_embedder(ctx.cfg.model.embedder)
-
-            def make(texts: list[str]) -> np.ndarray:
-                return embed(texts, model)
-
-            self.make = make
+        self.make = text_embedder(ctx.cfg.model.embedder)
         self.keys = cached_embeddings(out / "emb_labeled", [e.question for e in pool], self.make)
 
     def of_block(self, start: int, questions: list[str]) -> None:

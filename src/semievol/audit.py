@@ -1,0 +1,149 @@
+"""Labeled rows whose given answer the models doubt: confident learning on out-of-fold predictions.
+
+Each labeled row is scored by a model that never saw it. The labeled rows are split into seeded folds
+(stratified by answer), and a softmax regression on the run's question embeddings, fit on the other folds,
+gives the row's probability for each class (the option texts of a closed label set, as in FPB or SST-2).
+
+Confident learning (Northcutt, Jiang and Chuang 2021, the idea behind cleanlab), written here from the
+paper's definitions: the threshold of class j is the mean predicted probability of j over the rows labeled
+j (its mean self-confidence); a row's confident label is its likeliest class among those whose probability
+reaches their threshold; a row is flagged when that label is not the given answer. The ranking puts the
+flagged rows first, by the margin between the confident label's probability and the given answer's
+(largest first), then the others by the given answer's probability (lowest first).
+
+``RUN_DIR/audit/audit.jsonl`` holds every labeled row in that order, ``audit.json`` the method, the
+thresholds and the counts; the report's audit section shows the top rows. No model calls: the embeddings
+are propagate's cached ones where present, else computed by the run's embedder and cached in ``audit/``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .answers import LETTERS
+from .config import ConfigError
+from .data import load_task
+from .runctx import atomic_write_json, atomic_write_jsonl
+from .suggest import LazyEmbedder, label_names, run_config, run_embeddings
+
+FOLDS = 5
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, iters: int = 300) -> np.ndarray:
+    """Weights (features + 1, classes) of a multinomial logistic regression: mean cross-entropy plus
+    ``l2 / 2`` times the squared weights (bias not penalised), by Nesterov's accelerated gradient descent.
+    Rows of ``x`` are unit vectors, so a step of 1 / (1 + l2) is safe."""
+    xb = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    onehot = np.eye(n_classes)[y]
+    w = np.zeros((xb.shape[1], n_classes))
+    prev, step = w, 1.0 / (1.0 + l2)
+    for t in range(1, iters + 1):
+        v = w + (t - 2) / (t + 1) * (w - prev) if t > 1 else w
+        p = softmax(xb @ v)
+        grad = xb.T @ (p - onehot) / len(xb)
+        grad[:-1] += l2 * v[:-1]
+        prev, w = w, v - step * grad
+    return w
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_proba(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return softmax(np.hstack([x.astype(np.float64), np.ones((len(x), 1))]) @ w)
+
+
+def fold_of(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold number per row: each class's rows shuffled (seeded) and dealt round-robin."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(y), dtype=np.int64)
+    start = 0
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        out[idx] = (start + np.arange(len(idx))) % folds
+        start += len(idx)
+    return out
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int,
+                l2: float | None = None) -> np.ndarray:
+    """Class probabilities of every row from a model fit on the other folds. ``l2`` defaults to
+    1 / (training rows), the scale of scikit-learn's C = 1."""
+    fold = fold_of(y, folds, seed)
+    probs = np.zeros((len(y), n_classes))
+    for f in range(folds):
+        test = fold == f
+        if not test.any():
+            continue
+        train = ~test
+        w = fit_softmax(x[train], y[train], n_classes, l2 if l2 is not None else 1.0 / max(int(train.sum()), 1))
+        probs[test] = predict_proba(x[test], w)
+    return probs
+
+
+def confident_learning(probs: np.ndarray, given: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class thresholds, each row's confident label (-1: none reaches its threshold), whether it is
+    flagged, its margin, and the ranking (indices, most doubtful first)."""
+    n, k = probs.shape
+    thresholds = np.array([probs[given == j, j].mean() if (given == j).any() else 1.0 for j in range(k)])
+    above = probs >= thresholds[None, :]
+    confident = np.where(above.any(axis=1), np.argmax(np.where(above, probs, -1.0), axis=1), -1)
+    self_conf = probs[np.arange(n), given]
+    flagged = (confident >= 0) & (confident != given)
+    margin = np.where(flagged, probs[np.arange(n), np.maximum(confident, 0)] - self_conf, 0.0)
+    # flagged rows by margin (largest first), then the rest by self-confidence (lowest first); ties by row
+    key = np.where(flagged, -margin - 2.0, self_conf)
+    order = np.lexsort((np.arange(n), key))
+    return {"thresholds": thresholds, "confident": confident, "flagged": flagged, "margin": margin,
+            "self_confidence": self_conf, "order": order}
+
+
+def audit(run_dir: Path, folds: int = FOLDS, seed: int | None = None) -> Path:
+    """Write ``RUN_DIR/audit/audit.jsonl`` (every labeled row, most doubtful first) and ``audit.json``."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    task = load_task(cfg.task, seed=cfg.seed)
+    names = label_names(task)
+    if names is None:
+        raise ConfigError("audit: needs a multiple-choice task whose rows all share one option list (a closed "
+                          "label set such as FPB's sentiments): the out-of-fold classifier predicts those classes")
+    labeled = task.labeled.examples
+    y = np.array([LETTERS.index(e.answer) for e in labeled if e.answer is not None])
+    if folds < 2:
+        raise ConfigError(f"--folds: must be at least 2, got {folds}")
+    if len(labeled) < folds:
+        raise ConfigError(f"--folds: {folds} folds need at least {folds} labeled rows; the split has {len(labeled)}")
+    x = run_embeddings(run_dir, LazyEmbedder(cfg.model.embedder), [e.question for e in labeled], "emb_labeled", "audit")
+    seed = cfg.seed if seed is None else seed
+    probs = out_of_fold(x, y, len(names), folds, seed)
+    cl = confident_learning(probs, y)
+    rows: list[dict[str, Any]] = []
+    for rank, i in enumerate(cl["order"], start=1):
+        e, c = labeled[i], int(cl["confident"][i])
+        rows.append({
+            "rank": rank, "id": e.id, "row": e.row, "question": e.question, "options": e.options,
+            "given": e.answer, "given_text": names[y[i]], "p_given": round(float(cl["self_confidence"][i]), 4),
+            "confident": LETTERS[c] if c >= 0 else None, "confident_text": names[c] if c >= 0 else None,
+            "p_confident": round(float(probs[i, c]), 4) if c >= 0 else None,
+            "margin": round(float(cl["margin"][i]), 4), "flagged": bool(cl["flagged"][i]),
+            "probs": {n: round(float(p), 4) for n, p in zip(names, probs[i], strict=True)},
+        })
+    out = run_dir / "audit"
+    atomic_write_jsonl(out / "audit.jsonl", rows)
+    atomic_write_json(out / "audit.json", {
+        "method": "confident learning (per-class thresholds = mean self-confidence) on out-of-fold probabilities "
+                  "of a softmax regression on question embeddings",
+        "embedder": cfg.model.embedder, "folds": folds, "seed": seed, "rows": len(labeled),
+        "flagged": int(cl["flagged"].sum()), "classes": names,
+        "thresholds": {n: round(float(t), 4) for n, t in zip(names, cl["thresholds"], strict=True)},
+        "given_per_class": {names[j]: int(k) for j, k in sorted(Counter(y.tolist()).items())},
+        "out_of_fold_accuracy": round(float((probs.argmax(axis=1) == y).mean()), 4),
+    })
+    return out / "audit.jsonl"
