@@ -161,6 +161,18 @@ DATA_CASES = [
          {"lab.jsonl": jsonl({"question": "q", "answer": "4"}, {"question": "q2", "answer": "?!"}),
           "unl.jsonl": jsonl({"question": "u"}), "test.jsonl": jsonl({"question": "t", "answer": "3"})},
          ["--labeled", "lab.jsonl", "--unlabeled", "unl.jsonl", "--test", "test.jsonl"]),
+    Case("JSON nested 100,000 deep in a CSV cell", "lab.csv, row 3, column 'options': JSON nested too deeply to read",
+         {"lab.csv": HEADER + _rows("l", 1) + 'l9,q,"' + "[" * 100_000 + "]" * 100_000 + '",A\n'}),
+    Case("JSONL record nested 100,000 deep", "lab.jsonl, row 2: JSON nested too deeply to read",
+         {"lab.jsonl": jsonl(Q | {"answer": "A"}, '{"question": "q", "options": ' + "[" * 100_000 + "]" * 100_000 + "}")},
+         ["--labeled", "lab.jsonl"]),
+    Case("JSON file nested 100,000 deep", "lab.json: JSON nested too deeply to read",
+         {"lab.json": "[" * 100_000 + "]" * 100_000}, ["--labeled", "lab.json"]),
+    Case("options nested 100,000 deep in JSONL", "lab.jsonl, row 1, column 'options': JSON nested too deeply to read",
+         {"lab.jsonl": jsonl({"question": "q", "options": "[" * 100_000 + "]" * 100_000, "answer": "A"})},
+         ["--labeled", "lab.jsonl"]),
+    Case("folder given as a data file", "labdir.csv: not a regular file (a folder)", {"labdir.csv/x": "x"},
+         ["--labeled", "labdir.csv"]),
     # mixed answer kinds: with a numeric preset (gsm8k) a text answer is an error; see test_mixed_free_answers_*
     Case("nan answer in a numeric task", "labeled.jsonl, row 1, column 'answer': answer 'NaN' is not a number",
          {"data/gsm8k/labeled.jsonl": jsonl({"id": "a", "question": "q", "answer": "NaN"}),
@@ -225,6 +237,9 @@ CONFIG_CASES = [
     Case("data_dir without a labeled file", "task.data_dir: no labeled.{csv,jsonl,json,parquet} in data/fpb",
          {"data/fpb/unlabeled.csv": GOOD["unl.csv"]},
          ["--task", "fpb", "--data-dir", "data", "--labeled", "", "--unlabeled", "", "--test", ""]),
+    Case("seed too large for the generators", "seed: must be in 0..4294967295, got 99999999999999999999", {},
+         ["--seed", "99999999999999999999"]),
+    Case("negative seed", "seed: must be in 0..4294967295, got -1", {"cfg.yaml": "seed: -1\n"}, ["cfg.yaml"]),
     Case("test missing when evaluation is asked", "task.test: evaluation needs a test split, and none was given", {},
          ["--test", ""]),
 ]
@@ -397,3 +412,80 @@ def test_mixed_choice_answer_forms_in_one_split_are_fine(workdir):
     _write(workdir, GOOD | {"lab.csv": lab})
     task = load_task(TaskConfig(labeled="lab.csv", unlabeled="unl.csv", index_base=1))
     assert [e.answer for e in task.labeled.examples] == ["A", "B", "C"]
+
+
+# ---------------------------------------------------------------- files that are not files
+
+
+def test_a_fifo_as_data_file_is_refused_at_once(workdir):
+    """A FIFO was read twice (a check, then the reader): the second read waited forever for a writer."""
+    _write(workdir, GOOD)
+    (workdir / "lab.csv").unlink()
+    os.mkfifo(workdir / "lab.csv")
+    proc = subprocess.run([sys.executable, "-m", "semievol", *_args(Case("fifo", ""))], cwd=workdir,
+                          capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc.returncode, proc.stderr, "lab.csv: not a regular file (a FIFO)")
+    assert not (workdir / "run").exists()
+
+
+def test_a_device_as_data_file_is_refused(workdir, capsys):
+    """/dev/zero behind a data file's name was read as one endless line, ending in MemoryError."""
+    _write(workdir, GOOD)
+    (workdir / "lab.csv").unlink()
+    (workdir / "lab.csv").symlink_to("/dev/zero")
+    rc, _, err = run_cli(_args(Case("device", "")), capsys)
+    assert_one_line_error(rc, err, "lab.csv: not a regular file (a device or socket)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders without read permission")
+def test_an_unreadable_data_dir_is_one_line(workdir, capsys):
+    _write(workdir, {"data/fpb/labeled.csv": GOOD["lab.csv"], "data/fpb/unlabeled.csv": GOOD["unl.csv"]})
+    args = ["--task", "fpb", "--data-dir", "data", "--labeled", "", "--unlabeled", "", "--test", ""]
+    for folder in ("data", "data/fpb"):
+        (workdir / folder).chmod(0)
+        try:
+            rc, _, err = run_cli(_args(Case("unreadable", "", args=args)), capsys)
+        finally:
+            (workdir / folder).chmod(0o755)
+        assert_one_line_error(rc, err, f"task.data_dir: cannot read the folder {folder}")
+
+
+# ---------------------------------------------------------------- real files with a few bad rows; eval alone
+
+NAN_OPTION = 'l9,q9,"[""a"", ""b"", ""c"", NaN]",A\n'  # the paper's own MMLU files carry such a row
+
+
+def test_bad_rows_stop_by_default_and_are_skipped_with_one_warning(workdir, capsys):
+    files = {"lab.csv": GOOD["lab.csv"] + NAN_OPTION, "test.csv": GOOD["test.csv"] + NAN_OPTION.replace("l9", "t9")}
+    _write(workdir, GOOD | files)
+    rc, _, err = run_cli(_args(Case("nan", "")), capsys)
+    assert_one_line_error(rc, err, "lab.csv, row 6, column 'options': option D is empty")
+    out = check(workdir, capsys, files, ["--bad-rows", "skip"])
+    assert "labeled    rows      4" in out and "test       rows      2" in out
+    warned = [line for line in out.splitlines() if "skipped" in line]
+    assert warned == ["warning: labeled split: skipped 1 bad rows of lab.csv (task.bad_rows: skip): row 6, column "
+                      "'options': option D is empty",
+                      "warning: test split: skipped 1 bad rows of test.csv (task.bad_rows: skip): row 4, column "
+                      "'options': option D is empty"]
+
+
+def test_skipped_rows_are_counted_and_the_first_few_named(workdir, capsys):
+    bad = "".join(NAN_OPTION.replace("l9", f"b{i}") for i in range(5))
+    out = check(workdir, capsys, {"unl.csv": GOOD["unl.csv"] + bad}, ["--bad-rows", "skip"])
+    (line,) = [line for line in out.splitlines() if "skipped" in line]
+    assert line.startswith("warning: unlabeled split: skipped 5 bad rows of unl.csv (task.bad_rows: skip): row 5,")
+    assert line.count("option D is empty") == 3 and line.endswith("; and 2 more")
+    assert "unlabeled  rows      3" in out
+
+
+def test_eval_needs_no_unlabeled_split(workdir, capsys):
+    """`semievol eval --task mmlu_pro --data-dir D` stopped with "no unlabeled.{csv,...}" on labeled and test files."""
+    _write(workdir, {"data/mmlu_pro/labeled.csv": GOOD["lab.csv"], "data/mmlu_pro/test.csv": GOOD["test.csv"]})
+    rc, out, err = run_cli(["--quiet", "eval", "--task", "mmlu_pro", "--data-dir", "data", "--engine", "fake",
+                            "--run-dir", "run"], capsys)
+    assert rc == 0, err
+    assert "mmlu_pro: accuracy" in out and "n=2" in out
+    assert json.loads((workdir / "run" / "eval_mmlu_pro.json").read_text())["n"] == 2
+    rc, _, err = run_cli(["--quiet", "eval", "--task", "mmlu_pro", "--data-dir", "data", "--engine", "fake",
+                          "--test", "none.csv"], capsys)
+    assert_one_line_error(rc, err, "none.csv: file not found")

@@ -129,6 +129,8 @@ class TaskConfig:
     """Use only N unlabeled rows after a seeded shuffle (0 = all)."""
     limit_test: int = 0
     """Use only N test rows after a seeded shuffle (0 = all)."""
+    bad_rows: Literal["error", "skip"] = "error"
+    """A row that fails validation (an empty option, an answer outside the options, ...): 'error' stops with its file, row and column; 'skip' drops it, with one warning per split counting them and naming the first few (also written to RUN_DIR/data_warnings.json)."""
 
     def __post_init__(self) -> None:
         _check(self.index_base in (-1, 0, 1), "task.index_base", f"must be 0 or 1, got {self.index_base}")
@@ -321,6 +323,10 @@ class RunConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        # numpy's legacy generators (and so transformers.set_seed) take 0..2**32-1; torch derives row seeds from it
+        _check(0 <= self.seed < 2**32, "seed", f"must be in 0..{2**32 - 1}, got {self.seed}")
 
 
 SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -150,6 +152,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Each yields (row_number, record_dict) so errors can point at the row a person sees.
 
 
+TOO_DEEP = "JSON nested too deeply to read"
+
+
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line of a UTF-8 file, split on '\n' only, read one line at a time.
 
@@ -231,6 +236,8 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(str(path), i, None, f"invalid JSON ({e.msg} at character {e.colno})") from None
+        except RecursionError:
+            raise DataError(str(path), i, None, TOO_DEEP) from None
         if not isinstance(rec, dict):
             raise DataError(str(path), i, None, "each line must be a JSON object")
         yield i, rec
@@ -244,6 +251,8 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # no record number yet: say where in the text
         raise DataError(str(path), None, None, f"invalid JSON at line {e.lineno}, character {e.colno} ({e.msg})") from None
+    except RecursionError:
+        raise DataError(str(path), None, None, TOO_DEEP) from None
     if isinstance(data, dict):
         # {"data": [...]} or {"train": [...]}: take the single list value
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -319,6 +328,20 @@ def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
     return [(i, rec) for i, rec in enumerate(ds, start=1)]
 
 
+def _regular_file(path: Path, source: str) -> None:
+    """A data file must be a plain file: a FIFO can be read only once (and may never end), a device such as
+    /dev/zero never ends, a folder is not a file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(source, None, None, "file not found") from None
+    except OSError as e:
+        raise DataError(source, None, None, f"cannot read file ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise DataError(source, None, None, f"not a regular file ({what}); give a CSV, JSONL, JSON or Parquet file")
+
+
 def read_records(source: str) -> list[tuple[int, dict[str, Any]]]:
     """Every record of a source, as (row as a person counts it, record)."""
     return list(iter_records(source))
@@ -330,8 +353,7 @@ def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tup
     if source.startswith("hf:"):
         return _hf_records(source)
     path = Path(source)
-    if not path.exists():
-        raise DataError(source, None, None, "file not found")
+    _regular_file(path, source)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _csv_records(path)
@@ -357,11 +379,15 @@ def parse_options(value: Any) -> list[str]:
         s = value.strip()
         try:
             value = json.loads(s)
+        except RecursionError:
+            raise ValueError(TOO_DEEP) from None
         except json.JSONDecodeError:
             import ast
 
             try:
                 value = ast.literal_eval(s)
+            except (RecursionError, MemoryError):
+                raise ValueError(TOO_DEEP) from None
             except (ValueError, SyntaxError):
                 raise ValueError("options are not a JSON list") from None
     if hasattr(value, "tolist"):
@@ -443,9 +469,10 @@ def to_examples(
     cfg: TaskConfig,
     require_answer: bool,
     numeric: bool = False,
+    skipped: list[DataError] | None = None,
 ) -> list[Example]:
     """Validate records and map them onto Examples. ``numeric``: free-form answers must be numbers."""
-    return list(iter_examples(records, source, split, kind, cfg, require_answer, numeric))
+    return list(iter_examples(records, source, split, kind, cfg, require_answer, numeric, skipped=skipped))
 
 
 def iter_examples(
@@ -457,10 +484,12 @@ def iter_examples(
     require_answer: bool,
     numeric: bool = False,
     check_ids: bool = True,
+    skipped: list[DataError] | None = None,
 ) -> Iterator[Example]:
     """``to_examples`` one record at a time; columns are checked on the first 50 records.
 
     ``check_ids``: refuse a repeated id (this keeps every id seen, the one thing that grows with the rows).
+    With ``task.bad_rows: skip`` a row that fails validation is dropped (and its error added to ``skipped``).
     """
     it = iter(records)
     head = list(islice(it, 50))
@@ -482,7 +511,14 @@ def iter_examples(
         raise DataError(source, first_row, cfg.answer_col, "missing column")
     seen_ids: dict[str, int] = {}
     for row, rec in _chain(head, it):
-        ex = _to_example(row, rec, source, split, kind, cfg, require_answer, numeric)
+        try:
+            ex = _to_example(row, rec, source, split, kind, cfg, require_answer, numeric)
+        except DataError as e:
+            if cfg.bad_rows != "skip":
+                raise
+            if skipped is not None:
+                skipped.append(e)
+            continue
         if check_ids:
             if ex.id in seen_ids:
                 raise DataError(source, row, cfg.id_col, f"duplicate id '{ex.id}' (also at row {seen_ids[ex.id]})")
@@ -611,8 +647,10 @@ def _find(data_dir: Path, task: str, split: str, ext: str) -> str | None:
     return None
 
 
-def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
-    """Name, answer kind (None = guess from data), effective TaskConfig and split sources."""
+def resolve_sources(cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "unlabeled")
+                    ) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
+    """Name, answer kind (None = guess from data), effective TaskConfig and split sources; the ``required``
+    splits must be found."""
     kind: AnswerKind | None = None if cfg.answer_kind == "auto" else cfg.answer_kind
     name = cfg.task or "custom"
     # an empty string (``--test ''``) means not given, as None does
@@ -633,15 +671,18 @@ def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig
             cfg = replace(cfg, index_base=preset.get("index_base", 0))
         if cfg.data_dir:
             d = Path(cfg.data_dir)
+            for folder in (d, d / cfg.task):
+                if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+                    raise ConfigError(f"task.data_dir: cannot read the folder {folder} (permission denied)")
             if not (d / cfg.task).is_dir():
                 raise ConfigError(f"task.data_dir: {d / cfg.task} is not a folder")
             for s in sources:
                 if sources[s] is None:
                     sources[s] = _find(d, cfg.task, s, preset["ext"])
-            for s in ("labeled", "unlabeled"):
+            for s in required:
                 if not sources[s]:
                     raise ConfigError(f"task.data_dir: no {s}.{{csv,jsonl,json,parquet}} in {d / cfg.task}")
-    for s in ("labeled", "unlabeled"):
+    for s in required:
         if not sources[s]:
             raise ConfigError(f"task.{s}: no {s} split given (set task.{s}, or task.task with task.data_dir)")
     return name, kind, cfg, sources
@@ -656,8 +697,10 @@ def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(idx[:n])]
 
 
-def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0) -> Task:
-    """Load and validate the three splits of a task.
+def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0,
+              only_test: bool = False) -> Task:
+    """Load and validate the three splits of a task (``only_test``: the test split alone, for evaluation;
+    the labeled and unlabeled splits are then empty and need not exist).
 
     ``min_labeled``: the fewest labeled rows the run can use (``propagate.k``, the neighbours retrieved per
     unlabeled question); fewer is a ConfigError rather than silently fewer demonstrations.
@@ -670,25 +713,34 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
         task = make_demo_task(seed=0)
         _check_labeled_size(task, min_labeled, cfg)
         return task
-    name, kind, cfg, sources = resolve_sources(cfg)
-    if need_test and not sources["test"]:
+    name, kind, cfg, sources = resolve_sources(cfg, () if only_test else ("labeled", "unlabeled"))
+    if (need_test or only_test) and not sources["test"]:
         raise ConfigError("task.test: evaluation needs a test split, and none was given")
+    if only_test:
+        sources = {"test": sources["test"]}
     numeric = bool(PRESETS.get(name, {}).get("numeric"))
     # labeled and test are read whole; the unlabeled split is validated as a stream and read again by the
     # stages that need it (it may be far larger than memory)
     recs = {s: read_records(src) for s, src in sources.items() if src and s != "unlabeled"}
     if kind is None:
-        kind = _guess_kind(recs["labeled"], cfg)
+        kind = _guess_kind(recs["test" if only_test else "labeled"], cfg)
     limits = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}
+    found: list[str] = []
 
     def whole(s: str) -> Split:
-        ex = to_examples(recs[s], sources[s] or s, s, kind, cfg, require_answer=True, numeric=numeric)
+        bad: list[DataError] = []
+        ex = to_examples(recs[s], sources[s] or s, s, kind, cfg, require_answer=True, numeric=numeric, skipped=bad)
+        found.extend(_skipped_warning(sources[s] or s, s, bad))
         return Split(s, sources[s] or s, subsample(ex, limits[s], seed))
 
+    if only_test:
+        return Task(name, kind, Split("labeled", "", []), Split("unlabeled", "", []), whole("test"), found, numeric)
     labeled = whole("labeled")
-    unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed)
+    bad: list[DataError] = []
+    unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed, bad)
+    found.extend(_skipped_warning(unlabeled.source, "unlabeled", bad))
     test = whole("test") if "test" in recs else None
-    task = Task(name, kind, labeled, unlabeled, test, numeric=numeric)
+    task = Task(name, kind, labeled, unlabeled, test, found, numeric=numeric)
     _check_unlabeled(task, cfg.id_col)
     _check_labeled_size(task, min_labeled, cfg)
     for w in task.warnings:
@@ -696,11 +748,21 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     return task
 
 
-def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int) -> StreamedSplit:
+def _skipped_warning(source: str, split: str, bad: list[DataError]) -> list[str]:
+    """The one warning line of a split's rows dropped by ``task.bad_rows: skip`` (none if none were)."""
+    if not bad:
+        return []
+    first = "; ".join(f"row {e.row}" + (f", column '{e.column}'" if e.column else "") + f": {e.msg}" for e in bad[:3])
+    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return [f"{split} split: skipped {len(bad)} bad rows of {source} (task.bad_rows: skip): {_one_line(first)}{more}"]
+
+
+def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int,
+                    skipped: list[DataError] | None = None) -> StreamedSplit:
     """Validate every row of the unlabeled split in one streaming pass; keep only the count (and a subsample's
     positions, chosen exactly as ``subsample`` chooses them)."""
     rows = sum(1 for _ in iter_examples(iter_records(source), source, "unlabeled", kind, cfg,
-                                        require_answer=False, numeric=numeric))
+                                        require_answer=False, numeric=numeric, skipped=skipped))
     keep = None
     if 0 < limit < rows:
         idx = list(range(rows))
