@@ -61,6 +61,10 @@ def jsonl(*recs: object) -> str:
 
 
 Q = {"question": "q", "options": ["a", "b", "c"]}
+# shaped like real credentials (random letters, no real account)
+HF_TOKEN = "hf_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3h"
+LIVE_KEY = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+SK_KEY = "sk-" + "proj-Zq8XbN3vT6yW1aR4dF7gH0jK2LmP5sU9"
 
 DATA_CASES = [
     Case("missing question column", "lab.csv, row 2, column 'question': missing column (found: answer, id, options, query)",
@@ -240,6 +244,16 @@ CONFIG_CASES = [
     Case("seed too large for the generators", "seed: must be in 0..4294967295, got 99999999999999999999", {},
          ["--seed", "99999999999999999999"]),
     Case("negative seed", "seed: must be in 0..4294967295, got -1", {"cfg.yaml": "seed: -1\n"}, ["cfg.yaml"]),
+    Case("Hugging Face token as a setting", "model.served_model: the value looks like a Hugging Face token (hf_...)",
+         {}, ["--served-model", HF_TOKEN]),
+    Case("live secret key in a file path", "task.labeled: the value looks like a live or test secret key",
+         {"cfg.yaml": f"task:\n  labeled: {LIVE_KEY}\n"}, ["cfg.yaml"]),
+    Case("sk- key in a list", "propagate.configs: the value looks like an API key (sk-...)", {},
+         ["--configs", f"warm:0:0,{SK_KEY}"]),
+    Case("key in a URL's query string", "model.api_base: the value looks like a URL with a key in its query string",
+         {}, ["--api-base", "https://example.com/v1?api_key=Zq8XbN3vT6yW1aR4dF7g"]),
+    Case("token as a setting's name", "cfg.yaml: model: a setting's name looks like a Hugging Face token",
+         {"cfg.yaml": f"model:\n  {HF_TOKEN}: 1\n"}, ["cfg.yaml"]),
     Case("test missing when evaluation is asked", "task.test: evaluation needs a test split, and none was given", {},
          ["--test", ""]),
 ]
@@ -299,6 +313,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(workdir, capsys, case):
     before = _snapshot(workdir)
     rc, _, err = run_cli(_args(case), capsys)
     assert_one_line_error(rc, err, case.expect)
+    assert not any(k in err for k in (HF_TOKEN, LIVE_KEY, SK_KEY))  # a key is never echoed
     assert not (workdir / "run").exists()
     assert _snapshot(workdir) == before
 

@@ -456,6 +456,9 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig from a nested dict (a parsed YAML file merged with flag overrides)."""
     if not isinstance(values, dict):
         raise ConfigError("config: the file must hold a mapping of settings")
+    from .secret_values import check_no_secrets
+
+    check_no_secrets(values)  # first: a key must not reach config.yaml, nor an error message
     top: dict[str, Any] = {}
     known = [f.name for f in dataclasses.fields(RunConfig)]
     for key, value in values.items():
@@ -499,6 +502,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the file must hold a mapping of settings")
+    from .secret_values import check_no_secrets
+
+    try:  # a key in the file is refused even where a flag overrides it
+        check_no_secrets(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
     for key in SECTIONS:  # checked here: a flag for the same section would otherwise replace the bad value
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{p}: {key}: must be a mapping of settings")
