@@ -110,6 +110,12 @@ DATA_CASES = [
          {"test.csv": HEADER + f"t1,q,{OPTS},\n"}),
     Case("empty question", "lab.csv, row 3, column 'question': empty question",
          {"lab.csv": HEADER + _rows("l", 1) + f'l9,"",{OPTS},A\n'}),
+    Case("question of invisible characters only", "lab.csv, row 3, column 'question': empty question",
+         {"lab.csv": HEADER + _rows("l", 1) + f"l9,\u200b\u2060\u200d \u00a0,{OPTS},A\n"}),
+    Case("option of a zero-width space", "lab.csv, row 2, column 'options': option B is empty",
+         {"lab.csv": HEADER + 'l1,q,"[""a"", ""\u200b"", ""c""]",A\n'}),
+    Case("answer text matching two options", "lab.csv, row 2, column 'answer': answer 'up' matches options A, C, "
+         "which read the same: give the letter", {"lab.csv": HEADER + 'l1,q,"[""up"",""flat"",""up""]",up\n'}),
     Case("question is a list", "lab.jsonl, row 1, column 'question': the question is a list, not text",
          {"lab.jsonl": jsonl({"question": ["q"], "options": ["a", "b"], "answer": "A"})}, ["--labeled", "lab.jsonl"]),
     Case("duplicate ids", "lab.csv, row 4, column 'id': duplicate id 'x' (also at row 2)",
@@ -404,6 +410,27 @@ def test_labeled_and_unlabeled_sharing_questions_warns(workdir, capsys):
 def test_test_sharing_questions_with_labeled_warns(workdir, capsys):
     out = check(workdir, capsys, {"test.csv": HEADER + f"t1,l question 3,{OPTS},C\nt2,fresh,{OPTS},A\n"})
     assert "warning: 1 test questions also appear in the labeled split: test accuracy may be optimistic" in out
+
+
+def test_unlabeled_sharing_questions_with_test_warns(workdir, capsys):
+    out = check(workdir, capsys, {"unl.csv": HEADER + f"u1,t question 1,{OPTS},\nu2,fresh,{OPTS},\n"})
+    assert "warning: 1 unlabeled questions also appear in the test split (test.csv): pseudo-labels trained on " \
+           "them make test accuracy optimistic" in out
+
+
+def test_overlaps_ignore_case_and_spacing(workdir, capsys):
+    out = check(workdir, capsys, {"unl.csv": HEADER + f"u1,L  QUESTION 1,{OPTS},\nu2,\"T question\n1\",{OPTS},\n",
+                                  "test.csv": HEADER + f"t1,t question 1,{OPTS},A\nt2, l Question  2 ,{OPTS},B\n"})
+    assert "warning: 1 unlabeled questions also appear in the labeled split" in out
+    assert "warning: 1 unlabeled questions also appear in the test split" in out
+    assert "warning: 1 test questions also appear in the labeled split" in out
+
+
+def test_a_row_listing_an_option_twice_warns(workdir, capsys):
+    twice = '"[""up"",""flat"",""up""]"'
+    out = check(workdir, capsys, {"lab.csv": GOOD["lab.csv"] + f"l9,q9,{twice},B\nl10,q10,{twice},A\n"})
+    assert "warning: lab.csv: 2 rows list the same option twice (first at row 6: 'up'); each copy has its own " \
+           "letter" in out
 
 
 def test_mixed_free_answers_warn_in_a_custom_task(workdir):

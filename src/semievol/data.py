@@ -18,6 +18,7 @@ import math
 import os
 import random
 import stat
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -370,7 +371,21 @@ def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tup
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and _invisible(v))
+
+
+# format characters (zero-width space and joiners, BOM, word joiner, bidi marks), controls and separators
+_INVISIBLE_CATEGORIES = {"Cf", "Cc", "Zs", "Zl", "Zp"}
+
+
+def _invisible(s: str) -> bool:
+    """True for text that shows nothing: empty, whitespace, or only zero-width and other invisible characters."""
+    return all(c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in s)
+
+
+def same_question(q: str) -> str:
+    """The form in which two questions count as the same for the overlap warnings: case and spacing ignored."""
+    return " ".join(q.split()).casefold()
 
 
 def parse_options(value: Any) -> list[str]:
@@ -411,7 +426,11 @@ def parse_options(value: Any) -> list[str]:
 def _option_text_match(s: str, options: list[str]) -> int | None:
     """Position of the option whose text is ``s``: exact first, then ignoring case if that is unambiguous."""
     if s in options:
-        return options.index(s)
+        same = [i for i, o in enumerate(options) if o == s]
+        if len(same) > 1:
+            raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in same)}, which read "
+                             "the same: give the letter")
+        return same[0]
     lowered = [i for i, o in enumerate(options) if o.lower() == s.lower()]
     if len(lowered) > 1:
         raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in lowered)} "
@@ -773,27 +792,64 @@ def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: boo
 
 def _check_unlabeled(task: Task, id_col: str) -> None:
     """One pass over the unlabeled rows: no id shared with the labeled split (labeled and unlabeled rows are
-    told apart by id downstream, in the evolve pool), and the overlap and mixed-answer warnings."""
+    told apart by id downstream, in the evolve pool), and the warnings: questions shared between splits
+    (ignoring case and spacing), rows listing one option twice, mixed free-form answers."""
     lab_rows = {e.id: e.row for e in task.labeled.examples}
-    lab_questions = {e.question for e in task.labeled.examples}
-    shared = 0
+    lab_questions = {same_question(e.question) for e in task.labeled.examples}
+    test_questions = {same_question(e.question) for e in task.test.examples} if task.test is not None else set()
+    shared = shared_test = 0
     counts = _AnswerCounts()
+    dups = {s.name: _RepeatedOptions() for s in (task.labeled, task.unlabeled, task.test) if s is not None}
     for e in task.unlabeled.iter_examples():
         if e.id in lab_rows:
             raise DataError(task.unlabeled.source, e.row, id_col,
                             f"id '{e.id}' is also used in the labeled split (row {lab_rows[e.id]} of {task.labeled.source})")
-        shared += e.question in lab_questions
+        q = same_question(e.question)
+        shared += q in lab_questions
+        shared_test += q in test_questions
         counts.add(e)
+        dups["unlabeled"].add(e)
     if shared:
         task.warnings.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
+    if shared_test:
+        task.warnings.append(f"{shared_test} unlabeled questions also appear in the test split ({task.test.source}): "
+                             "pseudo-labels trained on them make test accuracy optimistic")
     if task.test is not None:
-        shared = sum(1 for e in task.test.examples if e.question in lab_questions)
+        shared = sum(1 for e in task.test.examples if same_question(e.question) in lab_questions)
         if shared:
             task.warnings.append(f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic")
+    for split in (task.labeled, task.test):
+        if split is not None:
+            for e in split.examples:
+                dups[split.name].add(e)
+    for split in (task.labeled, task.unlabeled, task.test):
+        if split is not None and (w := dups[split.name].warning(split.source)):
+            task.warnings.append(w)
     if task.kind == "free":
         found = [_mixed_free_warning(task.labeled.source, task.labeled.examples), counts.warning(task.unlabeled.source),
                  _mixed_free_warning(task.test.source, task.test.examples) if task.test is not None else None]
         task.warnings.extend(w for w in found if w)
+
+
+@dataclass
+class _RepeatedOptions:
+    """Rows of a split that list the same option text twice (the model then sees two letters for one answer)."""
+
+    rows: int = 0
+    first: tuple[int, str] | None = None
+
+    def add(self, e: Example) -> None:
+        opts = e.options or []
+        if len(set(opts)) < len(opts):
+            self.rows += 1
+            if self.first is None:
+                self.first = (e.row, next(o for o in opts if opts.count(o) > 1))
+
+    def warning(self, source: str) -> str | None:
+        if self.first is None:
+            return None
+        return (f"{source}: {self.rows} rows list the same option twice (first at row {self.first[0]}: "
+                f"'{_short(self.first[1])}'); each copy has its own letter")
 
 
 def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:
