@@ -50,6 +50,7 @@ from .runctx import (
     fingerprint,
     fingerprint_items,
     finish_stage,
+    input_records,
     is_done,
     manifest_problem,
     model_settings_key,
@@ -178,7 +179,7 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     with disk_errors(out.name):
         body(out)
         ctx.timings[out.name] = round(time.time() - t, 2)
-        finish_stage(out, name, fp)
+        finish_stage(out, name, fp, input_records(ctx.task))
     log(f"{out.name}: done in {ctx.timings[out.name]:.0f}s")
     return True
 
@@ -383,7 +384,7 @@ def merge_shards(ctx: RunContext, out: Path, fp: str) -> None:
         (out / shard_file((i, n))).unlink()
         (out / f"{shard_file((i, n))}.done").unlink()
         (out / f"{shard_file((i, n))}.lock").unlink(missing_ok=True)
-    finish_stage(out, "propagate", fp)
+    finish_stage(out, "propagate", fp, input_records(ctx.task))
     log(f"propagate: merged {n} shards ({total} rows)")
 
 

@@ -213,12 +213,32 @@ def write_manifest(stage_dir: Path, stage: str, fp: str, files: list[str], **ext
                                                  "digests": digests, **extra})
 
 
-def finish_stage(out: Path, stage: str, fp: str) -> None:
-    """Mark ``out`` finished: drop the in-progress marker, then write the manifest (last)."""
+def finish_stage(out: Path, stage: str, fp: str, inputs: dict[str, Any] | None = None) -> None:
+    """Mark ``out`` finished: drop the in-progress marker, then write the manifest (last). ``inputs``: the
+    data files the run read (``input_records``), recorded with the stage."""
     pending = out / ".pending"
     if pending.exists():
         pending.unlink()
-    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")])
+    extra = {} if inputs is None else {"inputs": inputs}
+    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")],
+                   **extra)
+
+
+def input_records(task: Task) -> dict[str, Any]:
+    """Source, size and sha256 of each split's data file (an ``hf:`` source by its name only).
+
+    The stages' fingerprints already hash the rows they read, so an edited file re-runs them; this records
+    which bytes a finished stage was made from."""
+    out: dict[str, Any] = {}
+    for split in (task.labeled, task.unlabeled, task.test):
+        if split is None or not split.source:
+            continue
+        path = Path(split.source)
+        rec: dict[str, Any] = {"source": split.source}
+        if not split.source.startswith("hf:") and path.is_file():
+            rec |= {k: v for k, v in file_record(path).items() if k != "rows"}
+        out[split.name] = rec
+    return out
 
 
 def adapter_digest(folder: Path, fallback: str) -> str:
