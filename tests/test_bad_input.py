@@ -202,6 +202,8 @@ CONFIG_CASES = [
     Case("bad YAML", "cfg.yaml: line 2, column 18: not valid YAML (mapping values are not allowed here)",
          {"cfg.yaml": "seed: 1\nmodel: batch_size: 3\n"}, ["cfg.yaml"]),
     Case("YAML tabs", "cfg.yaml: line 2, column 1: not valid YAML", {"cfg.yaml": "select:\n\ttheta: 3\n"}, ["cfg.yaml"]),
+    Case("YAML nested 100,000 deep", "cfg.yaml: nested too deeply to read",
+         {"cfg.yaml": "seed: " + "[" * 100_000 + "]" * 100_000 + "\n"}, ["cfg.yaml"]),
     Case("YAML not a mapping", "cfg.yaml: the file must hold a mapping of settings", {"cfg.yaml": "- a\n- b\n"}, ["cfg.yaml"]),
     Case("YAML not UTF-8", "cfg.yaml: config file is not UTF-8", {"cfg.yaml": "seed: 1 # caf\xe9\n".encode("latin-1")},
          ["cfg.yaml"]),

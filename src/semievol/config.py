@@ -498,6 +498,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise ConfigError(f"{p}:{where} not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

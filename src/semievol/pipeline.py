@@ -165,8 +165,8 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
         log(f"{out.name}: finished earlier, skipped")
         return False
     man = read_manifest(out)
-    if man is not None and man.get("fingerprint") == fp:
-        log(f"warning: {out.name}: {manifest_problem(out, man)} (damaged or edited); the stage is done again")
+    if man is not None and man.get("fingerprint") == fp and (problem := manifest_problem(out, man)):
+        log(f"warning: {out.name}: {problem} (damaged or edited); the stage is done again")
     if not is_main():  # another process of a distributed training stage: rank 0 keeps the folder
         body(out)
         return True
