@@ -425,12 +425,8 @@ def parse_options(value: Any) -> list[str]:
 
 def _option_text_match(s: str, options: list[str]) -> int | None:
     """Position of the option whose text is ``s``: exact first, then ignoring case if that is unambiguous."""
-    if s in options:
-        same = [i for i, o in enumerate(options) if o == s]
-        if len(same) > 1:
-            raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in same)}, which read "
-                             "the same: give the letter")
-        return same[0]
+    if s in options:  # an option listed twice: the first (the split's warning names such rows)
+        return options.index(s)
     lowered = [i for i, o in enumerate(options) if o.lower() == s.lower()]
     if len(lowered) > 1:
         raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in lowered)} "
@@ -836,20 +832,25 @@ class _RepeatedOptions:
     """Rows of a split that list the same option text twice (the model then sees two letters for one answer)."""
 
     rows: int = 0
+    on_answer: int = 0  # of them, rows whose answer is a repeated option (given as its text, the first copy)
     first: tuple[int, str] | None = None
 
     def add(self, e: Example) -> None:
         opts = e.options or []
         if len(set(opts)) < len(opts):
             self.rows += 1
+            if e.answer is not None and opts.count(opts[LETTERS.index(e.answer)]) > 1:
+                self.on_answer += 1
             if self.first is None:
                 self.first = (e.row, next(o for o in opts if opts.count(o) > 1))
 
     def warning(self, source: str) -> str | None:
         if self.first is None:
             return None
+        answers = (f", {self.on_answer} with the answer on a repeated option (the other copy's letter counts as "
+                   "wrong)") if self.on_answer else ""
         return (f"{source}: {self.rows} rows list the same option twice (first at row {self.first[0]}: "
-                f"'{_short(self.first[1])}'); each copy has its own letter")
+                f"'{_short(self.first[1])}'){answers}; each copy has its own letter")
 
 
 def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:

@@ -147,8 +147,10 @@ def disk_errors(where: str, more: str = "") -> Iterator[None]:
 def check_model_source(cfg: RunConfig, stages: tuple[str, ...]) -> None:
     """The base model's path or id, checked before the run folder is touched (ModelError if it is missing).
 
-    Needed by every engine but the fake one, and by the training stages whatever the engine."""
-    if cfg.model.engine == "fake" and not {"sft", "evolve", "evaluate"} & set(stages):
+    Needed by every engine but the fake one, and by the training stages whatever the engine (evaluate
+    trains the compute-matched SFT adapter when it is asked for)."""
+    training = {"sft", "evolve"} | ({"evaluate"} if "sft_matched" in cfg.evaluate.models else set())
+    if cfg.model.engine == "fake" and not training & set(stages):
         return
     from .models import resolve_model
 
