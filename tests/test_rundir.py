@@ -86,12 +86,16 @@ def test_a_user_folder_is_refused_before_anything_is_written(tiny_model, choice_
     assert main(["--quiet", "sft", *data, "--model", str(tiny_model), "--engine", "fake"]) == 2
     _one_line(capsys, f"run_dir: {proj} exists and is not a semievol run folder")
     assert _snapshot(proj) == before
-    # an empty folder is fine, and becomes a run folder
-    empty = tmp_path / "empty"
+    # an empty folder is fine, and so is one of files semievol never writes (a config kept beside its run)
+    empty, own = tmp_path / "empty", tmp_path / "own"
     empty.mkdir()
-    assert main(["--quiet", "sft", *data[:-1], str(empty), "--model", str(tiny_model), "--engine", "fake",
-                 "--sft.epochs", "1"]) == 0
-    assert (empty / LOCK_FILE).is_file() and (empty / "sft" / "manifest.json").is_file()
+    own.mkdir()
+    (own / "cfg.yaml").write_text("run_dir: own\n")
+    for folder in (empty, own):
+        assert main(["--quiet", "sft", *data[:-1], str(folder), "--model", str(tiny_model), "--engine", "fake",
+                     "--sft.epochs", "1"]) == 0
+        assert (folder / LOCK_FILE).is_file() and (folder / "sft" / "manifest.json").is_file()
+    assert (own / "cfg.yaml").read_text() == "run_dir: own\n"
 
 
 def test_a_stage_named_folder_semievol_did_not_write_is_kept(copy, capsys):

@@ -2,10 +2,11 @@
 
 A folder is a semievol run folder when it holds ``LOCK_FILE`` (created before any other file of a run), a
 stage folder semievol wrote, or, for runs made before the lock file existed, ``config.yaml`` with
-``versions.json``. ``run_dir_lock`` refuses
-any other folder that is not empty before a byte is written, then takes an exclusive ``flock`` on
-``LOCK_FILE`` for as long as the command writes. The operating system releases the lock when the process
-ends, however it ends, so a killed run never leaves a stale lock; the holder's PID is written in the file
+``versions.json``. Before a byte is written, ``run_dir_lock`` refuses any other folder that holds a name
+semievol would write (``config.yaml``, a stage's folder, ...); a folder of the user's own other files (a
+config file kept beside its run, notes) is taken, and those files are never touched. It then takes an
+exclusive ``flock`` on ``LOCK_FILE`` for as long as the command writes. The operating system releases the
+lock when the process ends, however it ends, so a killed run never leaves a stale lock; the holder's PID is written in the file
 so that a second writer is told who holds it. ``owned_stage_dir`` tells the clean-up of unfinished stages
 whether a stage-named folder is one semievol wrote, and ``disk_errors`` turns a full or read-only disk into
 one line naming the stage.
@@ -27,6 +28,10 @@ from .distributed import LAUNCHED, is_main
 LOCK_FILE = "semievol.lock"
 # the disk, not the data or the code: a full disk, a quota, a read-only mount or folder, a file too large
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# every name semievol writes directly in a run folder (files and folders)
+_WRITTEN_BY_SEMIEVOL = re.compile(
+    r"config\.yaml|versions\.json|templates\.json|timings\.json|data_warnings\.json|report\.html|eval_.*\.json"
+    r"|cache|tensorboard|export|merged_.*|(sft|propagate|select|evolve|evaluate|sft_matched)(_r\d+)?")
 _SEMIEVOL_STAGE_FILES = re.compile(r"manifest\.json|\.pending|votes\.shard-\d+-of-\d+\.jsonl(\.done|\.pending|\.lock)?")
 
 
@@ -52,9 +57,12 @@ def check_run_dir(path: Path) -> None:
         empty = not any(path.iterdir())
     except OSError as e:
         raise RunDirError(f"run_dir: cannot read {path} ({e.strerror})") from None
-    if not empty and not is_run_dir(path):
-        raise RunDirError(f"run_dir: {path} exists and is not a semievol run folder (no {LOCK_FILE}); "
-                          "choose a new or empty folder")
+    if empty or is_run_dir(path):
+        return
+    clash = sorted(p.name for p in path.iterdir() if _WRITTEN_BY_SEMIEVOL.fullmatch(p.name))
+    if clash:
+        raise RunDirError(f"run_dir: {path} exists and is not a semievol run folder (no {LOCK_FILE}), and "
+                          f"semievol would write over its {', '.join(clash[:3])}; choose a new or empty folder")
 
 
 def owned_stage_dir(folder: Path) -> bool:
