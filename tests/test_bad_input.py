@@ -61,6 +61,10 @@ def jsonl(*recs: object) -> str:
 
 
 Q = {"question": "q", "options": ["a", "b", "c"]}
+# shaped like real credentials (random letters, no real account)
+HF_TOKEN = "hf_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3h"
+LIVE_KEY = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+SK_KEY = "sk-" + "proj-Zq8XbN3vT6yW1aR4dF7gH0jK2LmP5sU9"
 
 DATA_CASES = [
     Case("missing question column", "lab.csv, row 2, column 'question': missing column (found: answer, id, options, query)",
@@ -106,6 +110,10 @@ DATA_CASES = [
          {"test.csv": HEADER + f"t1,q,{OPTS},\n"}),
     Case("empty question", "lab.csv, row 3, column 'question': empty question",
          {"lab.csv": HEADER + _rows("l", 1) + f'l9,"",{OPTS},A\n'}),
+    Case("question of invisible characters only", "lab.csv, row 3, column 'question': empty question",
+         {"lab.csv": HEADER + _rows("l", 1) + f"l9,\u200b\u2060\u200d \u00a0,{OPTS},A\n"}),
+    Case("option of a zero-width space", "lab.csv, row 2, column 'options': option B is empty",
+         {"lab.csv": HEADER + 'l1,q,"[""a"", ""\u200b"", ""c""]",A\n'}),
     Case("question is a list", "lab.jsonl, row 1, column 'question': the question is a list, not text",
          {"lab.jsonl": jsonl({"question": ["q"], "options": ["a", "b"], "answer": "A"})}, ["--labeled", "lab.jsonl"]),
     Case("duplicate ids", "lab.csv, row 4, column 'id': duplicate id 'x' (also at row 2)",
@@ -161,6 +169,18 @@ DATA_CASES = [
          {"lab.jsonl": jsonl({"question": "q", "answer": "4"}, {"question": "q2", "answer": "?!"}),
           "unl.jsonl": jsonl({"question": "u"}), "test.jsonl": jsonl({"question": "t", "answer": "3"})},
          ["--labeled", "lab.jsonl", "--unlabeled", "unl.jsonl", "--test", "test.jsonl"]),
+    Case("JSON nested 100,000 deep in a CSV cell", "lab.csv, row 3, column 'options': JSON nested too deeply to read",
+         {"lab.csv": HEADER + _rows("l", 1) + 'l9,q,"' + "[" * 100_000 + "]" * 100_000 + '",A\n'}),
+    Case("JSONL record nested 100,000 deep", "lab.jsonl, row 2: JSON nested too deeply to read",
+         {"lab.jsonl": jsonl(Q | {"answer": "A"}, '{"question": "q", "options": ' + "[" * 100_000 + "]" * 100_000 + "}")},
+         ["--labeled", "lab.jsonl"]),
+    Case("JSON file nested 100,000 deep", "lab.json: JSON nested too deeply to read",
+         {"lab.json": "[" * 100_000 + "]" * 100_000}, ["--labeled", "lab.json"]),
+    Case("options nested 100,000 deep in JSONL", "lab.jsonl, row 1, column 'options': JSON nested too deeply to read",
+         {"lab.jsonl": jsonl({"question": "q", "options": "[" * 100_000 + "]" * 100_000, "answer": "A"})},
+         ["--labeled", "lab.jsonl"]),
+    Case("folder given as a data file", "labdir.csv: not a regular file (a folder)", {"labdir.csv/x": "x"},
+         ["--labeled", "labdir.csv"]),
     # mixed answer kinds: with a numeric preset (gsm8k) a text answer is an error; see test_mixed_free_answers_*
     Case("nan answer in a numeric task", "labeled.jsonl, row 1, column 'answer': answer 'NaN' is not a number",
          {"data/gsm8k/labeled.jsonl": jsonl({"id": "a", "question": "q", "answer": "NaN"}),
@@ -180,6 +200,8 @@ CONFIG_CASES = [
     Case("bad YAML", "cfg.yaml: line 2, column 18: not valid YAML (mapping values are not allowed here)",
          {"cfg.yaml": "seed: 1\nmodel: batch_size: 3\n"}, ["cfg.yaml"]),
     Case("YAML tabs", "cfg.yaml: line 2, column 1: not valid YAML", {"cfg.yaml": "select:\n\ttheta: 3\n"}, ["cfg.yaml"]),
+    Case("YAML nested 100,000 deep", "cfg.yaml: nested too deeply to read",
+         {"cfg.yaml": "seed: " + "[" * 100_000 + "]" * 100_000 + "\n"}, ["cfg.yaml"]),
     Case("YAML not a mapping", "cfg.yaml: the file must hold a mapping of settings", {"cfg.yaml": "- a\n- b\n"}, ["cfg.yaml"]),
     Case("YAML not UTF-8", "cfg.yaml: config file is not UTF-8", {"cfg.yaml": "seed: 1 # caf\xe9\n".encode("latin-1")},
          ["cfg.yaml"]),
@@ -225,6 +247,19 @@ CONFIG_CASES = [
     Case("data_dir without a labeled file", "task.data_dir: no labeled.{csv,jsonl,json,parquet} in data/fpb",
          {"data/fpb/unlabeled.csv": GOOD["unl.csv"]},
          ["--task", "fpb", "--data-dir", "data", "--labeled", "", "--unlabeled", "", "--test", ""]),
+    Case("seed too large for the generators", "seed: must be in 0..4294967295, got 99999999999999999999", {},
+         ["--seed", "99999999999999999999"]),
+    Case("negative seed", "seed: must be in 0..4294967295, got -1", {"cfg.yaml": "seed: -1\n"}, ["cfg.yaml"]),
+    Case("Hugging Face token as a setting", "model.served_model: the value looks like a Hugging Face token (hf_...)",
+         {}, ["--served-model", HF_TOKEN]),
+    Case("live secret key in a file path", "task.labeled: the value looks like a live or test secret key",
+         {"cfg.yaml": f"task:\n  labeled: {LIVE_KEY}\n"}, ["cfg.yaml"]),
+    Case("sk- key in a list", "propagate.configs: the value looks like an API key (sk-...)", {},
+         ["--configs", f"warm:0:0,{SK_KEY}"]),
+    Case("key in a URL's query string", "model.api_base: the value looks like a URL with a key in its query string",
+         {}, ["--api-base", "https://example.com/v1?api_key=Zq8XbN3vT6yW1aR4dF7g"]),
+    Case("token as a setting's name", "cfg.yaml: model: a setting's name looks like a Hugging Face token",
+         {"cfg.yaml": f"model:\n  {HF_TOKEN}: 1\n"}, ["cfg.yaml"]),
     Case("test missing when evaluation is asked", "task.test: evaluation needs a test split, and none was given", {},
          ["--test", ""]),
 ]
@@ -284,6 +319,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(workdir, capsys, case):
     before = _snapshot(workdir)
     rc, _, err = run_cli(_args(case), capsys)
     assert_one_line_error(rc, err, case.expect)
+    assert not any(k in err for k in (HF_TOKEN, LIVE_KEY, SK_KEY))  # a key is never echoed
     assert not (workdir / "run").exists()
     assert _snapshot(workdir) == before
 
@@ -376,6 +412,27 @@ def test_test_sharing_questions_with_labeled_warns(workdir, capsys):
     assert "warning: 1 test questions also appear in the labeled split: test accuracy may be optimistic" in out
 
 
+def test_unlabeled_sharing_questions_with_test_warns(workdir, capsys):
+    out = check(workdir, capsys, {"unl.csv": HEADER + f"u1,t question 1,{OPTS},\nu2,fresh,{OPTS},\n"})
+    assert "warning: 1 unlabeled questions also appear in the test split (test.csv): pseudo-labels trained on " \
+           "them make test accuracy optimistic" in out
+
+
+def test_overlaps_ignore_case_and_spacing(workdir, capsys):
+    out = check(workdir, capsys, {"unl.csv": HEADER + f"u1,L  QUESTION 1,{OPTS},\nu2,\"T question\n1\",{OPTS},\n",
+                                  "test.csv": HEADER + f"t1,t question 1,{OPTS},A\nt2, l Question  2 ,{OPTS},B\n"})
+    assert "warning: 1 unlabeled questions also appear in the labeled split" in out
+    assert "warning: 1 unlabeled questions also appear in the test split" in out
+    assert "warning: 1 test questions also appear in the labeled split" in out
+
+
+def test_a_row_listing_an_option_twice_warns(workdir, capsys):
+    twice = '"[""up"",""flat"",""up""]"'
+    out = check(workdir, capsys, {"lab.csv": GOOD["lab.csv"] + f"l9,q9,{twice},B\nl10,q10,{twice},up\n"})
+    assert "warning: lab.csv: 2 rows list the same option twice (first at row 6: 'up'), 1 with the answer on a " \
+           "repeated option (the other copy's letter counts as wrong); each copy has its own letter" in out
+
+
 def test_mixed_free_answers_warn_in_a_custom_task(workdir):
     """Decision: a custom free-form task may mix numbers and text (years next to names is fine), but a split
     that is mostly numbers with a few text answers gets a warning naming the first text row; with a numeric
@@ -397,3 +454,80 @@ def test_mixed_choice_answer_forms_in_one_split_are_fine(workdir):
     _write(workdir, GOOD | {"lab.csv": lab})
     task = load_task(TaskConfig(labeled="lab.csv", unlabeled="unl.csv", index_base=1))
     assert [e.answer for e in task.labeled.examples] == ["A", "B", "C"]
+
+
+# ---------------------------------------------------------------- files that are not files
+
+
+def test_a_fifo_as_data_file_is_refused_at_once(workdir):
+    """A FIFO was read twice (a check, then the reader): the second read waited forever for a writer."""
+    _write(workdir, GOOD)
+    (workdir / "lab.csv").unlink()
+    os.mkfifo(workdir / "lab.csv")
+    proc = subprocess.run([sys.executable, "-m", "semievol", *_args(Case("fifo", ""))], cwd=workdir,
+                          capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc.returncode, proc.stderr, "lab.csv: not a regular file (a FIFO)")
+    assert not (workdir / "run").exists()
+
+
+def test_a_device_as_data_file_is_refused(workdir, capsys):
+    """/dev/zero behind a data file's name was read as one endless line, ending in MemoryError."""
+    _write(workdir, GOOD)
+    (workdir / "lab.csv").unlink()
+    (workdir / "lab.csv").symlink_to("/dev/zero")
+    rc, _, err = run_cli(_args(Case("device", "")), capsys)
+    assert_one_line_error(rc, err, "lab.csv: not a regular file (a device or socket)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders without read permission")
+def test_an_unreadable_data_dir_is_one_line(workdir, capsys):
+    _write(workdir, {"data/fpb/labeled.csv": GOOD["lab.csv"], "data/fpb/unlabeled.csv": GOOD["unl.csv"]})
+    args = ["--task", "fpb", "--data-dir", "data", "--labeled", "", "--unlabeled", "", "--test", ""]
+    for folder in ("data", "data/fpb"):
+        (workdir / folder).chmod(0)
+        try:
+            rc, _, err = run_cli(_args(Case("unreadable", "", args=args)), capsys)
+        finally:
+            (workdir / folder).chmod(0o755)
+        assert_one_line_error(rc, err, f"task.data_dir: cannot read the folder {folder}")
+
+
+# ---------------------------------------------------------------- real files with a few bad rows; eval alone
+
+NAN_OPTION = 'l9,q9,"[""a"", ""b"", ""c"", NaN]",A\n'  # the paper's own MMLU files carry such a row
+
+
+def test_bad_rows_stop_by_default_and_are_skipped_with_one_warning(workdir, capsys):
+    files = {"lab.csv": GOOD["lab.csv"] + NAN_OPTION, "test.csv": GOOD["test.csv"] + NAN_OPTION.replace("l9", "t9")}
+    _write(workdir, GOOD | files)
+    rc, _, err = run_cli(_args(Case("nan", "")), capsys)
+    assert_one_line_error(rc, err, "lab.csv, row 6, column 'options': option D is empty")
+    out = check(workdir, capsys, files, ["--bad-rows", "skip"])
+    assert "labeled    rows      4" in out and "test       rows      2" in out
+    warned = [line for line in out.splitlines() if "skipped" in line]
+    assert warned == ["warning: labeled split: skipped 1 bad rows of lab.csv (task.bad_rows: skip): row 6, column "
+                      "'options': option D is empty",
+                      "warning: test split: skipped 1 bad rows of test.csv (task.bad_rows: skip): row 4, column "
+                      "'options': option D is empty"]
+
+
+def test_skipped_rows_are_counted_and_the_first_few_named(workdir, capsys):
+    bad = "".join(NAN_OPTION.replace("l9", f"b{i}") for i in range(5))
+    out = check(workdir, capsys, {"unl.csv": GOOD["unl.csv"] + bad}, ["--bad-rows", "skip"])
+    (line,) = [line for line in out.splitlines() if "skipped" in line]
+    assert line.startswith("warning: unlabeled split: skipped 5 bad rows of unl.csv (task.bad_rows: skip): row 5,")
+    assert line.count("option D is empty") == 3 and line.endswith("; and 2 more")
+    assert "unlabeled  rows      3" in out
+
+
+def test_eval_needs_no_unlabeled_split(workdir, capsys):
+    """`semievol eval --task mmlu_pro --data-dir D` stopped with "no unlabeled.{csv,...}" on labeled and test files."""
+    _write(workdir, {"data/mmlu_pro/labeled.csv": GOOD["lab.csv"], "data/mmlu_pro/test.csv": GOOD["test.csv"]})
+    rc, out, err = run_cli(["--quiet", "eval", "--task", "mmlu_pro", "--data-dir", "data", "--engine", "fake",
+                            "--run-dir", "run"], capsys)
+    assert rc == 0, err
+    assert "mmlu_pro: accuracy" in out and "n=2" in out
+    assert json.loads((workdir / "run" / "eval_mmlu_pro.json").read_text())["n"] == 2
+    rc, _, err = run_cli(["--quiet", "eval", "--task", "mmlu_pro", "--data-dir", "data", "--engine", "fake",
+                          "--test", "none.csv"], capsys)
+    assert_one_line_error(rc, err, "none.csv: file not found")

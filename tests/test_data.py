@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from semievol.answers import LETTERS
 from semievol.cli import main
 from semievol.config import TaskConfig
-from semievol.data import DataError, load_task, read_records, to_examples
+from semievol.data import DataError, _invisible, load_task, read_records, to_examples
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -411,7 +411,8 @@ def test_round_trip_through_hf_datasets(hf_cache, recs, kind):
 # hypothesis: any text the formats can hold comes back unchanged
 
 _text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
-_clean = _text.map(str.strip).filter(lambda s: bool(s) and s == s.strip())
+# text that shows something: a value of only zero-width or other invisible characters is empty (issue 21)
+_clean = _text.map(str.strip).filter(lambda s: bool(s) and s == s.strip() and not _invisible(s))
 
 
 @st.composite

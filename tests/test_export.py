@@ -195,3 +195,18 @@ def test_merged_model_matches_the_adapter(tmp_path, tokenizer, capsys):
 
     assert main(["merge", str(run), "--adapter", "warm"]) == 2
     assert "no finished sft adapter" in capsys.readouterr().err
+
+
+def test_export_never_deletes_folders_it_did_not_make(tmp_path, monkeypatch):
+    """`export --out data` once removed a user's `.data.tmp/` and `.data.old/` beside it (its fixed temporary names)."""
+    run = choice_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in (".data.tmp", ".data.old"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text("the user's")
+    assert main(["export", str(run), "--format", "messages", "--out", "data"]) == 0
+    assert main(["export", str(run), "--format", "alpaca", "--out", "data"]) == 0  # replaces its own export
+    assert json.loads((tmp_path / "data" / "export.json").read_text())["format"] == "alpaca"
+    for name in (".data.tmp", ".data.old"):
+        assert (tmp_path / name / "mine.txt").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.old", ".data.tmp", "data", "run"]  # nothing left over

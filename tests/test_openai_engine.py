@@ -472,3 +472,13 @@ def test_the_command_line_marks_a_failing_row_exits_2_with_the_count_retries_it_
     assert len(files) > 20 and any(f.name == "votes.jsonl" for f in files)
     leaked = [str(f) for f in files if key.encode() in f.read_bytes()]
     assert leaked == [] and key not in out.out + out.err
+
+
+@pytest.mark.parametrize("key", ['sk-ab"cd\\ef-' + "x" * 24, "plain-key-123456"])
+def test_the_scrubber_cuts_a_key_echoed_inside_json(key):
+    """A key holding " or \\ comes back escaped in a server's JSON reply; that form must be cut out too."""
+    from semievol.secret_values import scrub
+
+    reply = json.dumps({"error": {"message": f"invalid key {key}", "header": f"Bearer {key}"}})
+    assert key not in scrub(reply, [key]) and json.dumps(key)[1:-1] not in scrub(reply, [key])
+    assert scrub(reply, [key]).count("***") == 2

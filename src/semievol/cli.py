@@ -156,7 +156,7 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
     from .runctx import atomic_write_json
     from .stages.evaluate import accuracy_record, choice_record, predict
 
-    task = load_task(cfg.task, seed=cfg.seed, need_test=True)
+    task = load_task(cfg.task, seed=cfg.seed, only_test=True)  # no labeled or unlabeled split is needed
     assert task.test is not None
     examples = subsample(task.test.examples, cfg.evaluate.limit, cfg.seed)
     m = cfg.model

@@ -131,6 +131,8 @@ class TaskConfig:
     """Use only N test rows after a seeded shuffle (0 = all)."""
     add_labels: list[str] = field(default_factory=list)
     """Files of newly labeled rows in the task's own columns (such as a filled-in `semievol suggest` file): each row joins the labeled split and leaves the unlabeled one; it must match an unlabeled row, by id where the file has one, else by question. Rows left without an answer are skipped. The data files are never changed."""
+    bad_rows: Literal["error", "skip"] = "error"
+    """A row that fails validation (an empty option, an answer outside the options, ...): 'error' stops with its file, row and column; 'skip' drops it, with one warning per split counting them and naming the first few (also written to RUN_DIR/data_warnings.json)."""
 
     def __post_init__(self) -> None:
         _check(self.index_base in (-1, 0, 1), "task.index_base", f"must be 0 or 1, got {self.index_base}")
@@ -354,6 +356,10 @@ class RunConfig:
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        # numpy's legacy generators (and so transformers.set_seed) take 0..2**32-1; torch derives row seeds from it
+        _check(0 <= self.seed < 2**32, "seed", f"must be in 0..{2**32 - 1}, got {self.seed}")
+
 
 SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate")
 
@@ -482,6 +488,9 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     """A RunConfig from a nested dict (a parsed YAML file merged with flag overrides)."""
     if not isinstance(values, dict):
         raise ConfigError("config: the file must hold a mapping of settings")
+    from .secret_values import check_no_secrets
+
+    check_no_secrets(values)  # first: a key must not reach config.yaml, nor an error message
     top: dict[str, Any] = {}
     known = [f.name for f in dataclasses.fields(RunConfig)]
     for key, value in values.items():
@@ -521,10 +530,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise ConfigError(f"{p}:{where} not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the file must hold a mapping of settings")
+    from .secret_values import check_no_secrets
+
+    try:  # a key in the file is refused even where a flag overrides it
+        check_no_secrets(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
     for key in SECTIONS:  # checked here: a flag for the same section would otherwise replace the bad value
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{p}: {key}: must be a mapping of settings")

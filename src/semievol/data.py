@@ -15,7 +15,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
+import stat
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -150,6 +153,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Each yields (row_number, record_dict) so errors can point at the row a person sees.
 
 
+TOO_DEEP = "JSON nested too deeply to read"
+
+
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line of a UTF-8 file, split on '\n' only, read one line at a time.
 
@@ -231,6 +237,8 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(str(path), i, None, f"invalid JSON ({e.msg} at character {e.colno})") from None
+        except RecursionError:
+            raise DataError(str(path), i, None, TOO_DEEP) from None
         if not isinstance(rec, dict):
             raise DataError(str(path), i, None, "each line must be a JSON object")
         yield i, rec
@@ -244,6 +252,8 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # no record number yet: say where in the text
         raise DataError(str(path), None, None, f"invalid JSON at line {e.lineno}, character {e.colno} ({e.msg})") from None
+    except RecursionError:
+        raise DataError(str(path), None, None, TOO_DEEP) from None
     if isinstance(data, dict):
         # {"data": [...]} or {"train": [...]}: take the single list value
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -319,6 +329,20 @@ def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
     return [(i, rec) for i, rec in enumerate(ds, start=1)]
 
 
+def _regular_file(path: Path, source: str) -> None:
+    """A data file must be a plain file: a FIFO can be read only once (and may never end), a device such as
+    /dev/zero never ends, a folder is not a file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(source, None, None, "file not found") from None
+    except OSError as e:
+        raise DataError(source, None, None, f"cannot read file ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise DataError(source, None, None, f"not a regular file ({what}); give a CSV, JSONL, JSON or Parquet file")
+
+
 def read_records(source: str) -> list[tuple[int, dict[str, Any]]]:
     """Every record of a source, as (row as a person counts it, record)."""
     return list(iter_records(source))
@@ -330,8 +354,7 @@ def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tup
     if source.startswith("hf:"):
         return _hf_records(source)
     path = Path(source)
-    if not path.exists():
-        raise DataError(source, None, None, "file not found")
+    _regular_file(path, source)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _csv_records(path)
@@ -348,7 +371,21 @@ def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tup
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and _invisible(v))
+
+
+# format characters (zero-width space and joiners, BOM, word joiner, bidi marks), controls and separators
+_INVISIBLE_CATEGORIES = {"Cf", "Cc", "Zs", "Zl", "Zp"}
+
+
+def _invisible(s: str) -> bool:
+    """True for text that shows nothing: empty, whitespace, or only zero-width and other invisible characters."""
+    return all(c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in s)
+
+
+def same_question(q: str) -> str:
+    """The form in which two questions count as the same for the overlap warnings: case and spacing ignored."""
+    return " ".join(q.split()).casefold()
 
 
 def parse_options(value: Any) -> list[str]:
@@ -357,11 +394,15 @@ def parse_options(value: Any) -> list[str]:
         s = value.strip()
         try:
             value = json.loads(s)
+        except RecursionError:
+            raise ValueError(TOO_DEEP) from None
         except json.JSONDecodeError:
             import ast
 
             try:
                 value = ast.literal_eval(s)
+            except (RecursionError, MemoryError):
+                raise ValueError(TOO_DEEP) from None
             except (ValueError, SyntaxError):
                 raise ValueError("options are not a JSON list") from None
     if hasattr(value, "tolist"):
@@ -384,7 +425,7 @@ def parse_options(value: Any) -> list[str]:
 
 def _option_text_match(s: str, options: list[str]) -> int | None:
     """Position of the option whose text is ``s``: exact first, then ignoring case if that is unambiguous."""
-    if s in options:
+    if s in options:  # an option listed twice: the first (the split's warning names such rows)
         return options.index(s)
     lowered = [i for i, o in enumerate(options) if o.lower() == s.lower()]
     if len(lowered) > 1:
@@ -443,9 +484,10 @@ def to_examples(
     cfg: TaskConfig,
     require_answer: bool,
     numeric: bool = False,
+    skipped: list[DataError] | None = None,
 ) -> list[Example]:
     """Validate records and map them onto Examples. ``numeric``: free-form answers must be numbers."""
-    return list(iter_examples(records, source, split, kind, cfg, require_answer, numeric))
+    return list(iter_examples(records, source, split, kind, cfg, require_answer, numeric, skipped=skipped))
 
 
 def iter_examples(
@@ -457,10 +499,12 @@ def iter_examples(
     require_answer: bool,
     numeric: bool = False,
     check_ids: bool = True,
+    skipped: list[DataError] | None = None,
 ) -> Iterator[Example]:
     """``to_examples`` one record at a time; columns are checked on the first 50 records.
 
     ``check_ids``: refuse a repeated id (this keeps every id seen, the one thing that grows with the rows).
+    With ``task.bad_rows: skip`` a row that fails validation is dropped (and its error added to ``skipped``).
     """
     it = iter(records)
     head = list(islice(it, 50))
@@ -482,7 +526,14 @@ def iter_examples(
         raise DataError(source, first_row, cfg.answer_col, "missing column")
     seen_ids: dict[str, int] = {}
     for row, rec in _chain(head, it):
-        ex = _to_example(row, rec, source, split, kind, cfg, require_answer, numeric)
+        try:
+            ex = _to_example(row, rec, source, split, kind, cfg, require_answer, numeric)
+        except DataError as e:
+            if cfg.bad_rows != "skip":
+                raise
+            if skipped is not None:
+                skipped.append(e)
+            continue
         if check_ids:
             if ex.id in seen_ids:
                 raise DataError(source, row, cfg.id_col, f"duplicate id '{ex.id}' (also at row {seen_ids[ex.id]})")
@@ -611,8 +662,10 @@ def _find(data_dir: Path, task: str, split: str, ext: str) -> str | None:
     return None
 
 
-def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
-    """Name, answer kind (None = guess from data), effective TaskConfig and split sources."""
+def resolve_sources(cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "unlabeled")
+                    ) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
+    """Name, answer kind (None = guess from data), effective TaskConfig and split sources; the ``required``
+    splits must be found."""
     kind: AnswerKind | None = None if cfg.answer_kind == "auto" else cfg.answer_kind
     name = cfg.task or "custom"
     # an empty string (``--test ''``) means not given, as None does
@@ -633,15 +686,18 @@ def resolve_sources(cfg: TaskConfig) -> tuple[str, AnswerKind | None, TaskConfig
             cfg = replace(cfg, index_base=preset.get("index_base", 0))
         if cfg.data_dir:
             d = Path(cfg.data_dir)
+            for folder in (d, d / cfg.task):
+                if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+                    raise ConfigError(f"task.data_dir: cannot read the folder {folder} (permission denied)")
             if not (d / cfg.task).is_dir():
                 raise ConfigError(f"task.data_dir: {d / cfg.task} is not a folder")
             for s in sources:
                 if sources[s] is None:
                     sources[s] = _find(d, cfg.task, s, preset["ext"])
-            for s in ("labeled", "unlabeled"):
+            for s in required:
                 if not sources[s]:
                     raise ConfigError(f"task.data_dir: no {s}.{{csv,jsonl,json,parquet}} in {d / cfg.task}")
-    for s in ("labeled", "unlabeled"):
+    for s in required:
         if not sources[s]:
             raise ConfigError(f"task.{s}: no {s} split given (set task.{s}, or task.task with task.data_dir)")
     return name, kind, cfg, sources
@@ -656,8 +712,10 @@ def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(idx[:n])]
 
 
-def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0) -> Task:
-    """Load and validate the three splits of a task.
+def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0,
+              only_test: bool = False) -> Task:
+    """Load and validate the three splits of a task (``only_test``: the test split alone, for evaluation;
+    the labeled and unlabeled splits are then empty and need not exist).
 
     ``min_labeled``: the fewest labeled rows the run can use (``propagate.k``, the neighbours retrieved per
     unlabeled question); fewer is a ConfigError rather than silently fewer demonstrations.
@@ -672,25 +730,34 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
         task = merge_added_labels(make_demo_task(seed=0), cfg)
         _check_labeled_size(task, min_labeled, cfg)
         return task
-    name, kind, cfg, sources = resolve_sources(cfg)
-    if need_test and not sources["test"]:
+    name, kind, cfg, sources = resolve_sources(cfg, () if only_test else ("labeled", "unlabeled"))
+    if (need_test or only_test) and not sources["test"]:
         raise ConfigError("task.test: evaluation needs a test split, and none was given")
+    if only_test:
+        sources = {"test": sources["test"]}
     numeric = bool(PRESETS.get(name, {}).get("numeric"))
     # labeled and test are read whole; the unlabeled split is validated as a stream and read again by the
     # stages that need it (it may be far larger than memory)
     recs = {s: read_records(src) for s, src in sources.items() if src and s != "unlabeled"}
     if kind is None:
-        kind = _guess_kind(recs["labeled"], cfg)
+        kind = _guess_kind(recs["test" if only_test else "labeled"], cfg)
     limits = {"labeled": cfg.limit_labeled, "unlabeled": cfg.limit_unlabeled, "test": cfg.limit_test}
+    found: list[str] = []
 
     def whole(s: str) -> Split:
-        ex = to_examples(recs[s], sources[s] or s, s, kind, cfg, require_answer=True, numeric=numeric)
+        bad: list[DataError] = []
+        ex = to_examples(recs[s], sources[s] or s, s, kind, cfg, require_answer=True, numeric=numeric, skipped=bad)
+        found.extend(_skipped_warning(sources[s] or s, s, bad))
         return Split(s, sources[s] or s, subsample(ex, limits[s], seed))
 
+    if only_test:
+        return Task(name, kind, Split("labeled", "", []), Split("unlabeled", "", []), whole("test"), found, numeric)
     labeled = whole("labeled")
-    unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed)
+    bad: list[DataError] = []
+    unlabeled = _streamed_split(sources["unlabeled"] or "unlabeled", kind, cfg, numeric, limits["unlabeled"], seed, bad)
+    found.extend(_skipped_warning(unlabeled.source, "unlabeled", bad))
     test = whole("test") if "test" in recs else None
-    task = Task(name, kind, labeled, unlabeled, test, numeric=numeric)
+    task = Task(name, kind, labeled, unlabeled, test, found, numeric=numeric)
     _check_unlabeled(task, cfg.id_col)
     task = merge_added_labels(task, cfg)  # rows a person labeled since (task.add_labels)
     _check_labeled_size(task, min_labeled, cfg)
@@ -699,11 +766,21 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
     return task
 
 
-def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int) -> StreamedSplit:
+def _skipped_warning(source: str, split: str, bad: list[DataError]) -> list[str]:
+    """The one warning line of a split's rows dropped by ``task.bad_rows: skip`` (none if none were)."""
+    if not bad:
+        return []
+    first = "; ".join(f"row {e.row}" + (f", column '{e.column}'" if e.column else "") + f": {e.msg}" for e in bad[:3])
+    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return [f"{split} split: skipped {len(bad)} bad rows of {source} (task.bad_rows: skip): {_one_line(first)}{more}"]
+
+
+def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int,
+                    skipped: list[DataError] | None = None) -> StreamedSplit:
     """Validate every row of the unlabeled split in one streaming pass; keep only the count (and a subsample's
     positions, chosen exactly as ``subsample`` chooses them)."""
     rows = sum(1 for _ in iter_examples(iter_records(source), source, "unlabeled", kind, cfg,
-                                        require_answer=False, numeric=numeric))
+                                        require_answer=False, numeric=numeric, skipped=skipped))
     keep = None
     if 0 < limit < rows:
         idx = list(range(rows))
@@ -714,27 +791,69 @@ def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: boo
 
 def _check_unlabeled(task: Task, id_col: str) -> None:
     """One pass over the unlabeled rows: no id shared with the labeled split (labeled and unlabeled rows are
-    told apart by id downstream, in the evolve pool), and the overlap and mixed-answer warnings."""
+    told apart by id downstream, in the evolve pool), and the warnings: questions shared between splits
+    (ignoring case and spacing), rows listing one option twice, mixed free-form answers."""
     lab_rows = {e.id: e.row for e in task.labeled.examples}
-    lab_questions = {e.question for e in task.labeled.examples}
-    shared = 0
+    lab_questions = {same_question(e.question) for e in task.labeled.examples}
+    test_questions = {same_question(e.question) for e in task.test.examples} if task.test is not None else set()
+    shared = shared_test = 0
     counts = _AnswerCounts()
+    dups = {s.name: _RepeatedOptions() for s in (task.labeled, task.unlabeled, task.test) if s is not None}
     for e in task.unlabeled.iter_examples():
         if e.id in lab_rows:
             raise DataError(task.unlabeled.source, e.row, id_col,
                             f"id '{e.id}' is also used in the labeled split (row {lab_rows[e.id]} of {task.labeled.source})")
-        shared += e.question in lab_questions
+        q = same_question(e.question)
+        shared += q in lab_questions
+        shared_test += q in test_questions
         counts.add(e)
+        dups["unlabeled"].add(e)
     if shared:
         task.warnings.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
+    if shared_test:
+        task.warnings.append(f"{shared_test} unlabeled questions also appear in the test split ({task.test.source}): "
+                             "pseudo-labels trained on them make test accuracy optimistic")
     if task.test is not None:
-        shared = sum(1 for e in task.test.examples if e.question in lab_questions)
+        shared = sum(1 for e in task.test.examples if same_question(e.question) in lab_questions)
         if shared:
             task.warnings.append(f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic")
+    for split in (task.labeled, task.test):
+        if split is not None:
+            for e in split.examples:
+                dups[split.name].add(e)
+    for split in (task.labeled, task.unlabeled, task.test):
+        if split is not None and (w := dups[split.name].warning(split.source)):
+            task.warnings.append(w)
     if task.kind == "free":
         found = [_mixed_free_warning(task.labeled.source, task.labeled.examples), counts.warning(task.unlabeled.source),
                  _mixed_free_warning(task.test.source, task.test.examples) if task.test is not None else None]
         task.warnings.extend(w for w in found if w)
+
+
+@dataclass
+class _RepeatedOptions:
+    """Rows of a split that list the same option text twice (the model then sees two letters for one answer)."""
+
+    rows: int = 0
+    on_answer: int = 0  # of them, rows whose answer is a repeated option (given as its text, the first copy)
+    first: tuple[int, str] | None = None
+
+    def add(self, e: Example) -> None:
+        opts = e.options or []
+        if len(set(opts)) < len(opts):
+            self.rows += 1
+            if e.answer is not None and opts.count(opts[LETTERS.index(e.answer)]) > 1:
+                self.on_answer += 1
+            if self.first is None:
+                self.first = (e.row, next(o for o in opts if opts.count(o) > 1))
+
+    def warning(self, source: str) -> str | None:
+        if self.first is None:
+            return None
+        answers = (f", {self.on_answer} with the answer on a repeated option (the other copy's letter counts as "
+                   "wrong)") if self.on_answer else ""
+        return (f"{source}: {self.rows} rows list the same option twice (first at row {self.first[0]}: "
+                f"'{_short(self.first[1])}'){answers}; each copy has its own letter")
 
 
 def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:

@@ -23,7 +23,9 @@ transformers folder (safetensors and tokenizer) that loads with ``AutoModelForCa
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -158,27 +160,38 @@ def _usage(name: str, fmt: ExportFormat, out: Path) -> str:
 def _replace_folder(tmp: Path, out: Path) -> None:
     """Move the finished ``tmp`` onto ``out`` (which ``_check_out`` found empty or our own earlier output).
 
-    The old folder is moved aside before the new one takes its name, so a kill at any point leaves one
-    complete export under ``out`` or beside it, never none.
+    The old folder is moved aside, under a fresh name of this process's own, before the new one takes its
+    name, so a kill at any point leaves one complete export under ``out`` or beside it, never none; nothing
+    but that old folder is removed.
     """
-    old = out.with_name(f".{out.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
+    old = None
     if out.exists():
-        out.rename(old)
+        old = _fresh_sibling(out, "old")
+        out.rename(old)  # onto the empty folder just made
     tmp.rename(out)
-    if old.exists():
+    if old is not None:
         shutil.rmtree(old)
 
 
 def _check_out(out: Path, marker: str, what: str) -> Path:
+    """Refuse an ``out`` that is not empty and not an earlier ``what``; a fresh temporary folder beside it.
+
+    The temporary folder's name is new (never a user's folder, never another export's in progress)."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
         raise ConfigError(f"--out: {out} exists and is not an earlier {what}; choose a new or empty folder")
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _fresh_sibling(out, "tmp")
+
+
+def _fresh_sibling(out: Path, kind: str) -> Path:
+    """A new empty hidden folder beside ``out``, named for this process; mkdir refuses a name already there."""
+    while True:
+        p = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
+        try:
+            p.mkdir()
+            return p
+        except FileExistsError:
+            continue
 
 
 def export_data(run_dir: Path, fmt: ExportFormat, out: Path | None = None) -> Path:

@@ -51,12 +51,16 @@ from .runctx import (
     fingerprint,
     fingerprint_items,
     finish_stage,
+    input_records,
     is_done,
     iter_jsonl,
+    manifest_problem,
     model_settings_key,
     read_jsonl,
+    read_manifest,
     tmp_name,
 )
+from .rundir_guard import check_model_source, disk_errors, file_lock, not_owned, owned_stage_dir, run_dir_lock
 from .stages.evaluate import accuracy_record, counts, gold_nll, predict, pseudo_label_metrics, verdict
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
@@ -131,6 +135,7 @@ def write_run_header(ctx: RunContext) -> None:
     atomic_write_text(ctx.run_dir / "config.yaml", yaml.safe_dump(to_dict(ctx.cfg), sort_keys=False))
     atomic_write_json(ctx.run_dir / "versions.json", versions())
     atomic_write_json(ctx.run_dir / "templates.json", TEMPLATE_IDS)
+    atomic_write_json(ctx.run_dir / "data_warnings.json", ctx.task.warnings)  # skipped rows, overlaps, ...
 
 
 # Files a stage appends to or reuses when it is restarted for the same fingerprint; everything else in an
@@ -150,6 +155,8 @@ def _clear_unfinished(out: Path, fp: str) -> None:
     """
     if not out.exists():
         return
+    if not owned_stage_dir(out):
+        raise not_owned(out)
     pending = out / ".pending"
     if (out / "manifest.json").exists() or not pending.exists() or pending.read_text() != fp:
         shutil.rmtree(out)
@@ -171,6 +178,9 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     if not force and is_done(out, fp):
         log(f"{out.name}: finished earlier, skipped")
         return False
+    man = read_manifest(out)
+    if man is not None and man.get("fingerprint") == fp and (problem := manifest_problem(out, man)):
+        log(f"warning: {out.name}: {problem} (damaged or edited); the stage is done again")
     if not is_main():  # another process of a distributed training stage: rank 0 keeps the folder
         body(out)
         return True
@@ -180,9 +190,10 @@ def _stage(ctx: RunContext, name: str, out: Path, fp: str, body, force: bool = F
     atomic_write_text(pending, fp)
     t = time.time()
     log(f"{out.name}: starting")
-    body(out)
-    ctx.timings[out.name] = round(time.time() - t, 2)
-    finish_stage(out, name, fp)
+    with disk_errors(out.name):
+        body(out)
+        ctx.timings[out.name] = round(time.time() - t, 2)
+        finish_stage(out, name, fp, input_records(ctx.task))
     log(f"{out.name}: done in {ctx.timings[out.name]:.0f}s")
     return True
 
@@ -204,6 +215,10 @@ def _train_stage(ctx: RunContext, name: str, out: Path, fp: str, body) -> None:
 
 
 def _need(out: Path, fp: str, what: str) -> None:
+    man = read_manifest(out)
+    if man is not None and man.get("fingerprint") == fp and (problem := manifest_problem(out, man)):
+        raise StageMissing(f"{out}: {problem}: damaged or edited since the {what} stage finished; run "
+                           f"`semievol {what}` (or `semievol run`) to redo it")
     if not is_done(out, fp):
         raise StageMissing(f"{out}: the {what} stage has not finished for this config; run `semievol {what}` (or `semievol run`) first")
 
@@ -219,11 +234,19 @@ def run(ctx: RunContext, stages: tuple[str, ...] = STAGES, shard: tuple[int, int
     """Run the asked-for stages in order (each skipped if finished); later ones require earlier ones done.
 
     ``shard`` (I, N): propagate only shard I of N of the first round not yet propagated, then stop.
+    Everything that can be checked is checked before the run folder is touched; the folder's write lock is
+    held throughout (shared between shard workers).
     """
-    cfg = ctx.cfg
     if world_size() > 1 and set(stages) - {"sft", "evolve"}:
         raise StageMissing(f"{', '.join(s for s in stages if s not in ('sft', 'evolve'))}: only sft and evolve run under "
                            "accelerate launch; run the other stages in one process (propagate scales out with --shard)")
+    check_model_source(ctx.cfg, stages)
+    with run_dir_lock(ctx.run_dir, shared=shard is not None), disk_errors("run_dir"):
+        return _run(ctx, stages, shard)
+
+
+def _run(ctx: RunContext, stages: tuple[str, ...], shard: tuple[int, int] | None) -> dict[str, Any]:
+    cfg = ctx.cfg
     write_run_header(ctx)
     result: dict[str, Any] = {}
     base_fp = fingerprint(_model_key(cfg), _task_key(ctx), cfg.seed)
@@ -321,21 +344,22 @@ def propagate_shard(ctx: RunContext, out: Path, fp: str, pool: list[Example], wa
     name = shard_file(shard)
     votes, done, pending = out / name, out / f"{name}.done", out / f"{name}.pending"
     out.mkdir(parents=True, exist_ok=True)
-    made_for = (json.loads(done.read_text())["fingerprint"] if done.exists()
-                else pending.read_text() if pending.exists() else fp)
-    if made_for != fp:  # left by other settings: this shard starts again
-        for p in (votes, done, pending):
-            p.unlink(missing_ok=True)
-    if done.exists():
-        log(f"propagate: shard {shard[0]} of {shard[1]} finished earlier, skipped")
-        return
-    atomic_write_text(pending, fp)
-    t = time.time()
-    run_propagate(ctx, out, pool, warm_dir, shard=shard)
-    with open(votes, "rb") as f:
-        rows = sum(1 for _ in f)
-    atomic_write_json(done, {"fingerprint": fp, "shard": list(shard), "rows": rows})
-    pending.unlink()
+    with file_lock(out / f"{name}.lock", f"propagate --shard {shard[0]}/{shard[1]}"), disk_errors("propagate"):
+        made_for = (json.loads(done.read_text())["fingerprint"] if done.exists()
+                    else pending.read_text() if pending.exists() else fp)
+        if made_for != fp:  # left by other settings: this shard starts again
+            for p in (votes, done, pending):
+                p.unlink(missing_ok=True)
+        if done.exists():
+            log(f"propagate: shard {shard[0]} of {shard[1]} finished earlier, skipped")
+            return
+        atomic_write_text(pending, fp)
+        t = time.time()
+        run_propagate(ctx, out, pool, warm_dir, shard=shard)
+        with open(votes, "rb") as f:
+            rows = sum(1 for _ in f)
+        atomic_write_json(done, {"fingerprint": fp, "shard": list(shard), "rows": rows})
+        pending.unlink()
     log(f"propagate: shard {shard[0]} of {shard[1]} done ({rows} rows) in {time.time() - t:.0f}s")
 
 
@@ -373,10 +397,11 @@ def merge_shards(ctx: RunContext, out: Path, fp: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, merged)
-    for i in range(1, n + 1):
+    for i in range(1, n + 1):  # no shard worker runs now: this process holds the run folder's lock alone
         (out / shard_file((i, n))).unlink()
         (out / f"{shard_file((i, n))}.done").unlink()
-    finish_stage(out, "propagate", fp)
+        (out / f"{shard_file((i, n))}.lock").unlink(missing_ok=True)
+    finish_stage(out, "propagate", fp, input_records(ctx.task))
     log(f"propagate: merged {n} shards ({total} rows)")
 
 

@@ -440,10 +440,15 @@ def render(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write ``RUN_DIR/report.html`` (atomically) and return its path."""
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write ``out`` (default ``RUN_DIR/report.html``) atomically and return its path; nothing else is written.
+
+    A run folder that cannot be written in (read-only) is one line naming ``--out``."""
+    from .rundir_guard import disk_errors
+
     run_dir = Path(run_dir)
     page = render(run_dir)
-    out = run_dir / "report.html"
-    atomic_write_text(out, page)
+    out = Path(out) if out else run_dir / "report.html"
+    with disk_errors("report", "or write the report elsewhere with --out FILE"):
+        atomic_write_text(out, page)
     return out

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory written by `semievol run`")
         return p
 
-    add("report")
+    p = add("report")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="where to write the report (default: RUN_DIR/report.html; the run folder is otherwise only read)")
     p = add("pseudo")
     p.add_argument("--disagree", action="store_true", help="only questions whose votes were not unanimous")
     p.add_argument("--class", dest="answer", metavar="X", help="only questions whose final answer is X")
@@ -69,7 +71,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from .report import write_report
 
-        print(write_report(args.run_dir))
+        print(write_report(args.run_dir, args.out))
         return 0
     if args.command == "pseudo":
         from .browse import PseudoFilter, print_pseudo

@@ -94,14 +94,16 @@ def embedding_file(path: Path, texts: list[str]) -> Path:
 def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
     """Embeddings of ``texts`` from ``path`` if it holds them (checked by a hash of the texts), else computed.
 
-    The ``.npy`` file is written under a hidden temporary name, fsynced and renamed; one that cannot be read
-    or holds the wrong number of rows is computed again.
+    The ``.npy`` file is written under a hidden temporary name, fsynced and renamed; one that cannot be read,
+    holds the wrong number of rows, values that are not finite, or a first row that is not the embedding of
+    the first text (a file copied or damaged: its values do not match its name) is computed again.
     """
     f = embedding_file(path, texts)
     if f.exists():
         try:
-            vecs = np.load(f)
-            if vecs.ndim == 2 and len(vecs) == len(texts):
+            vecs = np.load(f, allow_pickle=False)
+            if (vecs.ndim == 2 and len(vecs) == len(texts) and np.isfinite(vecs).all()
+                    and (not texts or np.allclose(vecs[0], make(texts[:1])[0], atol=1e-3))):
                 return vecs
         except (OSError, ValueError, EOFError):
             pass

@@ -99,7 +99,8 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def iter_jsonl_prefix(path: Path) -> Iterator[dict[str, Any]]:
     """The whole lines of an append-only JSONL file, one at a time; once they are all read, a torn or
-    unreadable tail (killed mid-write) is cut off."""
+    unreadable tail is cut off: a line cut short by a kill, the NUL bytes or other garbage a power loss
+    leaves, bytes that are not UTF-8, JSON nested too deep to read."""
     if not path.exists():
         return
     good = 0
@@ -108,8 +109,8 @@ def iter_jsonl_prefix(path: Path) -> Iterator[dict[str, Any]]:
             if not line.endswith(b"\n"):
                 break
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 break
             if not isinstance(row, dict):
                 break
@@ -147,27 +148,97 @@ def manifest_path(stage_dir: Path) -> Path:
 
 
 def is_done(stage_dir: Path, fp: str) -> bool:
-    """True if the manifest carries ``fp`` and every file it lists is still there."""
+    """True if the manifest carries ``fp`` and every file it lists is still there, as it was written."""
+    man = read_manifest(stage_dir)
+    return man is not None and man.get("fingerprint") == fp and manifest_problem(stage_dir, man) is None
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    """The stage's manifest, or None where there is none (or it cannot be read)."""
     m = manifest_path(stage_dir)
     if not m.exists():
-        return False
+        return None
     try:
         man = json.loads(m.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return man.get("fingerprint") == fp and all((stage_dir / f).exists() for f in man.get("files", []))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return man if isinstance(man, dict) else None
+
+
+_DIGESTS: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """Size, sha256 and (for JSONL) line count of a file; remembered per (path, inode, size, mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h, lines = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                lines += block.count(b"\n")
+        rec: dict[str, Any] = {"bytes": st.st_size, "sha256": h.hexdigest()}
+        if path.suffix == ".jsonl":
+            rec["rows"] = lines
+        _DIGESTS[key] = rec
+    return _DIGESTS[key]
+
+
+def manifest_problem(stage_dir: Path, man: dict[str, Any] | None = None) -> str | None:
+    """Why the finished stage's files are not what its manifest recorded (one clause naming the file), or None.
+
+    Manifests written before digests were recorded are checked for the files' presence only."""
+    man = man if man is not None else read_manifest(stage_dir)
+    if man is None:
+        return "no manifest"
+    for name in man.get("files", []):
+        if not (stage_dir / name).exists():
+            return f"{name} is missing"
+    for name, want in (man.get("digests") or {}).items():
+        path = stage_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        have = file_record(path)
+        if "rows" in want and have.get("rows") != want["rows"]:
+            return f"{name} has {have.get('rows')} rows where the stage wrote {want['rows']}"
+        if have["sha256"] != want.get("sha256"):
+            return f"{name} is not the file the stage wrote (its digest differs)"
+    return None
 
 
 def write_manifest(stage_dir: Path, stage: str, fp: str, files: list[str], **extra: Any) -> None:
-    atomic_write_json(manifest_path(stage_dir), {"stage": stage, "fingerprint": fp, "files": sorted(files), **extra})
+    digests = {f: file_record(stage_dir / f) for f in sorted(files) if (stage_dir / f).is_file()}
+    atomic_write_json(manifest_path(stage_dir), {"stage": stage, "fingerprint": fp, "files": sorted(files),
+                                                 "digests": digests, **extra})
 
 
-def finish_stage(out: Path, stage: str, fp: str) -> None:
-    """Mark ``out`` finished: drop the in-progress marker, then write the manifest (last)."""
+def finish_stage(out: Path, stage: str, fp: str, inputs: dict[str, Any] | None = None) -> None:
+    """Mark ``out`` finished: drop the in-progress marker, then write the manifest (last). ``inputs``: the
+    data files the run read (``input_records``), recorded with the stage."""
     pending = out / ".pending"
     if pending.exists():
         pending.unlink()
-    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")])
+    extra = {} if inputs is None else {"inputs": inputs}
+    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")],
+                   **extra)
+
+
+def input_records(task: Task) -> dict[str, Any]:
+    """Source, size and sha256 of each split's data file (an ``hf:`` source by its name only).
+
+    The stages' fingerprints already hash the rows they read, so an edited file re-runs them; this records
+    which bytes a finished stage was made from."""
+    out: dict[str, Any] = {}
+    for split in (task.labeled, task.unlabeled, task.test):
+        if split is None or not split.source:
+            continue
+        path = Path(split.source)
+        rec: dict[str, Any] = {"source": split.source}
+        if not split.source.startswith("hf:") and path.is_file():
+            rec |= {k: v for k, v in file_record(path).items() if k != "rows"}
+        out[split.name] = rec
+    return out
 
 
 def adapter_digest(folder: Path, fallback: str) -> str:
@@ -199,6 +270,18 @@ def model_settings_key(model: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if k not in skip}
 
 
+def _entry_check(key: str, value: Any) -> str:
+    """A digest binding a cached value to its key: a line whose value was damaged or edited is not trusted."""
+    return fingerprint(key, value)
+
+
+def _entry_ok(row: dict[str, Any]) -> bool:
+    """A cache line to trust: key and value present, and its check matching (lines from before checks count)."""
+    if not isinstance(row.get("key"), str) or "value" not in row:
+        return False
+    return "check" not in row or row["check"] == _entry_check(row["key"], row["value"])
+
+
 class CallCache:
     """Results of model calls, keyed by a hash of (model, adapter, call, prompt, parameters).
 
@@ -213,7 +296,7 @@ class CallCache:
         self.path = path
         self.model = model
         self.adapters = adapters if adapters is not None else {}
-        self.entries = {r["key"]: r["value"] for r in read_jsonl_prefix(path) if "key" in r and "value" in r}
+        self.entries = {r["key"]: r["value"] for r in read_jsonl_prefix(path) if _entry_ok(r)}
         self.hits = 0
 
     def key(self, adapter: str | None, call: str, prompt_key: str, params: Any) -> str:
@@ -227,7 +310,7 @@ class CallCache:
     def put(self, items: dict[str, Any]) -> None:
         new = {k: v for k, v in items.items() if k not in self.entries}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        append_jsonl(self.path, [{"key": k, "value": v} for k, v in new.items()])
+        append_jsonl(self.path, [{"key": k, "value": v, "check": _entry_check(k, v)} for k, v in new.items()])
         self.entries.update(new)
 
     def chunked(self, keys: list[str], compute: Any, chunk: int) -> list[Any]:

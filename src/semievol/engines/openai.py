@@ -141,9 +141,9 @@ class OpenAIEngine:
 
     def _scrub(self, text: str) -> str:
         """One line, without the API key, short enough for a log."""
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return " ".join(text.split())[:300]
+        from ..secret_values import scrub
+
+        return " ".join(scrub(text, self._secrets).split())[:300]
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One request with bounded retries; raises _Failed (or EngineError for 401/403/404)."""
