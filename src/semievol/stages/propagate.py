@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
 from ..data import Example, Split, StreamedSplit
-from ..engines import CallsFailed, EngineError
+from ..engines import ACTOR_ENGINE, CallsFailed, Engine, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, embed, hash_embed, nearest
@@ -126,27 +127,36 @@ def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
     return done, failed
 
 
-def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
-               warm: str | None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Voting:
+    """What a chunk's votes depend on besides its rows, their demos and the engine. Plain data: the Ray
+    engine's actors each get a copy and call ``vote_chunk`` with it, as this process does."""
+
+    kind: str
+    numeric: bool
+    seed: int
+    max_new_tokens: int
+    configs: tuple[AnswerConfig, ...]
+    warm: str | None  # the warm adapter's name in the engine
+
+
+def vote_chunk(engine: Engine, how: Voting, chunk: list[Example], demos_for: list[list[Example]]) -> list[dict[str, Any]]:
     """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good."""
-    engine = ctx.get_engine()
-    kind = ctx.task.kind
-    seed = ctx.cfg.seed
+    kind, seed = how.kind, how.seed
     rows: list[dict[str, Any]] = [
         {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
         for e in chunk
     ]
     failed: dict[int, str] = {}
-    for ci, c in enumerate(configs):
-        adapter = warm if c.model == "warm" else None
+    for ci, c in enumerate(how.configs):
+        adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
         prompts = [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
         try:
             if kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
             else:
-                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens,
-                                          adapter)
+                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
         except CallsFailed as e:
             results = e.results
             failed.update({live[j]: f"{c.name}: {msg}" for j, msg in e.errors.items()})
@@ -159,7 +169,7 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
                                          "dist": [round(float(x), 6) for x in res]})
             else:
                 s = res[0]
-                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, ctx.task.numeric), "text": s.text,
+                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, how.numeric), "text": s.text,
                                          "mean_nll": round(s.mean_nll, 6)})
     for i, error in failed.items():
         rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}
@@ -188,6 +198,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     warm = None
     if any(c.model == "warm" for c in configs):
         warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
+    how = Voting(ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, tuple(configs), warm)
     votes = out / (shard_file(shard) if shard else "votes.jsonl")
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
     done, earlier_failed = vote_status(votes)
@@ -196,16 +207,24 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
             + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else ""))
     todo = len(rows) - len(done)
     failed: list[dict[str, Any]] = []  # every row not voted before was tried in this loop
-    for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
-                          total=-(-todo // pcfg.chunk_size), unit="chunk"):
-        demos = [[pool[j] for j in nbrs] for _, nbrs in chunk]
-        voted = vote_chunk(ctx, [e for e, _ in chunk], demos, configs, warm)
+    chunks = _todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size)
+    pooled: dict[str, Any] = {}  # the Ray pool's record of its actors' engine
+    if ctx.cfg.model.engine in ACTOR_ENGINE:
+        from ..engines.ray_pool import vote_on_cluster
+
+        voted_chunks = vote_on_cluster(ctx.cfg, how, chunks, pool, {warm: str(warm_adapter)} if warm else {},
+                                       out / ".ray-rows", pooled)
+    else:
+        engine = ctx.get_engine()
+        voted_chunks = (vote_chunk(engine, how, [e for e, _ in c], [[pool[j] for j in nbrs] for _, nbrs in c])
+                        for c in chunks)
+    for voted in progress(voted_chunks, desc="pseudo-labelling", total=-(-todo // pcfg.chunk_size), unit="chunk"):
         append_jsonl(votes, voted)
         failed += [r for r in voted if r.get("failed")]
     if earlier_failed:  # retried rows were appended at the end: put every row back in its place, once
         _compact(votes, unlabeled, rows)
     # the engine's record (its log-prob mode, and what this process's calls saw) is complete only now
-    atomic_write_json(out / "configs.json", record | {"engine": ctx.get_engine().describe()})
+    atomic_write_json(out / "configs.json", record | {"engine": pooled or ctx.get_engine().describe()})
     if failed:
         raise EngineError(
             f"propagate: {len(failed)} of {len(rows)} rows failed after retries and are marked failed in "
