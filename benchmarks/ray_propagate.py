@@ -63,14 +63,14 @@ def make_warm_adapter(dest: Path) -> None:
     get_peft_model(model, lora).save_pretrained(dest)
 
 
-def config(root: Path, data_dir: Path, arm: str, address: str) -> dict:
+def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int) -> dict:
     cfg = {
         "run_dir": str(root / arm), "seed": 0,
         "model": {"model": "embedded", "embedder": "hash", "engine": "hf" if arm == "process" else "ray",
                   "threads": 2 if arm == "process" else 0},
         "task": {"task": "fpb", "labeled": str(data_dir / "fpb" / "labeled.csv"),
                  "unlabeled": str(root / "unlabeled.csv")},
-        "propagate": {"k": 3, "chunk_size": 16},
+        "propagate": {"k": 3, "chunk_size": chunk_size},
     }
     if arm == "ray":
         cfg["ray"] = {"address": address, "actors": 2, "num_cpus": 1, "num_gpus": 0}
@@ -138,7 +138,8 @@ def markdown(res: dict) -> str:
         f"Machine: {res['machine']}. Command: `{res['command']}`. {res['note']}",
         "",
         f"**Pseudo-labelling {p['questions']:,} FPB questions with the embedded SmolLM2-135M** (4 configurations, "
-        "k=3 demos, chunks of 16; warm adapter: random LoRA rank 16)",
+        f"k=3 demos, chunks of {res['chunk_size']}; warm adapter: random LoRA rank 16). Load average (1, 5, 15 min) "
+        f"at the start {res['load_average_at_start']}, at the end {res['load_average_at_end']}.",
         "",
         "| arm | seconds | questions/s | first chunk after | questions/s after the first chunk | driver peak RSS | peak RSS per actor |",
         "|---|---|---|---|---|---|---|",
@@ -162,6 +163,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--questions", type=int, default=2000)
+    ap.add_argument("--chunk-size", type=int, default=16, help="propagate.chunk_size: rows an actor votes on per call")
     ap.add_argument("--out", default=str(RESULTS / "ray_propagate"))
     ap.add_argument("--note", default="", help="a sentence for the results page (the machine's load, ...)")
     ap.add_argument("--arm", help=argparse.SUPPRESS)
@@ -174,20 +176,22 @@ def main() -> int:
 
     data_dir = Path(args.data_dir)
     res: dict = {"machine": f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU",
-                 "command": f"python benchmarks/ray_propagate.py --questions {args.questions}", "note": args.note}
+                 "command": f"python benchmarks/ray_propagate.py --questions {args.questions} --chunk-size {args.chunk_size}",
+                 "note": args.note, "chunk_size": args.chunk_size, "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = write_unlabeled(data_dir, args.questions, root / "unlabeled.csv")
         make_warm_adapter(root / "warm")
-        res["process"] = measure(config(root, data_dir, "process", ""), root / "warm")
+        res["process"] = measure(config(root, data_dir, "process", "", args.chunk_size), root / "warm")
         print("process", res["process"], file=sys.stderr)
         with local_cluster(num_cpus=2) as cluster:
-            res["ray"] = measure(config(root, data_dir, "ray", cluster.address), root / "warm", cluster)
+            res["ray"] = measure(config(root, data_dir, "ray", cluster.address, args.chunk_size), root / "warm", cluster)
         print("ray", res["ray"], file=sys.stderr)
         a, b = (root / arm / "propagate" / "votes.jsonl" for arm in ("process", "ray"))
         la, lb = a.read_bytes().splitlines(), b.read_bytes().splitlines()
         res["identical"] = la == lb
         res["differing_rows"] = sum(x != y for x, y in zip(la, lb, strict=True)) if len(la) == len(lb) == n else None
+    res["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     p, r = res["process"], res["ray"]
     res["ratio"] = round(r["questions_per_s"] / p["questions_per_s"], 3)
     if p["questions_per_s_after_first_chunk"] and r["questions_per_s_after_first_chunk"]:
