@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,8 @@ def main() -> int:
     if args.arm:
         run_arm(json.loads(args.arm), args.warm)
         return 0
+    # a SIGTERM (a timeout) unwinds like an exception, so the cluster and the temporary folder are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from semievol.ray_local import local_cluster
 
     data_dir = Path(args.data_dir)

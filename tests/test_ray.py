@@ -61,12 +61,14 @@ def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_acto
 
     codes: list[int] = []
     run = threading.Thread(target=lambda: codes.append(
-        main(["--quiet", "propagate", many, "--ray.address", cluster.address, "--ray.actors", "2", "--ray.num_cpus", "1"])))
+        main(["--quiet", "propagate", many, "--ray.address", cluster.address, "--ray.actors", "2", "--ray.num_cpus", "1"])), daemon=True)
     run.start()
     votes = cluster / "propagate" / "votes.jsonl"
     seen: set[int] = set()
     killed, lines_at_kill = None, None
+    deadline = time.time() + 600  # a pool that never recovers fails the test instead of hanging the suite
     while run.is_alive():
+        assert time.time() < deadline, "propagate on the cluster did not finish in 600 s"
         actors = set(cluster.actors("VoteActor"))
         seen |= actors
         lines = votes.read_bytes().count(b"\n") if votes.exists() else 0
