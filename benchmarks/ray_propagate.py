@@ -67,7 +67,7 @@ def make_warm_adapter(dest: Path) -> None:
 def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int) -> dict:
     cfg = {
         "run_dir": str(root / arm), "seed": 0,
-        "model": {"model": "embedded", "embedder": "hash", "engine": "hf" if arm == "process" else "ray",
+        "model": {"model": "embedded", "dtype": "fp32", "embedder": "hash", "engine": "hf" if arm == "process" else "ray",
                   "threads": 2 if arm == "process" else 0},
         "task": {"task": "fpb", "labeled": str(data_dir / "fpb" / "labeled.csv"),
                  "unlabeled": str(root / "unlabeled.csv")},

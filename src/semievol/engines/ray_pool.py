@@ -158,10 +158,14 @@ def vote_on_cluster(cfg: Any, how: Voting, chunks: Iterable[list[tuple[Example, 
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise EngineError(f"ray.address '{rc.address}': cannot join the Ray cluster: {_one_line(e)}") from None
     try:
-        files = spool(chunks, folder)
+        # actors start in folders of their own: every path they read must be absolute
+        files = spool(chunks, folder.resolve())
         if not files:
             return
         settings = {k: v for k, v in asdict(cfg.model).items() if k != "engine"} | {"quiet": True}
+        if Path(settings["model"]).exists():
+            settings["model"] = str(Path(settings["model"]).resolve())
+        adapters = {name: str(Path(path).resolve()) for name, path in adapters.items()}
         ds = ray.data.read_text([str(f) for f in files], num_cpus=0)
         ds.context.execution_options.preserve_order = True
         ds.context.enable_progress_bars = False

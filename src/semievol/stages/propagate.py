@@ -11,6 +11,8 @@ already there. The unlabeled split is read as a stream, so memory does not grow 
 labeled neighbours are found per fixed block of ``NN_BLOCK`` unlabeled rows (counted from the start of the
 split), so they too do not depend on chunking, sharding or resumption. A shard (``--shard I/N``) votes on
 one contiguous range of rows into its own file; ``pipeline`` merges the shards.
+With engine ``ray`` (or ``ray-vllm``) the chunks are voted on by a pool of Ray actors (``engines.ray_pool``)
+with the same ``vote_chunk`` and come back in order, so the file is the same as in one process.
 A row whose model calls failed for good (a server that kept failing after the engine's retries) is
 appended as ``{"id", "failed": true, "error"}`` and the stage ends with an error giving the count; a rerun
 retries those rows only. Readers take the last line of each id. The unlabeled split's gold answers are
