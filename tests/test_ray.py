@@ -52,18 +52,18 @@ def _config(tiny_model: Path, task: Path, run_dir: Path, **model: object) -> str
 
 def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_actor(tiny_model, tmp_path, cluster):
     task = write_choice_task(tmp_path / "task", n_unlabeled=N_UNLABELED)
-    single, cluster = tmp_path / "single", tmp_path / "cluster"
+    single, on_ray = tmp_path / "single", tmp_path / "on-ray"
     one = _config(tiny_model, task, single)
-    many = _config(tiny_model, task, cluster, engine="ray")
+    many = _config(tiny_model, task, on_ray, engine="ray")
     assert main(["--quiet", "sft", one]) == 0
     assert main(["--quiet", "propagate", one]) == 0
-    shutil.copytree(single / "sft", cluster / "sft")
+    shutil.copytree(single / "sft", on_ray / "sft")
 
     codes: list[int] = []
     run = threading.Thread(target=lambda: codes.append(
         main(["--quiet", "propagate", many, "--ray.address", cluster.address, "--ray.actors", "2", "--ray.num_cpus", "1"])), daemon=True)
     run.start()
-    votes = cluster / "propagate" / "votes.jsonl"
+    votes = on_ray / "propagate" / "votes.jsonl"
     seen: set[int] = set()
     killed, lines_at_kill = None, None
     deadline = time.time() + 600  # a pool that never recovers fails the test instead of hanging the suite
@@ -82,9 +82,9 @@ def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_acto
     assert killed is not None and lines_at_kill < N_UNLABELED, "the actor was killed only after the last chunk"
     assert len(seen - {killed}) >= 2, "no actor took the killed one's place"
     assert votes.read_bytes() == (single / "propagate" / "votes.jsonl").read_bytes()
-    assert not (cluster / "propagate" / ".ray-rows").exists()
-    assert (cluster / "propagate" / "manifest.json").exists()
-    record = json.loads((cluster / "propagate" / "configs.json").read_text())["engine"]
+    assert not (on_ray / "propagate" / ".ray-rows").exists()
+    assert (on_ray / "propagate" / "manifest.json").exists()
+    record = json.loads((on_ray / "propagate" / "configs.json").read_text())["engine"]
     assert record["pool"] == {"actors": 2, "engine": "hf", "num_cpus": 1.0, "num_gpus": 0.0}
     assert record["actor_engine"]["engine"] == "hf"
 
@@ -92,7 +92,7 @@ def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_acto
     assert main(["--quiet", "select", one]) == 0
     assert main(["--quiet", "select", many]) == 0
     for name in ("select/pseudo_labels.jsonl", "select/selection.json"):
-        assert (cluster / name).read_bytes() == (single / name).read_bytes(), name
+        assert (on_ray / name).read_bytes() == (single / name).read_bytes(), name
 
 
 def test_spooled_rows_are_one_ascii_line_a_chunk_without_gold_answers(tmp_path):
