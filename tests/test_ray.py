@@ -50,6 +50,7 @@ def _config(tiny_model: Path, task: Path, run_dir: Path, **model: object) -> str
     return str(path)
 
 
+@pytest.mark.slow  # a cluster and three actors start (tens of seconds)
 def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_actor(tiny_model, tmp_path, cluster):
     task = write_choice_task(tmp_path / "task", n_unlabeled=N_UNLABELED)
     single, on_ray = tmp_path / "single", tmp_path / "on-ray"
