@@ -223,7 +223,7 @@ CONFIG_CASES = [
          {"cfg.yaml": "sft:\n  use_rationale: maybe\n"}, ["cfg.yaml"]),
     Case("wrong type list", "evaluate.models: must be a list, got int", {"cfg.yaml": "evaluate:\n  models: 3\n"}, ["cfg.yaml"]),
     Case("bool for an int", "seed: must be an integer, got True", {"cfg.yaml": "seed: yes\n"}, ["cfg.yaml"]),
-    Case("closed choice", "model.engine: must be one of hf, openai, fake, vllm, ray-vllm; got 'gpt'", {}, ["--engine", "gpt"]),
+    Case("closed choice", "model.engine: must be one of hf, openai, fake, vllm, ray, ray-vllm; got 'gpt'", {}, ["--engine", "gpt"]),
     Case("theta above 100", "select.theta: must be in 0..100, got 150.0", {}, ["--theta", "150"]),
     Case("theta below 0", "select.theta: must be in 0..100, got -1.0", {"cfg.yaml": "select: {theta: -1}\n"}, ["cfg.yaml"]),
     Case("theta not a number", "select.theta: must be a finite number", {"cfg.yaml": "select: {theta: .nan}\n"}, ["cfg.yaml"]),

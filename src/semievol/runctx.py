@@ -262,12 +262,18 @@ OPENAI_CONNECTION = {"api_base", "api_key_env", "concurrency", "timeout", "max_r
 # every setting only the openai engine reads (the rest identify its results, but not another engine's)
 OPENAI_ONLY = OPENAI_CONNECTION | {"served_model", "api", "top_logprobs"}
 RUNTIME_ONLY = {"batch_size", "batch_tokens", "threads"} | OPENAI_CONNECTION
+# an engine that runs another one elsewhere (engine 'ray': hf engines in Ray actors) gets its results, so a
+# stage finished with one is finished for the other: sft on one machine, then propagate on the cluster
+SAME_RESULTS = {"ray": "hf"}
 
 
 def model_settings_key(model: dict[str, Any]) -> dict[str, Any]:
     """The model settings that decide what a model call returns (the fingerprint and cache key part)."""
     skip = RUNTIME_ONLY | (set() if model.get("engine") == "openai" else OPENAI_ONLY)
-    return {k: v for k, v in model.items() if k not in skip}
+    key = {k: v for k, v in model.items() if k not in skip}
+    if key.get("engine") in SAME_RESULTS:
+        key["engine"] = SAME_RESULTS[key["engine"]]
+    return key
 
 
 def _entry_check(key: str, value: Any) -> str:

@@ -10,7 +10,10 @@ from .base import CallsFailed, Engine, EngineError, Sample
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
-__all__ = ["CallsFailed", "Engine", "EngineError", "Sample", "make_engine", "engine_for"]
+__all__ = ["ACTOR_ENGINE", "CallsFailed", "Engine", "EngineError", "Sample", "make_engine", "engine_for"]
+
+# engines whose propagate runs on a Ray cluster (``ray_pool``), and the engine each of their actors holds
+ACTOR_ENGINE = {"ray": "hf", "ray-vllm": "vllm"}
 
 
 def make_engine(name: str, **kwargs: Any) -> Engine:
@@ -31,11 +34,15 @@ def make_engine(name: str, **kwargs: Any) -> Engine:
         from .vllm import VLLMEngine
 
         return VLLMEngine(**kwargs)
+    if name == "ray":
+        from .ray_pool import RayEngine
+
+        return RayEngine(**kwargs)
     if name == "ray-vllm":
         from .ray_vllm import RayVLLMEngine
 
         return RayVLLMEngine(**kwargs)
-    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf, openai, fake, vllm or ray-vllm)")
+    raise EngineError(f"model.engine: unknown engine '{name}' (choose hf, openai, fake, vllm, ray or ray-vllm)")
 
 
 def engine_for(cfg: ModelConfig, quiet: bool = False) -> Engine:

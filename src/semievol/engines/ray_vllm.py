@@ -1,12 +1,14 @@
-"""The Ray engine: cluster-scale calls through Ray Data's LLM processor over vLLM replicas.
+"""The ``ray-vllm`` engine outside propagate: cluster-scale calls through Ray Data's LLM processor over vLLM
+replicas. (Propagate with ``ray-vllm`` runs like engine ``ray``, through ``ray_pool``: Ray Data over the
+unlabeled rows, with actors that each hold a ``vllm`` engine instead of an ``hf`` one.)
 
 Each engine call becomes a Ray dataset of rows (the prompt rendered here with the model's chat template,
 its SamplingParams, the LoRA adapter folder as ``model``), run through a processor built from
 ``vLLMEngineProcessorConfig`` with one vLLM replica per ``concurrency``. Starting the replicas takes
-minutes, and a processor runs once per call: give ``propagate.chunk_size`` tens of thousands of rows so a
-call carries a whole shard. Ray's rows hold one completion each, so n samples are n rows with their own
-seeds. Adapter folders must be readable from every node (a shared file system). The row mapping lives in
-``vllm_mapping`` (pure, tested without Ray).
+minutes, and a processor runs once per call, so select and evaluate pay that start-up once per call.
+Ray's rows hold one completion each, so n samples are n rows with their own seeds. Adapter folders must
+be readable from every node (a shared file system). The row mapping lives in ``vllm_mapping`` (pure,
+tested without Ray).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ class RayVLLMEngine:
                  tensor_parallel_size: int = 1, max_lora_rank: int = 64, quiet: bool = False, **_: Any) -> None:
         try:
             import ray  # noqa: F401
+            import vllm  # noqa: F401
             from ray.data import llm  # noqa: F401
         except ImportError:
             raise EngineError("model.engine 'ray-vllm' needs Ray Data's LLM support and vLLM: "
-                              "pip install 'semievol[ray]'") from None
+                              "pip install 'semievol[ray-vllm]'") from None
         from ..models import load_tokenizer, resolve_model
 
         self.source = resolve_model(model)
@@ -55,6 +58,9 @@ class RayVLLMEngine:
 
     def model_id(self) -> str:
         return f"{self.source.label} (vllm, {vm.LOGPROB_MODE})"
+
+    def describe(self) -> dict[str, Any]:
+        return vm.describe(self.name, self.source.label, self.options_outside_top)
 
     def add_adapter(self, name: str, path: str) -> None:
         self.adapters[name] = path

@@ -50,6 +50,9 @@ class VLLMEngine:
     def model_id(self) -> str:
         return f"{self.source.label} (vllm, {vm.LOGPROB_MODE})"
 
+    def describe(self) -> dict[str, Any]:
+        return vm.describe(self.name, self.source.label, self.options_outside_top)
+
     def add_adapter(self, name: str, path: str) -> None:
         from vllm.lora.request import LoRARequest
 

@@ -29,6 +29,14 @@ TOP_LOGPROBS = 20  # vLLM's default max_logprobs
 LOGPROB_MODE = "processed_logprobs"  # after temperature, as the hf engine's sampled-token log-probabilities
 
 
+def describe(engine: str, model_label: str, options_outside_top: int) -> dict[str, Any]:
+    """The record of how a vLLM engine got its numbers (``Engine.describe``)."""
+    return {"engine": engine, "model": model_label,
+            "logprob_mode": f"{LOGPROB_MODE}: option letters from the top {TOP_LOGPROBS} log-probabilities of the "
+                            "next token, a letter outside them at the lowest one returned (an upper bound)",
+            "options_outside_top": options_outside_top}
+
+
 def letter_token_ids(tokenizer: Any) -> list[int]:
     """Token id of ' A', ' B', ... (the letter as it follows 'Answer:'); the last token where it takes two."""
     ids = []

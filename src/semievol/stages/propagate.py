@@ -11,6 +11,8 @@ already there. The unlabeled split is read as a stream, so memory does not grow 
 labeled neighbours are found per fixed block of ``NN_BLOCK`` unlabeled rows (counted from the start of the
 split), so they too do not depend on chunking, sharding or resumption. A shard (``--shard I/N``) votes on
 one contiguous range of rows into its own file; ``pipeline`` merges the shards.
+With engine ``ray`` (or ``ray-vllm``) the chunks are voted on by a pool of Ray actors (``engines.ray_pool``)
+with the same ``vote_chunk`` and come back in order, so the file is the same as in one process.
 A row whose model calls failed for good (a server that kept failing after the engine's retries) is
 appended as ``{"id", "failed": true, "error"}`` and the stage ends with an error giving the count; a rerun
 retries those rows only. Readers take the last line of each id. The unlabeled split's gold answers are
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ import numpy as np
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
 from ..data import Example, Split, StreamedSplit
-from ..engines import CallsFailed, EngineError
+from ..engines import ACTOR_ENGINE, CallsFailed, Engine, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, nearest, text_embedder
@@ -114,6 +117,13 @@ class EmbedderView:
         self.labels = label_indices(pool, len(self.options))
         self.probe = Probe(self.keys, self.labels, len(self.options)) if any(c.model == "probe" for c in configs) else None
 
+    def chunk_views(self, configs: list[AnswerConfig],
+                    chunk: list[tuple[Example, list[int], np.ndarray | None]]) -> list[np.ndarray | None]:
+        """Per configuration, its distributions for the chunk's rows (None for a language model's)."""
+        rows = [e for e, _, _ in chunk]
+        vectors = np.stack([v for _, _, v in chunk])
+        return [self.distributions(c, rows, vectors) if c.is_view else None for c in configs]
+
     def distributions(self, c: AnswerConfig, chunk: list[Example], vectors: np.ndarray) -> np.ndarray:
         for e in chunk:
             if list(e.options or []) != self.options:
@@ -147,33 +157,43 @@ def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
     return done, failed
 
 
-def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Example]], configs: list[AnswerConfig],
-               warm: str | None, view: EmbedderView | None = None,
-               vectors: np.ndarray | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Voting:
+    """What a chunk's votes depend on besides its rows, their demos and the engine. Plain data: the Ray
+    engine's actors each get a copy and call ``vote_chunk`` with it, as this process does."""
+
+    kind: str
+    numeric: bool
+    seed: int
+    max_new_tokens: int
+    configs: tuple[AnswerConfig, ...]
+    warm: str | None  # the warm adapter's name in the engine
+
+
+def vote_chunk(engine: Engine, how: Voting, chunk: list[Example], demos_for: list[list[Example]],
+               views: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
     """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good.
 
-    Configurations of the embedder's view are answered by ``view`` from the rows' ``vectors``."""
-    engine = ctx.get_engine()
-    kind = ctx.task.kind
-    seed = ctx.cfg.seed
+    ``views[i]``, where given, holds configuration i's distributions for the chunk's rows, computed by the
+    embedder's view (``EmbedderView.chunk_views``) instead of the engine."""
+    kind, seed = how.kind, how.seed
     rows: list[dict[str, Any]] = [
         {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
         for e in chunk
     ]
     failed: dict[int, str] = {}
-    for ci, c in enumerate(configs):
-        adapter = warm if c.model == "warm" else None
+    for ci, c in enumerate(how.configs):
+        adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
         prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
         try:
             if c.is_view:
-                assert view is not None and vectors is not None, "the view is built when a configuration needs it"
-                results = list(view.distributions(c, [chunk[i] for i in live], vectors[live]))
+                assert views is not None and views[ci] is not None, "the view answers its configurations"
+                results = [views[ci][i] for i in live]
             elif kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
             else:
-                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, ctx.cfg.model.max_new_tokens,
-                                          adapter)
+                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
         except CallsFailed as e:
             results = e.results
             failed.update({live[j]: f"{c.name}: {msg}" for j, msg in e.errors.items()})
@@ -186,7 +206,7 @@ def vote_chunk(ctx: RunContext, chunk: list[Example], demos_for: list[list[Examp
                                          "dist": [round(float(x), 6) for x in res]})
             else:
                 s = res[0]
-                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, ctx.task.numeric), "text": s.text,
+                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, how.numeric), "text": s.text,
                                          "mean_nll": round(s.mean_nll, 6)})
     for i, error in failed.items():
         rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}
@@ -219,6 +239,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     warm = None
     if any(c.model == "warm" for c in configs):
         warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
+    how = Voting(ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, tuple(configs), warm)
     votes = out / (shard_file(shard) if shard else "votes.jsonl")
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
     done, earlier_failed = vote_status(votes)
@@ -227,17 +248,28 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
             + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else ""))
     todo = len(rows) - len(done)
     failed: list[dict[str, Any]] = []  # every row not voted before was tried in this loop
-    for chunk in progress(_todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size), desc="pseudo-labelling",
-                          total=-(-todo // pcfg.chunk_size), unit="chunk"):
-        demos = [[pool[j] for j in nbrs] for _, nbrs, _ in chunk]
-        vectors = np.stack([v for _, _, v in chunk]) if uses_view else None
-        voted = vote_chunk(ctx, [e for e, _, _ in chunk], demos, configs, warm, view, vectors)
+    chunks = _todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size)
+    pooled: dict[str, Any] = {}  # the Ray pool's record of its actors' engine
+    if ctx.cfg.model.engine in ACTOR_ENGINE:
+        from ..engines.ray_pool import vote_on_cluster
+
+        if view is not None:
+            raise ViewError("propagate.configs: knn and probe configurations run in one process, not with engine "
+                            f"{ctx.cfg.model.engine}; vote with them in one process or leave them out")
+        voted_chunks = vote_on_cluster(ctx.cfg, how, ([(e, nbrs) for e, nbrs, _ in c] for c in chunks), pool,
+                                       {warm: str(warm_adapter)} if warm else {}, out / ".ray-rows", pooled)
+    else:
+        engine = ctx.get_engine()
+        voted_chunks = (vote_chunk(engine, how, [e for e, _, _ in c], [[pool[j] for j in nbrs] for _, nbrs, _ in c],
+                                   view.chunk_views(configs, c) if view is not None else None)
+                        for c in chunks)
+    for voted in progress(voted_chunks, desc="pseudo-labelling", total=-(-todo // pcfg.chunk_size), unit="chunk"):
         append_jsonl(votes, voted)
         failed += [r for r in voted if r.get("failed")]
     if earlier_failed:  # retried rows were appended at the end: put every row back in its place, once
         _compact(votes, unlabeled, rows)
     # the engine's record (its log-prob mode, and what this process's calls saw) is complete only now
-    atomic_write_json(out / "configs.json", record | {"engine": ctx.get_engine().describe()})
+    atomic_write_json(out / "configs.json", record | {"engine": pooled or ctx.get_engine().describe()})
     if failed:
         raise EngineError(
             f"propagate: {len(failed)} of {len(rows)} rows failed after retries and are marked failed in "
