@@ -232,7 +232,7 @@ CONFIG_CASES = [
          ["--configs", ""]),
     Case("malformed configuration", "propagate.configs: 'warm:3' is not MODEL:DEMOS:TEMPERATURE", {},
          ["--configs", "warm:3"]),
-    Case("unknown model in a configuration", "propagate.configs: 'cold:1:0': model must be base or warm", {},
+    Case("unknown model in a configuration", "propagate.configs: 'cold:1:0': model must be base, warm, knn or probe", {},
          ["--configs", "cold:1:0"]),
     Case("negative k", "propagate.k: must be 0 or more, got -1", {}, ["--k", "-1"]),
     Case("index_base 2", "task.index_base: must be 0 or 1, got 2", {}, ["--index-base", "2"]),
