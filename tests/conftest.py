@@ -84,6 +84,20 @@ def tiny_config_dict(tiny_model: Path, task: Path, run_dir: Path) -> dict:
     }
 
 
+def padded_batch(data: list[tuple[list[int], list[int]]], pad_id: int):
+    """(input_ids, attention_mask, labels) tensors for tokenized (ids, labels) pairs, right-padded as the
+    training loop pads them."""
+    import torch
+
+    width = max(len(x) for x, _ in data)
+    ids = torch.full((len(data), width), pad_id)
+    labels = torch.full((len(data), width), -100)
+    mask = torch.zeros((len(data), width), dtype=torch.long)
+    for r, (x, y) in enumerate(data):
+        ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return ids, mask, labels
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

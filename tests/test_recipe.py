@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config_dict
+from conftest import padded_batch, tiny_config_dict
 
 from semievol.config import ConfigError, RunConfig, SelectConfig, build_config, parse_answer_config
 from semievol.data import Example
@@ -134,12 +134,7 @@ def test_a_one_hot_soft_target_is_the_hard_loss_and_weights_scale_rows(tiny_mode
     pairs = [(Prompt([("user", "Which? A, B or C")], ""), "Answer: B"),
              (Prompt([("user", "Another one, longer than the first")], ""), "Answer: C")]
     data = tokenize_pairs(tok, pairs, 64)
-    width = max(len(x) for x, _ in data)
-    ids = torch.full((2, width), tok.pad_token_id)
-    labels = torch.full((2, width), -100)
-    mask = torch.zeros((2, width), dtype=torch.long)
-    for r, (x, y) in enumerate(data):
-        ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    ids, mask, labels = padded_batch(data, tok.pad_token_id)
     with torch.no_grad():
         for head_select in (True, False):
             hard = response_loss(model, ids, mask, labels, False, head_select)

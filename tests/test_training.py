@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import padded_batch
 
 from semievol.config import TrainConfig
 from semievol.data import Example
@@ -91,12 +92,7 @@ def test_loss_from_the_selected_head_positions_equals_the_full_loss(tiny_model):
 
     tok = load_tokenizer(ModelSource(str(tiny_model)))
     data = tokenize_pairs(tok, _pairs(5), 256)
-    width = max(len(x) for x, _ in data)
-    ids = torch.full((5, width), tok.pad_token_id)
-    labels = torch.full((5, width), -100)
-    mask = torch.zeros((5, width), dtype=torch.long)
-    for r, (x, y) in enumerate(data):
-        ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    ids, mask, labels = padded_batch(data, tok.pad_token_id)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     grads = []
     for select in (False, True):
