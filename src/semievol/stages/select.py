@@ -189,7 +189,7 @@ def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | 
         g = groups if groups is not None else [None] * len(s)
         w = shares or {}
         budget = int(round(cfg.theta / 100 * int(ok.sum())))
-        total = sum(w.get(str(x), 0.0) for x in set(w)) or 1.0
+        total = sum(w.values()) or 1.0
         keep = np.zeros(len(s), dtype=bool)
         quotas: dict[str, int] = {}
         for key in sorted({str(x) for x in g if x is not None}):
