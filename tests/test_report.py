@@ -266,3 +266,11 @@ def test_pseudo_command_prints_a_table(tmp_path, capsys):
     no_select = make_run(tmp_path / "partial", stages=("sft",))
     assert main(["pseudo", str(no_select)]) == 2
     assert "select stage has not finished" in capsys.readouterr().err
+
+
+def test_a_model_right_on_every_test_row_still_plots(tmp_path):
+    run = make_run(tmp_path)
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    metrics["models"]["evolved"] = accuracy_record([True] * 120)  # Wilson's upper bound: 0.9999999999999999
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    assert "data:image/png;base64," in _section(write_report(run).read_text(), "accuracy")

@@ -149,8 +149,9 @@ def section_accuracy(metrics: dict[str, Any] | None) -> str:
     def draw(ax: Any) -> None:
         names = list(models)
         acc = [models[n]["accuracy"] for n in names]
-        lo = [models[n]["accuracy"] - models[n]["ci95"][0] for n in names]
-        hi = [models[n]["ci95"][1] - models[n]["accuracy"] for n in names]
+        # a Wilson bound can sit a rounding error inside the accuracy (120 of 120: upper 0.9999999999999999)
+        lo = [max(0.0, models[n]["accuracy"] - models[n]["ci95"][0]) for n in names]
+        hi = [max(0.0, models[n]["ci95"][1] - models[n]["accuracy"]) for n in names]
         ax.bar(names, acc, yerr=[lo, hi], capsize=6, color=["#9e9e9e", "#6baed6", "#2171b5", "#08306b"][: len(names)])
         ax.set_ylim(0, 1)
         ax.set_ylabel("accuracy")
