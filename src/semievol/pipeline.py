@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from .config import EvolveConfig, RunConfig, SelectConfig, to_dict
+from .config import EvolveConfig, RunConfig, to_dict
 from .data import Example, load_task
 from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
@@ -84,24 +84,23 @@ def _train_key(cfg: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg.sft).items() if k not in LAUNCH_ONLY}
 
 
-# select options added after runs existed: left out of the fingerprint at their defaults, so such runs stay
-# finished
+# options added after runs existed: left out of the fingerprint at their defaults, so such runs stay finished
 SELECT_OPTIONAL = ("candidates_only", "calibrate", "fair_order", "vote", "align")
-
-
-def _select_key(cfg: RunConfig) -> dict[str, Any]:
-    default = asdict(SelectConfig())
-    return {k: v for k, v in asdict(cfg.select).items() if not (k in SELECT_OPTIONAL and v == default[k])}
-
-
-# evolve options added after runs existed: left out of the fingerprint at their defaults
 EVOLVE_OPTIONAL = ("train_epochs", "labeled_repeat", "targets", "sharpen", "weighting")
 
 
+def _without_defaults(section: Any, optional: tuple[str, ...]) -> dict[str, Any]:
+    """The section's settings, less the ``optional`` ones that sit at their defaults."""
+    default = asdict(type(section)())
+    return {k: v for k, v in asdict(section).items() if not (k in optional and v == default[k])}
+
+
+def _select_key(cfg: RunConfig) -> dict[str, Any]:
+    return _without_defaults(cfg.select, SELECT_OPTIONAL)
+
+
 def _evolve_key(cfg: RunConfig) -> dict[str, Any]:
-    default = asdict(EvolveConfig())
-    return {k: v for k, v in asdict(cfg.evolve).items() if not (k in EVOLVE_OPTIONAL and v == default[k])} | {
-        "rounds": None}
+    return _without_defaults(cfg.evolve, EVOLVE_OPTIONAL) | {"rounds": None}
 
 
 def _model_key(cfg: RunConfig) -> dict[str, Any]:
