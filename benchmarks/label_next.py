@@ -52,11 +52,11 @@ import yaml
 
 from semievol.audit import audit, fit_softmax, predict_proba
 from semievol.config import TaskConfig, build_config, to_dict
-from semievol.data import Example, Task, load_task
 from semievol.retrieval import embedding_file, text_embedder
 from semievol.runctx import atomic_write_jsonl, fingerprint, read_jsonl, write_manifest
 from semievol.stages.select import normalized_entropy
 from semievol.suggest import suggest, write_task_rows
+from semievol.tasks import Example, Task, load_task
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("paper_table", HERE / "paper_table.py")

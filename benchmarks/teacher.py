@@ -27,10 +27,10 @@ import numpy as np
 
 from semievol.answers import LETTERS
 from semievol.config import SelectConfig, TaskConfig
-from semievol.data import load_task
 from semievol.models import load_embedder
 from semievol.retrieval import cached_embeddings, embed
 from semievol.stages.select import adjusted, class_shares, normalized_entropy, select_mask
+from semievol.tasks import load_task
 from semievol.views import Probe, knn_distributions, label_indices
 
 TASKS = ("fpb", "sst2", "agnews", "emotion")

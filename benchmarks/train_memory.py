@@ -43,9 +43,9 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from semievol.config import TaskConfig, TrainConfig
-    from semievol.data import load_task
     from semievol.models import resolve_model
     from semievol.stages.sft import labeled_pairs
+    from semievol.tasks import load_task
     from semievol.training import train_lora
 
     torch.set_num_threads(args.threads)

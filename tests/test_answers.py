@@ -20,7 +20,7 @@ from semievol.answers import (
     normalize_free,
     parse_number,
 )
-from semievol.data import parse_choice_answer, parse_options
+from semievol.tasks import parse_choice_answer, parse_options
 
 NORMALIZE_FREE = [
     ("42", "42"),
@@ -109,7 +109,7 @@ def test_a_numeric_task_passes_over_an_answer_tag_without_a_number():
 
 def test_the_gsm8k_task_is_numeric(tmp_path):
     from semievol.config import TaskConfig
-    from semievol.data import load_task
+    from semievol.tasks import load_task
 
     d = tmp_path / "gsm8k"
     d.mkdir()

@@ -22,7 +22,7 @@ import pytest
 
 from semievol.cli import main
 from semievol.config import TaskConfig
-from semievol.data import load_task
+from semievol.tasks import load_task
 
 HEADER = "id,question,options,answer\n"
 OPTS = '"[""up"",""flat"",""down""]"'

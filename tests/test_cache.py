@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from semievol.config import build_config
-from semievol.data import Example
 from semievol.engines.fake import FakeEngine
 from semievol.pipeline import make_context
 from semievol.prompts import answer_prompt
@@ -21,6 +20,7 @@ from semievol.runctx import CALL_CHUNK, CallCache, generate_one, score_options
 from semievol.stages.evaluate import predict
 from semievol.stages.propagate import run_propagate
 from semievol.stages.select import run_select
+from semievol.tasks import Example
 
 
 class CountingEngine(FakeEngine):

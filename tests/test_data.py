@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from semievol.answers import LETTERS
 from semievol.cli import main
 from semievol.config import TaskConfig
-from semievol.data import DataError, _invisible, load_task, read_records, to_examples
+from semievol.tasks import DataError, load_task, read_records, to_examples
+from semievol.tasks.columns import _invisible
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semievol.data import Example
 from semievol.prompts import answer_prompt
+from semievol.tasks import Example
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from semievol.data import Example
 from semievol.prompts import answer_prompt
+from semievol.tasks import Example
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

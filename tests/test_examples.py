@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from semievol.config import build_config, load_yaml
-from semievol.data import PRESETS, load_task
+from semievol.tasks import PRESETS, load_task
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 

@@ -12,9 +12,9 @@ from datasets import load_dataset
 
 from semievol.cli import main
 from semievol.config import build_config, to_dict
-from semievol.data import Example
 from semievol.export import FORMATS, export_data
 from semievol.prompts import training_pair
+from semievol.tasks import Example
 
 OPTIONS = ["negative", "neutral", "positive"]
 

@@ -10,7 +10,7 @@ from conftest import write_choice_task
 
 from semievol.cli import main
 from semievol.config import TaskConfig
-from semievol.data import DataError, load_task
+from semievol.tasks import DataError, load_task
 
 OPTS = json.dumps(["apple", "river", "neither"])
 

@@ -31,7 +31,6 @@ from conftest import tiny_config_dict, write_choice_task
 
 from semievol.cli import main
 from semievol.config import ConfigError, build_config
-from semievol.data import Example
 from semievol.engines import CallsFailed, EngineError, make_engine
 from semievol.engines.fake import FakeEngine
 from semievol.engines.openai import letter_distribution
@@ -39,6 +38,7 @@ from semievol.pipeline import make_context, run
 from semievol.prompts import answer_prompt
 from semievol.stages.propagate import read_votes
 from semievol.stages.select import SelectionError
+from semievol.tasks import Example
 
 # ---------------------------------------------------------------- no server
 

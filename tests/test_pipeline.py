@@ -198,8 +198,8 @@ def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task,
     import math
 
     from semievol.cli import main
-    from semievol.data import Example
     from semievol.stages.evaluate import choice_record
+    from semievol.tasks import Example
 
     exs = [Example(id=str(i), question="q", options=["x", "y"], answer=a) for i, a in enumerate("AAB")]
     preds = [{"pred": "A", "dist": [0.8, 0.2]}, {"pred": "A", "dist": [0.6, 0.4]}, {"pred": "A", "dist": [0.9, 0.1]}]
@@ -268,8 +268,8 @@ def test_a_second_round_trains_each_unlabeled_row_once_with_its_newest_label(tin
 
 
 def test_with_pseudo_keeps_gold_rows_and_replaces_a_reselected_row():
-    from semievol.data import Example
     from semievol.pipeline import with_pseudo
+    from semievol.tasks import Example
 
     gold = [Example(id="x", question="q", options=["a", "b"], answer="A")]
     old = [Example(id="u1", question="q1", options=["a", "b"], answer="A"),

@@ -22,9 +22,9 @@ import yaml
 from conftest import tiny_config_dict, write_choice_task
 
 from semievol.cli import main
-from semievol.data import Example
 from semievol.engines.ray_pool import spool
 from semievol.ray_local import local_cluster
+from semievol.tasks import Example
 
 pytest.importorskip("psutil")
 if importlib.util.find_spec("ray") is None:

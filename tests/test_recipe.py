@@ -14,8 +14,8 @@ import pytest
 from conftest import padded_batch, tiny_config_dict
 
 from semievol.config import ConfigError, RunConfig, SelectConfig, build_config, parse_answer_config
-from semievol.data import Example
 from semievol.stages.select import class_shares, decide, select_mask
+from semievol.tasks import Example
 from semievol.views import Probe, ViewError, knn_distributions, shared_options
 
 SENTIMENT = ["negative", "neutral", "positive"]

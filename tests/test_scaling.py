@@ -19,16 +19,15 @@ from conftest import tiny_config_dict, write_choice_task
 
 from semievol.cli import main
 from semievol.config import TaskConfig
-from semievol.data import (
+from semievol.stages.propagate import shard_rows
+from semievol.tasks import (
     PARQUET_BATCH,
     DataError,
-    StreamedSplit,
     load_task,
     read_records,
     subsample,
     to_examples,
 )
-from semievol.stages.propagate import shard_rows
 
 COMPARED = ["propagate/votes.jsonl", "select/pseudo_labels.jsonl", "select/selection.json"]
 
@@ -121,7 +120,7 @@ def test_parquet_is_read_in_batches_and_errors_name_the_row_past_the_first_batch
     good = tmp_path / "unlabeled.parquet"
     _write_parquet(good, n)
     task = load_task(TaskConfig(labeled=str(labeled), unlabeled=str(good)))
-    assert isinstance(task.unlabeled, StreamedSplit) and len(task.unlabeled) == n
+    assert callable(task.unlabeled.rows) and len(task.unlabeled) == n  # streamed, not held as a list
     chunks = list(task.unlabeled.chunks(1000))
     assert [len(c) for c in chunks] == [1000] * (n // 1000) + [n % 1000]
     assert [e.row for c in chunks for e in c] == list(range(1, n + 1))

@@ -9,9 +9,9 @@ import torch
 from conftest import padded_batch
 
 from semievol.config import TrainConfig
-from semievol.data import Example
 from semievol.models import ModelSource
 from semievol.prompts import training_pair
+from semievol.tasks import Example
 from semievol.training import (
     TrainingError,
     length_grouped_batches,

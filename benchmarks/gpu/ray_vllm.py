@@ -17,9 +17,9 @@ import json
 import time
 from pathlib import Path
 
-from semievol.data import Example
 from semievol.engines import make_engine
 from semievol.prompts import answer_prompt
+from semievol.tasks import Example
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ import numpy as np
 
 from .answers import LETTERS
 from .config import ConfigError
-from .data import load_task
 from .runctx import atomic_write_json, atomic_write_jsonl
 from .suggest import LazyEmbedder, label_names, run_config, run_embeddings
+from .tasks import load_task
 
 FOLDS = 5
 

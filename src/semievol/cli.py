@@ -151,10 +151,10 @@ def summary_table(m: dict[str, Any]) -> str:
 def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) -> int:
     import time
 
-    from .data import load_task, subsample
     from .engines import engine_for
     from .runctx import atomic_write_json
     from .stages.evaluate import accuracy_record, choice_record, predict
+    from .tasks import load_task, subsample
 
     task = load_task(cfg.task, seed=cfg.seed, only_test=True)  # no labeled or unlabeled split is needed
     assert task.test is not None
@@ -187,9 +187,9 @@ def cmd_eval(cfg: RunConfig, adapter: str | None, out: str | None, quiet: bool) 
 def cmd_data_check(cfg: RunConfig) -> int:
     from collections import Counter
 
-    from .data import load_task
     from .models import load_tokenizer, resolve_model
     from .prompts import answer_prompt, render
+    from .tasks import load_task
 
     task = load_task(cfg.task, seed=cfg.seed)
     tok = None
@@ -271,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: Exception) -> bool:
     from .config import ConfigError
-    from .data import DataError
     from .engines import EngineError
     from .models import ModelError
     from .pipeline import StageMissing
     from .stages.select import SelectionError
+    from .tasks import DataError
     from .training import TrainingError
 
     return isinstance(e, ConfigError | DataError | EngineError | ModelError | StageMissing | SelectionError | TrainingError)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .config import ConfigError, RunConfig, build_config, load_yaml
-from .data import Example
 from .progress import log
 from .prompts import TEMPLATE_IDS, training_pair
 from .report import last_finished, need_run_dir, stage_dirs, stage_missing
 from .runctx import atomic_write_json, atomic_write_text, read_jsonl
+from .tasks import Example
 
 ExportFormat = Literal["alpaca", "sharegpt", "messages", "prompt-completion"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -65,7 +65,7 @@ def _pseudo_rationales(run_dir: Path) -> dict[str, str | None]:
 
 
 def _labeled_rationales(cfg: RunConfig) -> dict[str, str | None]:
-    from .data import load_task
+    from .tasks import load_task
 
     return {e.id: e.rationale for e in load_task(cfg.task, seed=cfg.seed).labeled.examples}
 

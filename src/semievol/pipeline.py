@@ -39,7 +39,6 @@ from typing import Any
 import yaml
 
 from .config import EvolveConfig, RunConfig, to_dict
-from .data import Example, load_task
 from .distributed import is_main, relaunch, should_relaunch, world_size
 from .progress import log
 from .prompts import TEMPLATE_IDS
@@ -65,6 +64,7 @@ from .stages.evaluate import accuracy_record, counts, gold_nll, predict, pseudo_
 from .stages.propagate import run_propagate, shard_file, shard_rows
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft
+from .tasks import Example, load_task
 from .training import TrainingError
 
 STAGES = ("sft", "propagate", "select", "evolve", "evaluate")
@@ -490,7 +490,7 @@ def run_evaluate(ctx: RunContext, out: Path, sft_dir: Path, sft_fp: str, evolve_
         raise StageMissing("evaluate: the task has no test split (set task.test, or a preset with task.data_dir)")
     examples = test.examples
     if cfg.evaluate.limit:
-        from .data import subsample
+        from .tasks import subsample
 
         examples = subsample(examples, cfg.evaluate.limit, cfg.seed)
     engine = ctx.get_engine()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .answers import LETTERS
-from .data import Example
+from .tasks import Example
 
 TEMPLATE_IDS = {
     "choice": "choice-v1",

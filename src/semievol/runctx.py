@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig, to_dict
-from .data import Task
 from .engines import Engine, Sample, engine_for
 from .prompts import Prompt
+from .tasks import Task
 
 
 def tmp_name(path: Path) -> Path:

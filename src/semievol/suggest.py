@@ -42,10 +42,10 @@ import numpy as np
 
 from .answers import LETTERS, canonical_vote
 from .config import ConfigError, RunConfig, TaskConfig, build_config, load_yaml
-from .data import Example, Task, load_task
 from .report import load_pseudo_labels, need_run_dir, stage_missing
 from .retrieval import cached_embeddings, embedding_file, nearest, text_embedder
 from .runctx import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from .tasks import Example, Task, load_task
 
 Strategy = Literal["mix", "uncertainty", "diversity", "coverage"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

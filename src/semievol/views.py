@@ -14,7 +14,7 @@ import numpy as np
 
 from .answers import LETTERS
 from .config import ConfigError
-from .data import Example
+from .tasks import Example
 
 KNN_SHARPNESS = 10.0  # weight of a neighbour: exp(KNN_SHARPNESS * cosine similarity)
 SMOOTHING = 1e-3  # every option keeps this much mass before renormalising, so no vote has a zero

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Example
 from ..prompts import Prompt
 from ..stages.propagate import Voting, vote_chunk
+from ..tasks import Example
 from . import ACTOR_ENGINE, make_engine
 from .base import Engine, EngineError, Sample
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from ..answers import LETTERS, answers_match, extract_free
-from ..data import Example
 from ..engines import Engine
 from ..prompts import answer_prompt
 from ..runctx import CallCache, generate_one, score_options
+from ..tasks import Example
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -31,7 +31,6 @@ import numpy as np
 
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
-from ..data import Example, Split, StreamedSplit
 from ..engines import ACTOR_ENGINE, CallsFailed, Engine, EngineError
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
@@ -44,6 +43,7 @@ from ..runctx import (
     iter_jsonl_prefix,
     read_jsonl_prefix,
 )
+from ..tasks import Example, Split
 from ..views import Probe, ViewError, knn_distributions, label_indices, shared_options
 
 
@@ -222,7 +222,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     out.mkdir(parents=True, exist_ok=True)
     pcfg = ctx.cfg.propagate
     configs = [parse_answer_config(c) for c in pcfg.configs]
-    unlabeled: Split | StreamedSplit = ctx.task.unlabeled
+    unlabeled: Split = ctx.task.unlabeled
     record = {
         "configs": [c.name for c in configs], "k": pcfg.k, "embedder": ctx.cfg.model.embedder,
         "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
@@ -279,7 +279,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     return votes
 
 
-def _compact(votes: Path, split: Split | StreamedSplit, rows: range) -> None:
+def _compact(votes: Path, split: Split, rows: range) -> None:
     """Rewrite the votes file with the last line of each row, in the split's order (atomically). It holds the
     file in memory: done only after a rerun retried failed rows."""
     latest = read_votes(votes)
@@ -287,7 +287,7 @@ def _compact(votes: Path, split: Split | StreamedSplit, rows: range) -> None:
     atomic_write_jsonl(votes, ordered)
 
 
-def _todo_chunks(split: Split | StreamedSplit, rows: range, done: set[str], nn: Neighbours,
+def _todo_chunks(split: Split, rows: range, done: set[str], nn: Neighbours,
                  size: int) -> Iterator[list[tuple[Example, list[int], np.ndarray | None]]]:
     """Chunks of (row, its neighbours' positions in the pool, its vector when the view needs it) for the rows
     in ``rows`` not yet voted."""

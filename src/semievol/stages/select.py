@@ -32,7 +32,6 @@ import numpy as np
 
 from ..answers import LETTERS, answers_match, canonical_vote
 from ..config import SelectConfig
-from ..data import Example, Split, StreamedSplit
 from ..progress import log
 from ..prompts import TEMPLATE_IDS, justify_prompt
 from ..runctx import (
@@ -45,6 +44,7 @@ from ..runctx import (
     score_options,
     tmp_name,
 )
+from ..tasks import Example, Split
 
 
 class SelectionError(RuntimeError):
@@ -275,7 +275,7 @@ def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> A
 JUSTIFY_BLOCK = CALL_CHUNK * 16
 
 
-def _rows(votes_path: Path, unlabeled: Split | StreamedSplit) -> Iterator[tuple[dict[str, Any], Example]]:
+def _rows(votes_path: Path, unlabeled: Split) -> Iterator[tuple[dict[str, Any], Example]]:
     """(votes row, unlabeled example) pairs, checked to be the same row."""
     for i, (r, ex) in enumerate(zip(iter_jsonl(votes_path), unlabeled.iter_examples(), strict=False)):
         if r.get("id") != ex.id:
@@ -470,7 +470,7 @@ def row_distribution(rec: dict[str, Any]) -> list[float]:
     return list(adjusted(np.mean([v["dist"] for v in rec["votes"]], axis=0), None))
 
 
-def selected_examples(pseudo_path: Path, unlabeled: Split | StreamedSplit) -> list[Example]:
+def selected_examples(pseudo_path: Path, unlabeled: Split) -> list[Example]:
     """The selected rows as training examples with their pseudo-label as the answer (never the gold)."""
     chosen = {r["id"]: r for r in iter_jsonl(pseudo_path) if r["selected"] and r["answer"] is not None}
     out = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Example
 from ..models import resolve_model
 from ..prompts import training_pair
 from ..runctx import RunContext
+from ..tasks import Example
 from ..training import train_lora
 
 
