@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # loaded by path (the tests, label_next.py), the package beside it is not importable
+if (
+    str(HERE) not in sys.path
+):  # loaded by path (the tests, label_next.py), the package beside it is not importable
     sys.path.insert(0, str(HERE))
 
 from paper import collect as _collect
@@ -54,9 +56,25 @@ from paper.subsets import subsample_positions
 from semievol.config import ConfigError
 
 # what the tests, label_next.py and gpu/paper_table_gpu.py reach through this module
-__all__ = ["alternatives", "auroc", "base_config", "collect", "diagnose", "fmt_delta", "last_evolve_steps",
-           "markdown", "paired", "parse_set", "pick_tuned", "row_paired", "scarcity_counts", "stats",
-           "subsample_positions", "subset", "target_check"]
+__all__ = [
+    "alternatives",
+    "auroc",
+    "base_config",
+    "collect",
+    "diagnose",
+    "fmt_delta",
+    "last_evolve_steps",
+    "markdown",
+    "paired",
+    "parse_set",
+    "pick_tuned",
+    "row_paired",
+    "scarcity_counts",
+    "stats",
+    "subsample_positions",
+    "subset",
+    "target_check",
+]
 
 OUT = HERE.parent / "runs" / "paper"  # the default runs folder (--out)
 
@@ -77,31 +95,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile", default="session", choices=sorted(PROFILES))
     ap.add_argument("--tasks", default="fpb,pubmedqa,arc")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--parts", default="main,variants,scarcity", help="comma list of main, variants, scarcity")
+    ap.add_argument(
+        "--parts", default="main,variants,scarcity", help="comma list of main, variants, scarcity"
+    )
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)")
+    ap.add_argument(
+        "--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)"
+    )
     ap.add_argument("--scarcity-tasks", default="fpb,arc")
     ap.add_argument("--lr-grid", default="3e-4,1e-3,3e-3")
     ap.add_argument("--epochs-grid", default="2,4")
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--out", default=str(OUT), help="runs folder (tuning, subsets, runs); one per model")
     ap.add_argument("--results", default=str(HERE / "results"), help="where paper_table.json and .md go")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override the base config, e.g. model.model=... model.dtype=bf16 sft.batch_size=16")
-    ap.add_argument("--diagnose", nargs="+", metavar="RUN_DIR",
-                    help="print the pseudo-label diagnostics of finished run folders (any semievol run) and exit")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the base config, e.g. model.model=... model.dtype=bf16 sft.batch_size=16",
+    )
+    ap.add_argument(
+        "--diagnose",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="print the pseudo-label diagnostics of finished run folders (any semievol run) and exit",
+    )
     return ap.parse_args(argv)
 
 
 def settings_from(args: argparse.Namespace, base: dict[str, Any]) -> Settings:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     return Settings(
-        out=Path(args.out).resolve(), base=base, profile=args.profile, seeds=seeds,
+        out=Path(args.out).resolve(),
+        base=base,
+        profile=args.profile,
+        seeds=seeds,
         variant_seeds=tuple(int(s) for s in args.variant_seeds.split(",")) if args.variant_seeds else seeds,
-        parts=frozenset(args.parts.split(",")), variants=tuple(args.variants.split(",")),
+        parts=frozenset(args.parts.split(",")),
+        variants=tuple(args.variants.split(",")),
         scarcity_tasks=tuple(args.scarcity_tasks.split(",")),
         lr_grid=tuple(float(x) for x in args.lr_grid.split(",")),
-        epochs_grid=tuple(int(x) for x in args.epochs_grid.split(",")))
+        epochs_grid=tuple(int(x) for x in args.epochs_grid.split(",")),
+    )
 
 
 def main() -> None:
@@ -109,7 +145,9 @@ def main() -> None:
     if args.diagnose:
         for d in args.diagnose:
             x = diagnose(Path(d))
-            print(f"{d}: no select/pseudo_labels.jsonl with gold answers" if x is None else diagnose_text(d, x))
+            print(
+                f"{d}: no select/pseudo_labels.jsonl with gold answers" if x is None else diagnose_text(d, x)
+            )
         return
     try:  # a misspelt --set key fails here, not in the first run's log after the data is written
         base = base_config(args.set)
@@ -124,8 +162,9 @@ def main() -> None:
             run_main(settings, task, Path(args.data_dir).resolve())
         for task in tasks:
             run_extras(settings, task)
-    res = _collect.collect(settings.out, settings.profile, tasks,
-                           sorted(set(settings.seeds) | set(settings.variant_seeds)))
+    res = _collect.collect(
+        settings.out, settings.profile, tasks, sorted(set(settings.seeds) | set(settings.variant_seeds))
+    )
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.processor() or 'cpu'}), {gpus()}"
     res["machine"] = machine
     res["model"] = settings.model_name()

@@ -20,10 +20,12 @@ def collect(out: Path, profile: str, tasks: list[str], seeds: list[int]) -> dict
         tdir = out / profile / task
         tune = out / "tune" / task / "choice.json"
         runs = {s: load_summary(tdir / f"s{s}" / "semievol") for s in seeds}
-        res["tasks"][task] = {"tuning": json.loads(tune.read_text()) if tune.exists() else None,
-                              "main": main_results(tdir, profile, task, runs),
-                              "variants": variant_results(tdir, runs),
-                              "scarcity": scarcity_results(tdir, seeds)}
+        res["tasks"][task] = {
+            "tuning": json.loads(tune.read_text()) if tune.exists() else None,
+            "main": main_results(tdir, profile, task, runs),
+            "variants": variant_results(tdir, runs),
+            "scarcity": scarcity_results(tdir, seeds),
+        }
     return res
 
 
@@ -38,25 +40,41 @@ def main_results(tdir: Path, profile: str, task: str, runs: dict[int, Any]) -> d
     done = [s for s, r in runs.items() if r]
     # each seed's test rows, right or wrong, per model (read once, used by the three summaries below)
     preds = {s: {m: predictions(tdir / f"s{s}" / "semievol", m) for m in MODEL_NAMES} for s in done}
-    right = {s: {m: [bool(r["correct"]) for r in p] if p else None for m, p in per.items()} for s, per in preds.items()}
-    rec["class_right"] = {s: {m: class_right(p) if p else None for m, p in per.items()} for s, per in preds.items()}
+    right = {
+        s: {m: [bool(r["correct"]) for r in p] if p else None for m, p in per.items()}
+        for s, per in preds.items()
+    }
+    rec["class_right"] = {
+        s: {m: class_right(p) if p else None for m, p in per.items()} for s, per in preds.items()
+    }
     rec["row_paired"] = {
         name: row_paired({s: (r["evolved"], r[other]) for s, r in right.items() if r["evolved"] and r[other]})
-        for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched"))}
+        for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched"))
+    }
     finished = [r for r in runs.values() if r]
-    rec["answers"] = {m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in finished]
-                      for m in ("warm", "sft_matched", "evolved")}
+    rec["answers"] = {
+        m: [r["metrics"]["models"].get(m, {}).get("prediction_counts") for r in finished]
+        for m in ("warm", "sft_matched", "evolved")
+    }
     rec["selected_labels"] = [selected_counts(tdir / f"s{s}" / "semievol") for s in done]
     rec["diagnostics"] = {s: d for s in done if (d := diagnose(tdir / f"s{s}" / "semievol"))}
     pl_all = [r["metrics"]["pseudo_labels"]["all"]["accuracy"] for r in finished]
-    pl_sel = [r["metrics"]["pseudo_labels"]["selected"]["accuracy"] for r in finished
-              if r["metrics"]["pseudo_labels"].get("selected")]
+    pl_sel = [
+        r["metrics"]["pseudo_labels"]["selected"]["accuracy"]
+        for r in finished
+        if r["metrics"]["pseudo_labels"].get("selected")
+    ]
     rec["pseudo_all"], rec["pseudo_selected"] = stats(pl_all), stats(pl_sel)
     if profile == "session_fulltest":  # the same runs scored on the 'session' profile's test rows only
         k = PROFILES["session"][task]["test"]
         rec["on_session_rows"] = {
-            m: {s: sum(c[i] for i in subsample_positions(task, "test", len(c), k)) / k
-                for s, r in right.items() if (c := r[m])} for m in MODEL_NAMES}
+            m: {
+                s: sum(c[i] for i in subsample_positions(task, "test", len(c), k)) / k
+                for s, r in right.items()
+                if (c := r[m])
+            }
+            for m in MODEL_NAMES
+        }
     rec["wall_minutes"] = stats([r["wall_seconds"] / 60 for r in finished])
     rec["agreement"] = stats([r["metrics"]["pseudo_labels"].get("agreement_rate", 0) for r in finished])
     return rec
@@ -73,10 +91,20 @@ def variant_results(tdir: Path, runs: dict[int, Any]) -> dict[str, Any]:
                 "evolved": seed_stats(vs, "evolved"),
                 "minus_semievol": paired(found, "evolved", runs, "evolved"),
                 "minus_matched": paired(found, "evolved", runs, "sft_matched"),
-                "pseudo_selected": stats([x["metrics"]["pseudo_labels"]["selected"]["accuracy"] for x in vs
-                                          if x["metrics"].get("pseudo_labels", {}).get("selected")]),
-                "coverage": stats([x["metrics"]["pseudo_labels"]["coverage"] for x in vs
-                                   if x["metrics"].get("pseudo_labels")]),
+                "pseudo_selected": stats(
+                    [
+                        x["metrics"]["pseudo_labels"]["selected"]["accuracy"]
+                        for x in vs
+                        if x["metrics"].get("pseudo_labels", {}).get("selected")
+                    ]
+                ),
+                "coverage": stats(
+                    [
+                        x["metrics"]["pseudo_labels"]["coverage"]
+                        for x in vs
+                        if x["metrics"].get("pseudo_labels")
+                    ]
+                ),
                 "steps": [last_evolve_steps(x) for x in vs],
                 "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],
                 "selected_labels": [selected_counts(tdir / f"s{s}" / v) for s in found],
@@ -102,8 +130,17 @@ def scarcity_results(tdir: Path, seeds: list[int]) -> dict[str, Any]:
                 "minus_matched": paired(at_n, "evolved", at_n, "sft_matched"),
                 "sft_minutes": stats([x["timings"].get("sft", 0) / 60 for x in xs]),
                 # SFT is SemiEvol's first stage; the rest is the overhead (evaluation and the control left out)
-                "semievol_minutes": stats([sum(v for k, v in x["timings"].items() if k == "sft"
-                                               or k.startswith(("propagate", "select", "evolve"))) / 60 for x in xs]),
+                "semievol_minutes": stats(
+                    [
+                        sum(
+                            v
+                            for k, v in x["timings"].items()
+                            if k == "sft" or k.startswith(("propagate", "select", "evolve"))
+                        )
+                        / 60
+                        for x in xs
+                    ]
+                ),
             }
     return rec
 

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: semievol runs from
 def semievol(args: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
-        r = subprocess.run([sys.executable, "-m", "semievol", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(
+            [sys.executable, "-m", "semievol", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT
+        )
     if r.returncode != 0:
         raise RuntimeError(f"semievol {' '.join(args)} failed (exit {r.returncode}); see {log}")
 
@@ -50,13 +52,20 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     except RuntimeError as e:
         print(f"  FAILED: {e}", flush=True)
         return None
-    out = {"metrics": json.loads(metrics.read_text()), "wall_seconds": round(time.time() - t, 1),
-           "timings": json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}}
+    out = {
+        "metrics": json.loads(metrics.read_text()),
+        "wall_seconds": round(time.time() - t, 1),
+        "timings": json.loads((run_dir / "timings.json").read_text())
+        if (run_dir / "timings.json").exists()
+        else {},
+    }
     summary.write_text(json.dumps(out, indent=2))
     return out
 
 
-def choose_sft(settings: Settings, task: str, data: Path, lrs: list[float], epochs: list[int]) -> dict[str, Any]:
+def choose_sft(
+    settings: Settings, task: str, data: Path, lrs: list[float], epochs: list[int]
+) -> dict[str, Any]:
     """Warm-model accuracy on the validation slice for each (learning rate, epochs); the best pair is used.
 
     Epochs are tuned as well as the rate: with 128 labeled rows, 2 epochs (32 steps) left every rate's model
@@ -66,8 +75,11 @@ def choose_sft(settings: Settings, task: str, data: Path, lrs: list[float], epoc
     rec_path = settings.out / "tune" / task / "choice.json"
     if rec_path.exists():
         rec = json.loads(rec_path.read_text())
-        if (sorted(rec.get("epochs_grid", [])) == sorted(epochs) and sorted(rec.get("lr_grid", [])) == sorted(lrs)
-                and "gold_nll" in rec):
+        if (
+            sorted(rec.get("epochs_grid", [])) == sorted(epochs)
+            and sorted(rec.get("lr_grid", [])) == sorted(lrs)
+            and "gold_nll" in rec
+        ):
             return rec
     tdata = tune_split(task, data, settings.out)
     scores: dict[str, float] = {}
@@ -83,15 +95,27 @@ def choose_sft(settings: Settings, task: str, data: Path, lrs: list[float], epoc
         res = rd / "val.json"
         # a free-form task has no gold NLL; an older choice result lacks it: evaluate again
         if not res.exists() or (task not in FREE_TASKS and "gold_nll" not in json.loads(res.read_text())):
-            semievol(["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
-                     rd / "bench.log")
+            semievol(
+                ["--quiet", "eval", str(rd / "cfg.yaml"), "--adapter", str(rd / "sft"), "--out", str(res)],
+                rd / "bench.log",
+            )
         val = json.loads(res.read_text())
         scores[key], nll[key] = val["accuracy"], val.get("gold_nll")
-        print(f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
-              f"{num(nll[key])}, predicted {val.get('predicted', '-')}", flush=True)
+        print(
+            f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
+            f"{num(nll[key])}, predicted {val.get('predicted', '-')}",
+            flush=True,
+        )
     lr, ep = pick_tuned(list(keys), [scores[k] for k in keys.values()], [nll[k] for k in keys.values()])
-    rec = {"grid": scores, "gold_nll": nll, "lr": lr, "epochs": ep, "lr_grid": lrs, "epochs_grid": epochs,
-           "validation_rows": len(read_rows(next((tdata / task).glob("test.*")))[1])}
+    rec = {
+        "grid": scores,
+        "gold_nll": nll,
+        "lr": lr,
+        "epochs": ep,
+        "lr_grid": lrs,
+        "epochs_grid": epochs,
+        "validation_rows": len(read_rows(next((tdata / task).glob("test.*")))[1]),
+    }
     rec_path.write_text(json.dumps(rec, indent=2))
     return rec
 
@@ -100,6 +124,7 @@ def pick_tuned(pairs: list[Any], accuracy: list[float], gold_nll: list[float | N
     """The pair with the best validation accuracy. On a 25-row slice accuracy ties often, and the lower
     negative log-probability of the gold option breaks the tie; a free-form task has none, so its ties go
     to the first pair of the grid (the lowest rate and fewest epochs)."""
+
     def key(i: int) -> tuple[float, float, int]:
         return accuracy[i], -(gold_nll[i] if gold_nll[i] is not None else math.inf), -i
 
@@ -120,21 +145,28 @@ def copy_run(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-
 def run_main(settings: Settings, task: str, data_dir: Path) -> None:
     """Subsample the task, choose the SFT settings, and run SemiEvol on every seed that needs it (a seed of
     the variants or scarcity needs its main run as the start of theirs)."""
     data = subset(task, data_dir, PROFILES[settings.profile][task], settings.out)
     tune = choose_sft(settings, task, data, list(settings.lr_grid), list(settings.epochs_grid))
-    print(f"{task}: lr {tune['lr']:g}, {tune['epochs']} epochs chosen on the validation slice {tune['grid']}",
-          flush=True)
+    print(
+        f"{task}: lr {tune['lr']:g}, {tune['epochs']} epochs chosen on the validation slice {tune['grid']}",
+        flush=True,
+    )
     for seed in settings.seeds:
         sdir = settings.out / settings.profile / task / f"s{seed}"
         if "main" in settings.parts or seed in settings.variant_seeds:
             r = run_config(sdir / "semievol", settings.task_config(task, data, seed, tune))
-            print(f"{task} seed {seed} semievol: " + (", ".join(
-                f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items()) if r else "failed"),
-                flush=True)
+            print(
+                f"{task} seed {seed} semievol: "
+                + (
+                    ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items())
+                    if r
+                    else "failed"
+                ),
+                flush=True,
+            )
 
 
 def run_extras(settings: Settings, task: str) -> None:
@@ -156,5 +188,7 @@ def run_extras(settings: Settings, task: str) -> None:
                 cfg = settings.task_config(task, data, seed, tune)
                 cfg["task"]["limit_labeled"] = n
                 r = run_config(sdir / f"labeled_{n}", cfg)
-                print(f"{task} seed {seed} labeled {n}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
-                      flush=True)
+                print(
+                    f"{task} seed {seed} labeled {n}: sft {acc(r, 'warm')} semievol {acc(r, 'evolved')}",
+                    flush=True,
+                )

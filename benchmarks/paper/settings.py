@@ -25,7 +25,9 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
     },
     # 'session' with the whole test split: the same labeled and unlabeled rows (so the same tuning and
     # training), 453 FPB / 518 ARC test rows instead of 200, which narrows each run's test-sample noise
-    "session_fulltest": {t: {"labeled": 128, "unlabeled": 192, "test": 0} for t in ("fpb", "pubmedqa", "arc")},
+    "session_fulltest": {
+        t: {"labeled": 128, "unlabeled": 192, "test": 0} for t in ("fpb", "pubmedqa", "arc")
+    },
     "full": {t: {"labeled": 0, "unlabeled": 0, "test": 0} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
     # checks that the table runs at all (a new model, engine or machine): minutes, numbers meaningless
     "smoke": {t: {"labeled": 20, "unlabeled": 8, "test": 8} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
@@ -51,23 +53,55 @@ FREE_OVERRIDES: dict[str, Any] = {
 # Variants: (name, what it tests, overrides on top of the SemiEvol config). Evaluated models: base and warm
 # come from the call cache of the copied run, so only 'evolved' costs anything.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "no_in_weight": ("ablation: pseudo-labels from the base model (no SFT in the answering configurations)",
-                     {"propagate": {"configs": ["base:0:0", "base:3:0.7", "base:3:0.5", "base:1:1.0"]}}),
-    "no_in_context": ("ablation: no retrieved demos",
-                      {"propagate": {"k": 0, "configs": ["warm:0:0", "warm:0:0.7", "base:0:0.7", "warm:0:1.0"]}}),
-    "no_collaborative": ("ablation: one configuration (n = 1), nothing to reconcile",
-                         {"propagate": {"configs": ["warm:3:0"]}, "select": {"justify": "none"}}),
-    "no_adaptive": ("ablation: every pseudo-label kept (no confidence selection)", {"select": {"rule": "all"}}),
-    "lmsi_vote": ("baseline: majority vote decides, no justification, no entropy filter (LMSI-style)",
-                  {"select": {"justify": "none", "rule": "all"}}),
-    "fixed_threshold": ("baseline: fixed confidence threshold, normalised entropy <= 0.5 (FixMatch-style)",
-                        {"select": {"rule": "fixed", "threshold": 0.5}}),
-    "class_percentile": ("baseline: per-class percentile (FlexMatch-style)", {"select": {"rule": "class_percentile"}}),
-    "more_configs": ("8 configurations: the 4 above and warm:2:0.7, warm:0:0.7, base:0:0.7, warm:3:1.0",
-                     {"propagate": {"configs": ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0",
-                                                "warm:2:0.7", "warm:0:0.7", "base:0:0.7", "warm:3:1.0"]}}),
-    "calibrated": ("beyond the paper: the justification batch-calibrated and kept to the candidates' answers",
-                   {"select": {"calibrate": True, "candidates_only": True}}),
+    "no_in_weight": (
+        "ablation: pseudo-labels from the base model (no SFT in the answering configurations)",
+        {"propagate": {"configs": ["base:0:0", "base:3:0.7", "base:3:0.5", "base:1:1.0"]}},
+    ),
+    "no_in_context": (
+        "ablation: no retrieved demos",
+        {"propagate": {"k": 0, "configs": ["warm:0:0", "warm:0:0.7", "base:0:0.7", "warm:0:1.0"]}},
+    ),
+    "no_collaborative": (
+        "ablation: one configuration (n = 1), nothing to reconcile",
+        {"propagate": {"configs": ["warm:3:0"]}, "select": {"justify": "none"}},
+    ),
+    "no_adaptive": (
+        "ablation: every pseudo-label kept (no confidence selection)",
+        {"select": {"rule": "all"}},
+    ),
+    "lmsi_vote": (
+        "baseline: majority vote decides, no justification, no entropy filter (LMSI-style)",
+        {"select": {"justify": "none", "rule": "all"}},
+    ),
+    "fixed_threshold": (
+        "baseline: fixed confidence threshold, normalised entropy <= 0.5 (FixMatch-style)",
+        {"select": {"rule": "fixed", "threshold": 0.5}},
+    ),
+    "class_percentile": (
+        "baseline: per-class percentile (FlexMatch-style)",
+        {"select": {"rule": "class_percentile"}},
+    ),
+    "more_configs": (
+        "8 configurations: the 4 above and warm:2:0.7, warm:0:0.7, base:0:0.7, warm:3:1.0",
+        {
+            "propagate": {
+                "configs": [
+                    "warm:0:0",
+                    "warm:3:0.7",
+                    "base:3:0.7",
+                    "warm:1:1.0",
+                    "warm:2:0.7",
+                    "warm:0:0.7",
+                    "base:0:0.7",
+                    "warm:3:1.0",
+                ]
+            }
+        },
+    ),
+    "calibrated": (
+        "beyond the paper: the justification batch-calibrated and kept to the candidates' answers",
+        {"select": {"calibrate": True, "candidates_only": True}},
+    ),
     "rounds_2": ("2 rounds of propagate-select-evolve", {"evolve": {"rounds": 2}}),
     "rounds_3": ("3 rounds", {"evolve": {"rounds": 3}}),
 }
@@ -119,7 +153,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"paper_table: --set wants KEY=VALUE (e.g. model.model=Qwen/Qwen2.5-1.5B-Instruct), got {item!r}")
+            raise SystemExit(
+                f"paper_table: --set wants KEY=VALUE (e.g. model.model=Qwen/Qwen2.5-1.5B-Instruct), got {item!r}"
+            )
         *parents, leaf = key.split(".")
         node = out
         for k in parents:
@@ -143,7 +179,6 @@ def gpus() -> str:
         return "no GPU"
     names = Counter(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     return ", ".join(f"{n} x {name}" for name, n in names.items())
-
 
 
 def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

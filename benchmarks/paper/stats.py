@@ -25,8 +25,15 @@ def stats(values: list[float]) -> dict[str, Any]:
     sd = statistics.stdev(values) if n > 1 else 0.0
     t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}.get(n, 1.96)
     half = t95 * sd / math.sqrt(n) if n > 1 else float("nan")
-    return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "min": min(values), "max": max(values),
-            "values": values}
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "ci95": [mean - half, mean + half],
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 def fmt(s: dict[str, Any]) -> str:
@@ -34,7 +41,11 @@ def fmt(s: dict[str, Any]) -> str:
         return "-"
     if s["n"] == 1:
         w = s.get("wilson95")
-        return f"{100 * s['mean']:.1f} [{100 * w[0]:.1f}, {100 * w[1]:.1f}] (1 seed)" if w else f"{100 * s['mean']:.1f} (1 seed)"
+        return (
+            f"{100 * s['mean']:.1f} [{100 * w[0]:.1f}, {100 * w[1]:.1f}] (1 seed)"
+            if w
+            else f"{100 * s['mean']:.1f} (1 seed)"
+        )
     return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
 
 
@@ -57,12 +68,17 @@ def fmt_delta(s: dict[str, Any]) -> str:
 
 def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> dict[str, Any]:
     """Stats of accuracy(a, model_a) - accuracy(b, model_b) over the seeds where both were measured."""
-    diffs = [x - y for s in sorted(a) if (x := acc(a[s], model_a)) is not None and (y := acc(b.get(s), model_b)) is not None]
+    diffs = [
+        x - y
+        for s in sorted(a)
+        if (x := acc(a[s], model_a)) is not None and (y := acc(b.get(s), model_b)) is not None
+    ]
     return stats(diffs)
 
 
-
-def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
+def row_paired(
+    pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Model A minus model B over the test rows, per seed and pooled: is a difference larger than the noise of
     drawing these test rows, and than the noise of training on another seed?
 
@@ -83,8 +99,12 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
     for s in seeds:
         d = diff[s]
         boots = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(draws))
-        per_seed[s] = {"diff": sum(d) / n, "only_a": d.count(1), "only_b": d.count(-1),
-                       "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]]}
+        per_seed[s] = {
+            "diff": sum(d) / n,
+            "only_a": d.count(1),
+            "only_b": d.count(-1),
+            "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]],
+        }
     pooled = []
     for _ in range(draws):
         drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
@@ -92,9 +112,14 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
         pooled.append(sum(diff[s][i] for s in drawn for i in rows) / (n * len(drawn)))
     pooled.sort()
     mean = statistics.fmean(sum(diff[s]) / n for s in seeds)
-    return {"n_seeds": len(seeds), "rows": n, "mean": mean, "per_seed": per_seed,
-            "ci95": [pooled[int(0.025 * draws)], pooled[int(0.975 * draws) - 1]],
-            "p_above_zero": sum(x > 0 for x in pooled) / draws}
+    return {
+        "n_seeds": len(seeds),
+        "rows": n,
+        "mean": mean,
+        "per_seed": per_seed,
+        "ci95": [pooled[int(0.025 * draws)], pooled[int(0.975 * draws) - 1]],
+        "p_above_zero": sum(x > 0 for x in pooled) / draws,
+    }
 
 
 def target_check(main: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +128,17 @@ def target_check(main: dict[str, Any]) -> dict[str, Any]:
     ev, sft, mt = main["evolved"], main["warm"], main["sft_matched"]
     if not ev.get("n") or not sft.get("n") or not mt.get("n"):
         return {"met": None}
-    margins = {"mean_over_sft": ev["mean"] - sft["mean"], "mean_over_matched": ev["mean"] - mt["mean"],
-               "lowest_over_highest_sft": ev["min"] - sft["max"], "lowest_over_highest_matched": ev["min"] - mt["max"]}
-    met = (ev["n"] > 1 and margins["mean_over_sft"] >= 0.01 and margins["mean_over_matched"] >= 0.01
-           and margins["lowest_over_highest_sft"] > 0 and margins["lowest_over_highest_matched"] > 0)
+    margins = {
+        "mean_over_sft": ev["mean"] - sft["mean"],
+        "mean_over_matched": ev["mean"] - mt["mean"],
+        "lowest_over_highest_sft": ev["min"] - sft["max"],
+        "lowest_over_highest_matched": ev["min"] - mt["max"],
+    }
+    met = (
+        ev["n"] > 1
+        and margins["mean_over_sft"] >= 0.01
+        and margins["mean_over_matched"] >= 0.01
+        and margins["lowest_over_highest_sft"] > 0
+        and margins["lowest_over_highest_matched"] > 0
+    )
     return {"met": met, **margins}
-

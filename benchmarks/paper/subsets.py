@@ -37,14 +37,18 @@ def subset(task: str, data_dir: Path, sizes: dict[str, int], out: Path) -> Path:
     dest = out / "data" / task
     dest.mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
-        src = next(p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists())
+        src = next(
+            p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists()
+        )
         target = dest / src.name
         header, rows = read_rows(src)
         if target.exists():
             have, want = len(read_rows(target)[1]), min(n or len(rows), len(rows))
             if have != want:  # another profile's subset: its runs would silently use the wrong rows
-                raise SystemExit(f"paper_table: {target} holds {have} rows, profile wants {want}; "
-                                 f"give this profile its own --out folder")
+                raise SystemExit(
+                    f"paper_table: {target} holds {have} rows, profile wants {want}; "
+                    f"give this profile its own --out folder"
+                )
             continue
         if n and n < len(rows):
             rows = [rows[i] for i in subsample_positions(task, split, len(rows), n)]
@@ -71,4 +75,3 @@ def tune_split(task: str, data: Path, out: Path) -> Path:
     write_rows(dest / src.name.replace("labeled", "test"), header, rows[:cut])
     write_rows(dest / src.name.replace("labeled", "unlabeled"), header, rows[:cut])
     return dest.parent
-
