@@ -68,8 +68,8 @@ def choose_sft(
 ) -> dict[str, Any]:
     """Warm-model accuracy on the validation slice for each (learning rate, epochs); the best pair is used.
 
-    Epochs are tuned as well as the rate: with 128 labeled rows, 2 epochs (32 steps) left every rate's model
-    answering the majority class, so a fixed epoch count would hand SFT and the warm model a collapsed start.
+    Epochs are tuned as well as the rate: too few steps leave a small model answering the majority class,
+    and a fixed epoch count would hand SFT and the warm model that collapsed start.
     Ties in accuracy go to the lower mean negative log-probability of the gold option on the same slice.
     """
     rec_path = settings.out / "tune" / task / "choice.json"
