@@ -37,8 +37,11 @@ test: $(STAMP) $(CHROMIUM_STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not server" tests
 
+# format, lint (line length included) and types; CI runs it before the tests
 lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/zero_shot.py --data-dir $(DATA_DIR)

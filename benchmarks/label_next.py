@@ -53,8 +53,9 @@ import yaml
 from semievol.audit import audit, fit_softmax, predict_proba
 from semievol.config import TaskConfig, build_config, to_dict
 from semievol.retrieval import embedding_file, text_embedder
-from semievol.runctx import atomic_write_jsonl, fingerprint, read_jsonl, write_manifest
-from semievol.stages.select import normalized_entropy
+from semievol.jsonio import atomic_write_jsonl, read_jsonl
+from semievol.rundir import fingerprint, write_manifest
+from semievol.stages.scoring import normalized_entropy
 from semievol.suggest import suggest, write_task_rows
 from semievol.tasks import Example, Task, load_task
 

@@ -92,6 +92,7 @@ def run_arm(cfg: dict, warm: str) -> None:
     """In the child process: propagate as the pipeline runs it, with the adapter made above as the warm one."""
     from semievol.config import build_config
     from semievol.pipeline import make_context
+    from semievol.runctx import Adapter
     from semievol.stages.propagate import run_propagate
 
     if cfg["model"]["threads"]:
@@ -99,8 +100,8 @@ def run_arm(cfg: dict, warm: str) -> None:
 
         torch.set_num_threads(cfg["model"]["threads"])
     ctx = make_context(build_config(cfg), quiet=True)
-    ctx.fingerprints["warm"] = "benchmark"
-    run_propagate(ctx, Path(cfg["run_dir"]) / "propagate", list(ctx.task.labeled.examples), Path(warm))
+    run_propagate(ctx, Path(cfg["run_dir"]) / "propagate", list(ctx.task.labeled.examples),
+                  Adapter("warm", Path(warm), "benchmark"))
 
 
 def measure(cfg: dict, warm: Path, cluster=None) -> dict:

@@ -57,6 +57,7 @@ def part_stream(rows: int) -> dict:
     from semievol.config import build_config
     from semievol.engines.fake import FakeEngine
     from semievol.pipeline import make_context
+    from semievol.runctx import Adapter
     from semievol.stages.propagate import run_propagate
     from semievol.stages.select import run_select
 
@@ -76,15 +77,15 @@ def part_stream(rows: int) -> dict:
         })
         t = time.time()
         ctx = make_context(cfg, quiet=True, engine=FakeEngine())
-        ctx.fingerprints["warm"] = "benchmark"
+        warm = Adapter("warm", root / "warm", "benchmark")
         out["load_seconds"] = round(time.time() - t, 1)
         out["rss_after_load_mb"] = round(peak_rss_mb(), 1)
         t = time.time()
-        votes = run_propagate(ctx, root / "run" / "propagate", list(ctx.task.labeled.examples), root / "warm")
+        votes = run_propagate(ctx, root / "run" / "propagate", list(ctx.task.labeled.examples), warm)
         out["propagate_seconds"] = round(time.time() - t, 1)
         out["rss_after_propagate_mb"] = round(peak_rss_mb(), 1)
         t = time.time()
-        run_select(ctx, votes, root / "run" / "select", root / "warm")
+        run_select(ctx, votes, root / "run" / "select", warm)
         out["select_seconds"] = round(time.time() - t, 1)
         out["votes_file_mb"] = round(votes.stat().st_size / 2**20, 1)
         out["pseudo_labels_file_mb"] = round((root / "run" / "select" / "pseudo_labels.jsonl").stat().st_size / 2**20, 1)

@@ -29,7 +29,7 @@ from semievol.answers import LETTERS
 from semievol.config import SelectConfig, TaskConfig
 from semievol.models import load_embedder
 from semievol.retrieval import cached_embeddings, embed
-from semievol.stages.select import adjusted, class_shares, normalized_entropy, select_mask
+from semievol.stages.scoring import adjusted, class_shares, normalized_entropy, select_mask
 from semievol.tasks import load_task
 from semievol.views import Probe, knn_distributions, label_indices
 

@@ -118,15 +118,15 @@ def non_embedding_params(model: Any) -> int:
 
 def part_semievol(task: str, data_dir: str, n: int, m: int) -> dict[str, Any]:
     from semievol.answers import answers_match
-    from semievol.runctx import read_jsonl
+    from semievol.jsonio import read_jsonl
+    from semievol.runctx import Adapter
     from semievol.stages.propagate import run_propagate
     from semievol.stages.select import run_select
 
-    warm = WORK / task / "sft"
+    warm = Adapter("warm", WORK / task / "sft", "bench")
     ctx = make_ctx(task, data_dir, n)
     engine = ctx.get_engine()
-    ctx.fingerprints["warm"] = "bench"
-    ctx.adapter("warm-bench", warm)  # loading the adapter is set-up, as loading the model is
+    ctx.adapter(warm)  # loading the adapter is set-up, as loading the model is
     peak = {"bf16": matmul_peak("bfloat16"), "fp32": matmul_peak("float32")}
     stats = _instrument(engine)
     out = WORK / task / "semievol"

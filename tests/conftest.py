@@ -106,4 +106,4 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def stub_manifest(folder: Path, stage: str) -> None:
     """Mark a hand-made stage folder finished (for tests that build run directories without a model)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": []}))
+    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": [], "digests": {}}))

@@ -309,10 +309,6 @@ def _args(case: Case) -> list[str]:
     return ["--quiet"] + [a for a in args if not a.endswith(".yaml")] + [a for a in args if a.endswith(".yaml")][:1]
 
 
-def test_corpus_is_large_enough():
-    assert len(DATA_CASES) + len(CONFIG_CASES) >= 30
-
-
 @pytest.mark.parametrize("case", DATA_CASES + CONFIG_CASES, ids=lambda c: c.id)
 def test_bad_input_is_one_line_exit_2_nothing_written(workdir, capsys, case):
     _write(workdir, GOOD | case.files)

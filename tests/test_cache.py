@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from semievol.config import build_config
+from semievol.engines.cached import CALL_CHUNK, CachedEngine, CallCache
 from semievol.engines.fake import FakeEngine
 from semievol.pipeline import make_context
 from semievol.prompts import answer_prompt
-from semievol.runctx import CALL_CHUNK, CallCache, generate_one, score_options
+from semievol.runctx import Adapter
 from semievol.stages.evaluate import predict
 from semievol.stages.propagate import run_propagate
 from semievol.stages.select import run_select
@@ -76,12 +77,12 @@ def test_only_whole_chunks_are_taken_from_the_cache(tmp_path):
     prompts = [answer_prompt(e, "choice") for e in _examples(10)]
     engine = CountingEngine()
     path = tmp_path / "calls.jsonl"
-    first = score_options(engine, CallCache(path, "m"), prompts, [3] * 10, "warm-x", chunk=4)
+    first = CachedEngine(engine, CallCache(path, "m"), chunk=4).score_options(prompts, [3] * 10, "warm-x")
     assert len(engine.scored) == 10
     _keep_lines(path, 6)  # chunk 0 whole, chunk 1 half written, chunk 2 missing
     engine.scored.clear()
     cache = CallCache(path, "m")
-    again = score_options(engine, cache, prompts, [3] * 10, "warm-x", chunk=4)
+    again = CachedEngine(engine, cache, chunk=4).score_options(prompts, [3] * 10, "warm-x")
     assert engine.scored == [p.key() for p in prompts[4:]]  # the half chunk is recomputed whole: same batches
     assert cache.hits == 4
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
@@ -91,21 +92,24 @@ def test_only_whole_chunks_are_taken_from_the_cache(tmp_path):
 def test_generated_samples_come_back_equal(tmp_path):
     prompts = [answer_prompt(e, "free") for e in _examples(5, options=False)]
     engine = CountingEngine()
-    first = generate_one(engine, CallCache(tmp_path / "c.jsonl", "m"), prompts, 0.0, 0, 32, None, chunk=2)
-    engine.generated.clear()
-    again = generate_one(engine, CallCache(tmp_path / "c.jsonl", "m"), prompts, 0.0, 0, 32, None, chunk=2)
-    assert engine.generated == []
-    assert [(s.text, s.logprobs, s.mean_nll) for s in first] == [(s.text, s.logprobs, s.mean_nll) for s in again]
+    for n in (1, 3):  # one response per prompt, or several
+        first = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(prompts, n, 0.0, 0, 32, None)
+        engine.generated.clear()
+        again = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(prompts, n, 0.0, 0, 32, None)
+        assert engine.generated == []
+        assert [len(r) for r in again] == [n] * len(prompts)
+        assert [[(s.text, s.logprobs, s.mean_nll) for s in r] for r in first] == \
+            [[(s.text, s.logprobs, s.mean_nll) for s in r] for r in again]
 
 
 def test_predictions_are_not_recomputed(tmp_path):
     for kind, exs in (("choice", _examples(7)), ("free", _examples(7, options=False))):
         engine = CountingEngine()
         path = tmp_path / f"{kind}.jsonl"
-        first = predict(engine, exs, kind, None, 32, CallCache(path, "m"))
+        first = predict(CachedEngine(engine, CallCache(path, "m")), exs, kind, None, 32)
         assert len(engine.scored) + len(engine.generated) == 7
         engine = CountingEngine()
-        assert predict(engine, exs, kind, None, 32, CallCache(path, "m")) == first
+        assert predict(CachedEngine(engine, CallCache(path, "m")), exs, kind, None, 32) == first
         assert engine.scored == engine.generated == []
         assert predict(CountingEngine(), exs, kind, None, 32) == first  # no cache: the same predictions
 
@@ -117,9 +121,11 @@ def _ctx(task: Path, run_dir: Path, engine: CountingEngine):
         "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv")},
         "propagate": {"k": 2},
     })
-    ctx = make_context(cfg, quiet=True, engine=engine)
-    ctx.fingerprints["warm"] = "0123456789abcdef"
-    return ctx
+    return make_context(cfg, quiet=True, engine=engine)
+
+
+def _warm(folder: Path, fp: str = "0123456789abcdef") -> Adapter:
+    return Adapter("warm", folder, fp)
 
 
 def test_select_killed_part_way_repeats_no_finished_chunk(tmp_path):
@@ -129,8 +135,8 @@ def test_select_killed_part_way_repeats_no_finished_chunk(tmp_path):
     task = write_choice_task(tmp_path / "task", n_labeled=8, n_unlabeled=n, n_test=2)
     rd = tmp_path / "run"
     ctx = _ctx(task, rd, CountingEngine())
-    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), tmp_path / "warm")
-    run_select(ctx, votes, rd / "full", tmp_path / "warm")
+    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), _warm(tmp_path / "warm"))
+    run_select(ctx, votes, rd / "full", _warm(tmp_path / "warm"))
     cache_file = rd / "cache" / "model_calls.jsonl"
     assert sum(1 for _ in open(cache_file)) == n
 
@@ -138,14 +144,14 @@ def test_select_killed_part_way_repeats_no_finished_chunk(tmp_path):
     _keep_lines(cache_file, CALL_CHUNK + 30)
     engine = CountingEngine()
     ctx = _ctx(task, rd, engine)
-    run_select(ctx, votes, rd / "resumed", tmp_path / "warm")
+    run_select(ctx, votes, rd / "resumed", _warm(tmp_path / "warm"))
     assert len(engine.scored) == n - CALL_CHUNK
     for name in ("pseudo_labels.jsonl", "selection.json"):
         assert (rd / "resumed" / name).read_bytes() == (rd / "full" / name).read_bytes(), name
 
     # a third run asks the engine nothing
     engine = CountingEngine()
-    run_select(_ctx(task, rd, engine), votes, rd / "again", tmp_path / "warm")
+    run_select(_ctx(task, rd, engine), votes, rd / "again", _warm(tmp_path / "warm"))
     assert engine.scored == []
     assert json.loads((rd / "again" / "selection.json").read_text()) == json.loads((rd / "full" / "selection.json").read_text())
 
@@ -156,12 +162,12 @@ def test_a_retrained_adapter_does_not_hit_old_entries(tmp_path):
     task = write_choice_task(tmp_path / "task", n_labeled=8, n_unlabeled=10, n_test=2)
     rd = tmp_path / "run"
     ctx = _ctx(task, rd, CountingEngine())
-    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), tmp_path / "warm")
-    run_select(ctx, votes, rd / "a", tmp_path / "warm")
+    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), _warm(tmp_path / "warm"))
+    run_select(ctx, votes, rd / "a", _warm(tmp_path / "warm"))
     engine = CountingEngine()
     ctx = _ctx(task, rd, engine)
-    ctx.fingerprints["warm"] = "fedcba9876543210"  # another warm adapter (its stage fingerprint changed)
-    run_select(ctx, votes, rd / "b", tmp_path / "warm")
+    # another warm adapter (its stage fingerprint changed)
+    run_select(ctx, votes, rd / "b", _warm(tmp_path / "warm", "fedcba9876543210"))
     assert len(engine.scored) == 10
 
 
@@ -175,9 +181,9 @@ def test_an_adapter_is_known_by_its_weights_not_its_name(tmp_path):
         folder.mkdir()
         (folder / "adapter_model.safetensors").write_bytes(data)
     ctx = _ctx(task, rd, CountingEngine())
-    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), warm_a)
-    run_select(ctx, votes, rd / "a", warm_a)
+    votes = run_propagate(ctx, rd / "propagate", list(ctx.task.labeled.examples), _warm(warm_a))
+    run_select(ctx, votes, rd / "a", _warm(warm_a))
     for folder, calls in ((warm_a, 0), (warm_b, 10)):  # same name and fingerprint, other weights: no hits
         engine = CountingEngine()
-        run_select(_ctx(task, rd, engine), votes, rd / folder.name, folder)
+        run_select(_ctx(task, rd, engine), votes, rd / folder.name, _warm(folder))
         assert len(engine.scored) == calls, folder.name

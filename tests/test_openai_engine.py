@@ -302,7 +302,7 @@ def reference(llama):
 
 
 @pytest.mark.server
-def test_option_scores_and_likelihoods_match_the_hf_engine_on_the_same_weights(llama, reference):
+def test_option_scores_match_the_hf_engine_on_the_same_weights(llama, reference):
     prompts, n = _prompts(6)
     for d, k in zip(reference, n, strict=True):
         assert d.shape == (k,) and abs(d.sum() - 1) < 1e-9 and (d > 0).all()
@@ -316,11 +316,6 @@ def test_option_scores_and_likelihoods_match_the_hf_engine_on_the_same_weights(l
     hf = hf_engine.score_options(prompts, n, None)
     agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(reference, hf, strict=True))
     assert agree >= 5, (agree, reference, hf)
-    # likelihoods via echo: the same token counts, values within the Q4_1-vs-dequantised difference
-    conts = [" A", " C. 0 C", " The answer is B."]
-    ours, theirs = engine.loglikelihood(prompts[:3], conts, None), hf_engine.loglikelihood(prompts[:3], conts, None)
-    assert [k for _, k in ours] == [k for _, k in theirs] and all(lp < 0 for lp, _ in ours)
-    assert all(abs(a - b) < 0.1 * abs(b) + 0.5 for (a, _), (b, _) in zip(ours, theirs, strict=True)), (ours, theirs)
     with pytest.raises(EngineError, match="cannot serve the adapter 'warm-1'.*only 'base' configurations"):
         engine.add_adapter("warm-1", "/nonexistent")  # llama.cpp cannot load LoRA adapters at runtime
 

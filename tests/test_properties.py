@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semievol.config import SelectConfig
-from semievol.stages.select import select_mask
+from semievol.stages.scoring import select_mask
 
 settings.register_profile("semievol", deadline=None, max_examples=200)
 settings.load_profile("semievol")

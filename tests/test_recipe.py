@@ -14,7 +14,7 @@ import pytest
 from conftest import padded_batch, tiny_config_dict
 
 from semievol.config import ConfigError, RunConfig, SelectConfig, build_config, parse_answer_config
-from semievol.stages.select import class_shares, decide, select_mask
+from semievol.stages.scoring import class_shares, decide, select_mask
 from semievol.tasks import Example
 from semievol.views import Probe, ViewError, knn_distributions, shared_options
 
@@ -109,14 +109,23 @@ def test_alignment_divisor_moves_answers_toward_the_labeled_shares():
     assert decide(dists[1], None, mean / shares, "entropy")[0] == "B"
 
 
-def test_defaults_leave_the_select_and_evolve_fingerprints_as_they_were():
-    from semievol.pipeline import _evolve_key, _select_key
+def test_which_settings_count_toward_a_fingerprint_is_declared_on_the_field():
+    from dataclasses import replace
+
+    from semievol.config import fingerprint_settings
 
     cfg = RunConfig()
-    assert set(_select_key(cfg)) == {"justify", "confidence", "rule", "theta", "threshold", "released_theta"}
-    assert set(_evolve_key(cfg)) == {"mode", "continue_lr", "rounds"}
-    cfg.select.align, cfg.evolve.targets = True, "soft"
-    assert _select_key(cfg)["align"] is True and _evolve_key(cfg)["targets"] == "soft"
+    model = fingerprint_settings(cfg.model)
+    assert {"model", "dtype", "embedder", "engine", "max_new_tokens"} <= set(model)
+    assert not {"batch_size", "batch_tokens", "threads", "api_base", "timeout", "served_model", "api"} & set(model)
+    openai = fingerprint_settings(replace(cfg.model, engine="openai"))
+    assert {"served_model", "api", "top_logprobs"} <= set(openai) and "api_base" not in openai
+    assert fingerprint_settings(replace(cfg.model, engine="ray"))["engine"] == "hf"  # the same results as hf
+    sft = fingerprint_settings(cfg.sft)
+    assert {"lr", "epochs", "lora_r", "max_steps"} <= set(sft)
+    assert not {"launcher", "micro_batch_tokens", "gradient_checkpointing", "report_to", "num_processes"} & set(sft)
+    assert "rounds" not in fingerprint_settings(cfg.evolve) and "targets" in fingerprint_settings(cfg.evolve)
+    assert set(fingerprint_settings(cfg.select)) == {f for f in vars(cfg.select)}
 
 
 # ---------------------------------------------------------------- training

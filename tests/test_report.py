@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,8 @@ from conftest import stub_manifest, write_jsonl
 from semievol.browse import PseudoFilter, common_prefix, filter_rows
 from semievol.cli import main
 from semievol.config import build_config, to_dict
-from semievol.pipeline import StageMissing
 from semievol.report import SECTIONS, accuracy_coverage_curve, write_report
+from semievol.rundir import StageMissing
 from semievol.stages.evaluate import accuracy_record, pseudo_label_metrics, verdict
 
 OPTIONS = ["negative", "neutral", "positive"]
@@ -117,10 +116,11 @@ def test_report_has_every_section_with_plots(tmp_path):
 
 def test_report_points_out_a_justifier_that_leans_to_one_option(tmp_path):
     run = make_run(tmp_path)
-    rows = [json.loads(x) for x in (run / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
-    for r in rows:  # the justifier says 'positive' whatever the votes said
-        r["answer"] = "C"
-    write_jsonl(run / "select" / "pseudo_labels.jsonl", rows)
+    assert "The justification answered" not in _section(write_report(run).read_text(), "classes")
+    # the select stage found the justifier saying 'positive' whatever the votes said, and recorded it
+    selection = run / "select" / "selection.json"
+    record = json.loads(selection.read_text()) | {"lean": {"answer": "C", "share": 1.0, "vote_share": 0.3, "rows": 40}}
+    selection.write_text(json.dumps(record))
     classes = _section(write_report(run).read_text(), "classes")
     assert "The justification answered C positive for 100% of the 40 rows" in classes
     assert "--select.calibrate true" in classes
@@ -162,13 +162,6 @@ def test_report_free_form_task(tmp_path):
     for key in ("confidence", "coverage", "agreement", "classes"):
         assert "data:image/png" in _section(page, key), key
     assert "without an answer" in _section(page, "confidence")
-
-
-def test_report_without_matplotlib(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the package were not installed
-    page = write_report(make_run(tmp_path)).read_text()
-    assert "<img" not in page and "Plots need matplotlib" in _section(page, "accuracy")
-    assert "<table>" in _section(page, "accuracy")
 
 
 def test_accuracy_coverage_curve_ranks_by_score():

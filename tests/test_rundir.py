@@ -22,9 +22,10 @@ from conftest import tiny_config_dict, write_choice_task
 
 from semievol.cli import main
 from semievol.config import build_config
+from semievol.engines.cached import CallCache
 from semievol.engines.fake import FakeEngine
+from semievol.jsonio import read_jsonl_prefix
 from semievol.pipeline import make_context, run
-from semievol.runctx import CallCache, read_jsonl_prefix
 from semievol.rundir_guard import LOCK_FILE, RunDirError, run_dir_lock
 
 

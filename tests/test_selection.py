@@ -10,12 +10,11 @@ import pytest
 
 from semievol.config import SelectConfig
 from semievol.stages.propagate import draw_vote, row_rng
-from semievol.stages.select import (
-    PriorSums,
+from semievol.stages.scoring import (
     decide,
-    justifier_lean,
     lean_from_counts,
     majority,
+    mean_distributions,
     normalized_entropy,
     select_mask,
 )
@@ -111,10 +110,7 @@ def test_batch_calibration_undoes_a_lean_to_the_last_option():
     dists = [[0.25, 0.05, 0.70], [0.05, 0.25, 0.70], [0.02, 0.08, 0.90], [0.15, 0.05, 0.80]]
     raw = [decide(d, None, None, "entropy")[0] for d in dists]
     assert raw == ["C", "C", "C", "C"]
-    sums = PriorSums()
-    for d in dists:
-        sums.add(d)
-    prior = sums.priors()[3]
+    prior = mean_distributions(dists)[3]
     assert prior == pytest.approx(np.mean(dists, axis=0))
     calibrated = [decide(d, None, prior, "entropy")[0] for d in dists]
     assert calibrated == ["A", "B", "C", "A"]
@@ -123,17 +119,24 @@ def test_batch_calibration_undoes_a_lean_to_the_last_option():
     assert decide(dists[0], None, prior, "entropy")[1] == pytest.approx(normalized_entropy(p / p.sum()))
 
 
-def test_prior_sums_keep_option_counts_apart():
-    sums = PriorSums()
-    sums.add([0.5, 0.5])
-    sums.add([2.0, 0.0])  # not normalised: counted as [1, 0]
-    sums.add([0.2, 0.3, 0.5])
-    pri = sums.priors()
+def test_mean_distributions_keep_option_counts_apart():
+    pri = mean_distributions([[0.5, 0.5], [2.0, 0.0], [0.2, 0.3, 0.5]])  # [2, 0] is not normalised: counted as [1, 0]
     assert pri[2] == pytest.approx([0.75, 0.25]) and pri[3] == pytest.approx([0.2, 0.3, 0.5])
 
 
 def _justified(answer, votes, options=("x", "y", "z")):
     return {"justified": True, "answer": answer, "options": list(options), "votes": [{"answer": v} for v in votes]}
+
+
+def justifier_lean(rows):
+    """``lean_from_counts`` over pseudo-label rows as the select stage counts them: justified multiple-choice
+    rows, their answers against their votes."""
+    answers, votes = Counter(), Counter()
+    for r in rows:
+        if r.get("justified") and r.get("answer") is not None and r.get("options"):
+            answers[str(r["answer"])] += 1
+            votes.update(str(v["answer"]) for v in r["votes"] if v.get("answer") is not None)
+    return lean_from_counts(answers, votes)
 
 
 def test_justifier_lean_flags_one_option_the_votes_do_not_back():

@@ -121,7 +121,7 @@ def test_suggest_then_add_labels_round_trip(tiny_model, choice_task, tmp_path, c
     after = _manifests(rd)
     assert all(after[s] != before[s] for s in before)  # every stage reads the labeled split (or the warm model)
     # ... but the base model's answers to unchanged prompts (the test split) come from the call cache
-    assert ctx.call_cache().hits == 12
+    assert ctx.cached_engine().cache.hits == 12
     votes = [json.loads(x)["id"] for x in (rd / "propagate" / "votes.jsonl").read_text().splitlines()]
     assert len(votes) == 19 and not {r["id"] for r in rows} & set(votes)
     evolve = [json.loads(x) for x in (rd / "evolve" / "train_data.jsonl").read_text().splitlines()]

@@ -64,13 +64,6 @@ def test_a_sample_keeps_the_sampled_tokens_logprobs_up_to_the_stop_token():
     assert vm.sample_from_output("", [], None, [2]).logprobs == []
 
 
-def test_continuation_loglikelihood_sums_the_last_prompt_tokens():
-    ids = [1, 2, 3, 4]
-    plp = [None, {2: Logprob(-1.0)}, {3: Logprob(-2.0), 9: Logprob(-0.1)}, {"4": {"logprob": -0.5}}]
-    assert vm.continuation_loglikelihood(plp, ids, 2) == (-2.5, 2)
-    assert vm.continuation_loglikelihood(plp, ids, 0) == (0.0, 0)
-
-
 def test_ray_rows_for_n_samples_and_back():
     rows = vm.sample_rows(["p0", "p1"], ["k0", "k1"], 3, 0.8, 5, 16, [2], "/adapters/warm")
     assert [r["semievol_index"] for r in rows] == list(range(6))

@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from semievol.report import stage_dirs
-from semievol.stages.select import PriorSums, decide
+from semievol.rundir import stage_dirs
+from semievol.stages.scoring import decide, mean_distributions
 
 
 def predictions(run_dir: Path, model: str) -> list[dict[str, Any]] | None:
@@ -84,10 +84,7 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
         )
     out["majority vote"] = rate([Counter(v["answer"] for v in r["votes"]).most_common(1)[0][0] for r in rows])
     if all(r.get("justify_dist") for r in rows):
-        sums = PriorSums()
-        for r in rows:
-            sums.add(r["justify_dist"])
-        priors = sums.priors()
+        priors = mean_distributions([r["justify_dist"] for r in rows])
 
         def pick(r: dict[str, Any], calibrate: bool) -> str:
             d = r["justify_dist"]

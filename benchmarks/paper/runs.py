@@ -103,7 +103,7 @@ def choose_sft(
         scores[key], nll[key] = val["accuracy"], val.get("gold_nll")
         print(
             f"  tune {task} lr {lr:g} epochs {ep}: validation accuracy {scores[key]:.3f}, gold-option NLL "
-            f"{num(nll[key])}, predicted {val.get('predicted', '-')}",
+            f"{num(nll[key])}, predicted {val.get('prediction_counts', '-')}",
             flush=True,
         )
     lr, ep = pick_tuned(list(keys), [scores[k] for k in keys.values()], [nll[k] for k in keys.values()])

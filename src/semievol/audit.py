@@ -26,7 +26,7 @@ import numpy as np
 
 from .answers import LETTERS
 from .config import ConfigError
-from .runctx import atomic_write_json, atomic_write_jsonl
+from .jsonio import atomic_write_json, atomic_write_jsonl
 from .suggest import LazyEmbedder, label_names, run_config, run_embeddings
 from .tasks import load_task
 
@@ -147,3 +147,14 @@ def audit(run_dir: Path, folds: int = FOLDS, seed: int | None = None) -> Path:
         "out_of_fold_accuracy": round(float((probs.argmax(axis=1) == y).mean()), 4),
     })
     return out / "audit.jsonl"
+
+
+def audit_command(args: Any) -> int:
+    """``semievol audit RUN_DIR [--folds K]``; a report already in the run folder is rewritten, since its
+    audit section changes."""
+    print(audit(args.run_dir, args.folds))
+    if (args.run_dir / "report.html").exists():
+        from .report import write_report
+
+        write_report(args.run_dir)
+    return 0

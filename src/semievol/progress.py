@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 _QUIET = False
@@ -28,7 +28,7 @@ def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-class _Lines:
+class _Lines(Generic[T]):
     """A tqdm-like wrapper that prints a line every ~10% or 30 s when stderr is not a terminal."""
 
     def __init__(self, it: Iterable[T], desc: str, total: int | None, unit: str):
@@ -67,7 +67,7 @@ def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "
     return _Lines(it, desc, total, unit)
 
 
-class _Silent:
+class _Silent(Generic[T]):
     def __init__(self, it: Iterable[T]):
         self.it = it
 

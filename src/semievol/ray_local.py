@@ -40,7 +40,7 @@ class LocalCluster:
 
     def processes(self) -> list[Any]:
         """Every live process of the cluster (psutil processes of the head's session)."""
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         out = []
         for p in psutil.process_iter():
@@ -118,7 +118,7 @@ def local_cluster(num_cpus: int = 2, log: Path | None = None) -> Iterator[LocalC
             for p in started:
                 if _alive(p):
                     p.kill()
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):
             out.close()
         shutil.rmtree(temp, ignore_errors=True)
         for k, v in saved.items():

@@ -17,7 +17,6 @@ import html
 import io
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +25,10 @@ from typing import Any
 import yaml
 
 from .answers import LETTERS, answers_match, canonical_vote
-from .runctx import OPENAI_ONLY, atomic_write_text, read_jsonl
-from .stages.select import justifier_lean, majority
+from .config import other_engines_settings
+from .jsonio import atomic_write_text, read_jsonl
+from .rundir import last_finished, load_pseudo_labels, need_run_dir, stage_dirs
+from .stages.scoring import majority
 
 SECTIONS = {
     "verdict": "Verdict",
@@ -44,53 +45,8 @@ SECTIONS = {
 MAX_CLASSES = 20  # free-form tasks can have hundreds of distinct answers; the plot shows the most frequent
 
 
-# ---------------------------------------------------------------- reading a run directory
-
-
-def stage_dirs(run_dir: Path, stage: str) -> list[Path]:
-    """``stage``, ``stage_r2``, ``stage_r3``, ... that exist, in round order."""
-    found = []
-    for p in run_dir.glob(f"{stage}*"):
-        m = re.fullmatch(rf"{stage}(?:_r(\d+))?", p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1) or 1), p))
-    return [p for _, p in sorted(found)]
-
-
-def finished(stage_dir: Path) -> bool:
-    return (stage_dir / "manifest.json").exists()
-
-
-def last_finished(run_dir: Path, stage: str) -> Path | None:
-    """The last round's folder of ``stage`` that carries a manifest, or None."""
-    done = [p for p in stage_dirs(run_dir, stage) if finished(p)]
-    return done[-1] if done else None
-
-
-def stage_missing(msg: str) -> Exception:
-    """The CLI's one-line error for a missing stage (imported late: the pipeline may import this module)."""
-    from .pipeline import StageMissing
-
-    return StageMissing(msg)
-
-
-def need_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise stage_missing(f"{run_dir}: no such run directory")
-    if not (run_dir / "config.yaml").exists():
-        raise stage_missing(f"{run_dir}: not a run directory (no config.yaml); start one with `semievol run --run-dir {run_dir}`")
-
-
 def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def load_pseudo_labels(run_dir: Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
-    """(select folder, pseudo-label rows, selection.json) of the last finished select stage."""
-    s = last_finished(run_dir, "select")
-    if s is None:
-        raise stage_missing(f"{run_dir}: the select stage has not finished; run `semievol select` (or `semievol run`) first")
-    return s, read_jsonl(s / "pseudo_labels.jsonl"), _json(s / "selection.json") or {}
 
 
 # ---------------------------------------------------------------- plots and HTML pieces
@@ -101,11 +57,9 @@ def _esc(x: Any) -> str:
 
 
 def _plot(draw: Callable[[Any], None], w: float = 6.4, h: float = 3.6) -> str:
-    """``draw(ax)`` on a fresh figure, returned as an inline PNG ``<img>`` (a note if matplotlib is missing)."""
-    try:
-        from matplotlib.figure import Figure  # no pyplot: no global state; savefig uses the Agg canvas
-    except ImportError:
-        return _note("Plots need matplotlib: pip install 'semievol[report]'.")
+    """``draw(ax)`` on a fresh figure, returned as an inline PNG ``<img>``."""
+    from matplotlib.figure import Figure  # no pyplot: no global state; savefig uses the Agg canvas
+
     fig = Figure(figsize=(w, h))
     draw(fig.subplots())
     buf = io.BytesIO()
@@ -286,7 +240,7 @@ def option_names(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {LETTERS[i]: f"{LETTERS[i]} {o}" for i, o in enumerate(next(iter(opts)))}
 
 
-def section_classes(rows: list[dict[str, Any]] | None) -> str:
+def section_classes(rows: list[dict[str, Any]] | None, selection: dict[str, Any]) -> str:
     if rows is None:
         return _note("No pseudo-labels yet: the select stage has not finished.")
     labels = option_names(rows)
@@ -317,7 +271,7 @@ def section_classes(rows: list[dict[str, Any]] | None) -> str:
     out = _plot(draw, max(5.0, 0.5 * len(names) + 2), 3.4) + _table(header, table)
     if len(predicted) > len(names):
         out += _note(f"{len(predicted) - len(names)} less frequent answer(s) are not shown.")
-    lean = justifier_lean(rows)
+    lean = selection.get("lean")  # the select stage's own reading of the justifier
     if lean:
         a = labels.get(lean["answer"], lean["answer"])
         out += _note(f"The justification answered {a} for {lean['share']:.0%} of the {lean['rows']} rows it "
@@ -374,8 +328,8 @@ def section_audit(run_dir: Path) -> str:
 def section_config(run_dir: Path) -> str:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model = cfg.get("model") or {}
-    if model.get("engine") != "openai":
-        cfg["model"] = {k: v for k, v in model.items() if k not in OPENAI_ONLY}  # shown only for that engine
+    hidden = other_engines_settings(str(model.get("engine")))  # each engine's settings shown only for it
+    cfg["model"] = {k: v for k, v in model.items() if k not in hidden}
     out = [f"<pre>{_esc(yaml.safe_dump(cfg, sort_keys=False))}</pre>"]
     for name in ("templates.json", "versions.json"):
         data = _json(run_dir / name)
@@ -410,7 +364,8 @@ def render(run_dir: Path) -> str:
     need_run_dir(run_dir)
     v = last_finished(run_dir, "evaluate")
     metrics = _json(v / "metrics.json") if v else None
-    rows, selection, where = None, {}, ""
+    rows, where = None, ""
+    selection: dict[str, Any] = {}
     if last_finished(run_dir, "select") is not None:
         s_dir, rows, selection = load_pseudo_labels(run_dir)
         where = f" ({s_dir.name})" if s_dir.name != "select" else ""
@@ -420,7 +375,7 @@ def render(run_dir: Path) -> str:
         "confidence": section_confidence(rows, selection),
         "coverage": section_coverage(rows, selection),
         "agreement": section_agreement(rows, metrics),
-        "classes": section_classes(rows),
+        "classes": section_classes(rows, selection),
         "training": section_training(run_dir),
         "audit": section_audit(run_dir),
         "config": section_config(run_dir),
@@ -453,3 +408,9 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     with disk_errors("report", "or write the report elsewhere with --out FILE"):
         atomic_write_text(out, page)
     return out
+
+
+def report_command(args: Any) -> int:
+    """``semievol report RUN_DIR [--out FILE]``."""
+    print(write_report(args.run_dir, args.out))
+    return 0

@@ -42,9 +42,9 @@ import numpy as np
 
 from .answers import LETTERS, canonical_vote
 from .config import ConfigError, RunConfig, TaskConfig, build_config, load_yaml
-from .report import load_pseudo_labels, need_run_dir, stage_missing
+from .jsonio import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from .retrieval import cached_embeddings, embedding_file, nearest, text_embedder
-from .runctx import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from .rundir import StageMissing, load_pseudo_labels, need_run_dir
 from .tasks import Example, Task, load_task
 
 Strategy = Literal["mix", "uncertainty", "diversity", "coverage"]
@@ -84,7 +84,7 @@ def row_signal(r: dict[str, Any], kind: str) -> Signal:
         dist = r.get("justify_dist") or np.mean([v["dist"] for v in r["votes"]], axis=0)
         p = np.asarray(dist, dtype=np.float64)
         p = p / p.sum()
-        g = LETTERS.index(guess) if guess in LETTERS[: len(p)] else int(np.argmax(p))
+        g = LETTERS.index(guess) if guess is not None and guess in LETTERS[: len(p)] else int(np.argmax(p))
         others = [i for i in np.argsort(-p, kind="stable") if i != g]
         runner = int(others[0]) if others else None
         conf = float(p[g])
@@ -148,8 +148,8 @@ def choose(signals: list[Signal], classes: list[tuple[str | None, str | None]], 
         sim = emb_unlabeled @ emb_unlabeled[j]
         near_pick = np.maximum(near_pick, sim)
         dist = np.minimum(dist, 1.0 - sim)
-        if classes[j][0] is not None:
-            counts[classes[j][0]] += 1
+        if (c := classes[j][0]) is not None:
+            counts[c] += 1
     return picks
 
 
@@ -212,7 +212,8 @@ class LazyEmbedder:
     """The run's embedder, loaded on the first call only (cache hits need no model)."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.fn = name, None
+        self.name = name
+        self.fn: Any = None
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if self.fn is None:
@@ -235,7 +236,7 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
         raise ConfigError("--strategy: 'coverage' needs a multiple-choice task (free-form answers have no classes)")
     examples = {e.id: e for e in task.unlabeled.iter_examples()}
     if len(rows) != len(examples) or any(r["id"] not in examples for r in rows):
-        raise stage_missing(f"{s_dir}: the pseudo-labels are not those of the task's unlabeled split as it loads now "
+        raise StageMissing(f"{s_dir}: the pseudo-labels are not those of the task's unlabeled split as it loads now "
                             "(task.add_labels or the data changed since); run `semievol run` first")
     names = label_names(task)
     signals = [row_signal(r, task.kind) for r in rows]
@@ -243,7 +244,7 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
                for s in signals]
     if task.kind == "choice":
         counts: Counter[str] = Counter({c: 0 for c in names} if names else {})
-        counts.update(class_of(e.answer, names) for e in task.labeled.examples)
+        counts.update(c for e in task.labeled.examples if (c := class_of(e.answer, names)) is not None)
     else:
         counts = Counter()
     make = LazyEmbedder(cfg.model.embedder)
@@ -260,7 +261,7 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
     chosen = []
     for rank, p in enumerate(picks, start=1):
         r, s = rows[p.index], signals[p.index]
-        extra = {"suggest_rank": rank, "suggest_guess": s.guess,
+        extra: dict[str, Any] = {"suggest_rank": rank, "suggest_guess": s.guess,
                  "suggest_guess_text": class_of(s.guess, examples[r["id"]].options) if task.kind == "choice" else s.guess,
                  "suggest_confidence": round(s.confidence, 4), "suggest_uncertainty": round(s.uncertainty, 4),
                  "suggest_votes": ",".join(str(v["answer"]) for v in r["votes"]),
@@ -317,3 +318,9 @@ def write_task_rows(dest: Path, rows: list[tuple[Example, dict[str, Any]]], cfg:
     for r in recs:
         w.writerow({k: "" if v is None else v for k, v in r.items()})
     atomic_write_text(dest, buf.getvalue())
+
+
+def suggest_command(args: Any) -> int:
+    """``semievol suggest RUN_DIR [--n N] [--strategy S] [--out FILE]``."""
+    print(suggest(args.run_dir, args.n, args.strategy, args.out))
+    return 0

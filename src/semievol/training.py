@@ -29,13 +29,14 @@ from typing import Any
 
 from .config import TrainConfig
 from .distributed import is_main, world_size
+from .errors import UserError
+from .jsonio import fsync_dir
 from .models import ModelSource, default_device, load_model, load_tokenizer
 from .progress import log, progress
 from .prompts import Prompt, render
-from .runctx import fsync_dir
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """Training cannot go on (for example a non-finite loss); nothing was written."""
 
 

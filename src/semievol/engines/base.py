@@ -1,8 +1,8 @@
 """The interface every inference engine implements.
 
-Three calls cover the whole method: the probability of each option letter after a prompt (option
-scoring), n sampled responses with their token log-probabilities (free-form answers), and the
-log-likelihood of given continuations (the paper's confidence score). ``adapter`` names a LoRA adapter
+Two calls cover the whole method: the probability of each option letter after a prompt (option
+scoring), and n sampled responses with their token log-probabilities (free-form answers; the paper's
+confidence score is the mean negative log-probability of the justified response). ``adapter`` names a LoRA adapter
 added with ``add_adapter``; ``None`` means the base model with every adapter switched off.
 """
 
@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import UserError
 from ..prompts import Prompt
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError):
     """An engine cannot be built or a call failed for good."""
 
 
@@ -68,6 +69,3 @@ class Engine(Protocol):
         """n responses per prompt; temperature 0 is greedy (then n copies are identical)."""
         ...
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        """(sum of token log-probabilities, number of tokens) of each continuation after its prompt."""
-        ...

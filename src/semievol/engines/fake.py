@@ -50,9 +50,3 @@ class FakeEngine:
             out.append(samples)
         return out
 
-    def loglikelihood(self, prompts, continuations, adapter) -> list[tuple[float, int]]:
-        out = []
-        for p, c in zip(prompts, continuations, strict=True):
-            n = max(1, len(c.split()))
-            out.append((float(-_rng("ll", p.key(), c, adapter).exponential(1.0) * n), n))
-        return out

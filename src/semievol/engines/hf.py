@@ -288,24 +288,3 @@ class HFEngine:
             out = [s * n for s in out]
         return out
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        import torch
-
-        pairs = []
-        for p, c in zip(prompts, continuations, strict=True):
-            ctx = self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"]
-            cont = self.tokenizer(c, add_special_tokens=False)["input_ids"]
-            pairs.append(((ctx + cont)[-self.max_length :], len(cont)))
-        out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
-        with torch.inference_mode(), self._use(adapter) as model:
-            for batch in self._batches([len(s) for s, _ in pairs], "likelihood"):
-                ids, mask = self._pad_left([pairs[i][0] for i in batch])
-                logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), dim=-1)
-                for row, i in enumerate(batch):
-                    n = pairs[i][1]
-                    if n == 0:
-                        continue
-                    target = ids[row, -n:]
-                    lp = logp[row, -n - 1 : -1].gather(-1, target.unsqueeze(-1)).sum().item()
-                    out[i] = (float(lp), n)
-        return out

@@ -135,7 +135,6 @@ class OpenAIEngine:
         self.retries = 0
         self._covered: list[float] = []  # per scored prompt: probability mass of the letters in the top-k
         self._missing = 0  # scored prompts with at least one letter outside the top-k
-        self._echo_checked = False  # loglikelihood: the server's echoed log-probabilities were found right
 
     # ------------------------------------------------------------------ requests
 
@@ -295,6 +294,7 @@ class OpenAIEngine:
         A server returns no log-probabilities for a reply that ends at once (llama-cpp-python does not),
         and a small model often puts most of its mass on the end-of-turn token after 'Answer:'. Only the
         letters' ratios matter once renormalised, and servers report log-probabilities before the bias."""
+        assert self.tokenizer is not None, "the completions api renders with the model's tokenizer"
         vocab = self.tokenizer.get_vocab()
         return {str(vocab[t]): -100.0 for t in self._stop()}
 
@@ -388,54 +388,3 @@ class OpenAIEngine:
             out.append(None if i in failed else own * (n // draws))
         return out
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        if self.api != "completions":
-            raise EngineError("loglikelihood needs model.api completions (prompt log-probabilities via echo)")
-        model = self._model_for(adapter)
-
-        def echo(context: str, continuation: str) -> tuple[list[str], list[float]]:
-            """The continuation's tokens and log-probabilities, as the server echoes them after the context."""
-            # no logit bias here: llama-cpp-python applies it to the last prompt token's echoed log-probability
-            body = {"model": model, "prompt": context + continuation, "max_tokens": 1, "temperature": 0.0,
-                    "logprobs": 1, "echo": True}
-            lp = self._request("POST", "completions", body)["choices"][0].get("logprobs") or {}
-            tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
-            if len(tokens) < 2 or len(values) != len(tokens):
-                raise EngineError("model.engine openai: the server returned no prompt log-probabilities for "
-                                  "echo=true, which loglikelihood needs (vLLM does; use engine hf otherwise)")
-            n = len(self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]) - len(
-                self.tokenizer(context, add_special_tokens=False)["input_ids"])
-            # the continuation ends the prompt; the one generated token may follow it in the list or not
-            for end in (len(tokens) - 1, len(tokens)):
-                if n > 0 and "".join(tokens[end - n : end]) == continuation and None not in values[end - n : end]:
-                    return tokens[end - n : end], values[end - n : end]
-            raise EngineError("model.engine openai: the server's echoed tokens do not end with the continuation "
-                              "(does it serve the tokenizer of model.model?)")
-
-        def one(item: tuple[Prompt, str]) -> tuple[float, int]:
-            if not item[1]:
-                return 0.0, 0
-            _, values = echo(self.render(item[0]), item[1])
-            return float(sum(values)), len(values)
-
-        if not self._echo_checked and prompts and continuations[0]:
-            self._check_echo(model, self.render(prompts[0]), continuations[0], echo)
-        return self._map(one, list(zip(prompts, continuations, strict=True)))
-
-    def _check_echo(self, model: str, context: str, continuation: str, echo: Callable[..., Any]) -> None:
-        """Once: the echoed log-probability of the continuation's first token must be the one the server
-        gives that token as the next after the context; a server whose echo is computed otherwise (a bias
-        applied, positions shifted) would give silently wrong likelihoods."""
-        try:
-            tokens, values = echo(context, continuation)
-            body = {"model": model, "prompt": context, "max_tokens": 1, "temperature": 0.0,
-                    "logprobs": self.top_logprobs, "logit_bias": self._no_stop_bias()}
-            top = self._first_top_completions(self._request("POST", "completions", body))
-        except _Failed as e:
-            raise EngineError(f"model.engine openai: loglikelihood: {e}") from None
-        if tokens[0] in top and abs(top[tokens[0]] - values[0]) > 1e-3:
-            raise EngineError(
-                f"model.engine openai: the server's echo log-probabilities disagree with its next-token ones "
-                f"({values[0]:.3f} vs {top[tokens[0]]:.3f} for {tokens[0]!r}); loglikelihood would be wrong "
-                "there: use another server or engine hf")
-        self._echo_checked = tokens[0] in top

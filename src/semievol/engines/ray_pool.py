@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -83,10 +83,6 @@ class RayEngine:
                  adapter: str | None) -> list[list[Sample]]:
         return self.local().generate(prompts, n, temperature, seed, max_new_tokens, adapter)
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        return self.local().loglikelihood(prompts, continuations, adapter)
-
-
 class VoteActor:
     """One actor of the pool: builds its engine once, then votes on one spooled chunk per call."""
 
@@ -119,7 +115,7 @@ def spool(chunks: Iterable[list[tuple[Example, list[int]]]], folder: Path) -> li
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     files: list[Path] = []
-    f = None
+    f: TextIO | None = None
     try:
         for i, chunk in enumerate(chunks):
             if i % SPOOL_CHUNKS == 0:
@@ -128,6 +124,7 @@ def spool(chunks: Iterable[list[tuple[Example, list[int]]]], folder: Path) -> li
                 files.append(folder / f"rows-{i // SPOOL_CHUNKS:06d}.jsonl")
                 f = open(files[-1], "w", encoding="ascii")
             rows = [{k: getattr(e, k) for k in ROW_FIELDS} | {"nbrs": nbrs} for e, nbrs in chunk]
+            assert f is not None
             f.write(json.dumps({"chunk": i, "rows": rows}) + "\n")
     finally:
         if f is not None:

@@ -74,8 +74,9 @@ class RayVLLMEngine:
         import ray
         from ray.data import llm
 
-        build = getattr(llm, "build_processor", None) or llm.build_llm_processor
-        processor = build(llm.vLLMEngineProcessorConfig(**self.processor_config),
+        build = getattr(llm, "build_processor", None) or getattr(llm, "build_llm_processor")  # renamed in Ray 2.50
+        config: Any = llm.vLLMEngineProcessorConfig
+        processor = build(config(**self.processor_config),
                           postprocess=lambda row: {k: row.get(k) for k in KEEP})
         return processor(ray.data.from_items(rows)).take_all()
 
@@ -98,16 +99,3 @@ class RayVLLMEngine:
                               self.stop_ids, self._lora(adapter))
         return vm.gather_samples(self._run(rows), len(prompts), n, temperature, self.stop_ids)
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        # the prompt and continuation are tokenized together by vLLM; the continuation's own token count
-        # decides how many of the last prompt tokens are summed (the hf engine concatenates token ids)
-        lora = self._lora(adapter)
-        texts = self._texts(prompts)
-        lens = [len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in continuations]
-        rows = [vm.processor_row(i, t + c, vm.likelihood_params(), lora)
-                for i, (t, c) in enumerate(zip(texts, continuations, strict=True))]
-        out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
-        for r in self._run(rows):
-            i = int(r["semievol_index"])
-            out[i] = vm.continuation_loglikelihood(r["prompt_logprobs"], r["prompt_token_ids"], lens[i])
-        return out

@@ -88,16 +88,3 @@ class VLLMEngine:
                    for o in outs]
         return [s * n for s in samples] if temperature <= 0 and n > 1 else samples
 
-    def loglikelihood(self, prompts: list[Prompt], continuations: list[str], adapter: str | None) -> list[tuple[float, int]]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        seqs, lens = [], []
-        for p, c in zip(prompts, continuations, strict=True):
-            ctx = self.tokenizer(render(self.tokenizer, p), add_special_tokens=False)["input_ids"]
-            cont = self.tokenizer(c, add_special_tokens=False)["input_ids"]
-            seqs.append(TokensPrompt(prompt_token_ids=ctx + cont))
-            lens.append(len(cont))
-        outs = self.llm.generate(seqs, SamplingParams(**vm.likelihood_params()), lora_request=self._lora(adapter),
-                                 use_tqdm=not self.quiet)
-        return [vm.continuation_loglikelihood(o.prompt_logprobs, o.prompt_token_ids, n) for o, n in zip(outs, lens, strict=True)]

@@ -107,23 +107,6 @@ def sample_from_output(text: str, token_ids: Sequence[int], logprobs: Sequence[M
     return Sample(text, lps)
 
 
-def continuation_loglikelihood(prompt_logprobs: Sequence[Mapping[Any, Any] | None], prompt_token_ids: Sequence[int],
-                               n_continuation: int) -> tuple[float, int]:
-    """(sum of the log-probabilities of the last ``n_continuation`` prompt tokens, their number)."""
-    if n_continuation <= 0:
-        return 0.0, 0
-    total = 0.0
-    for pos in range(len(prompt_token_ids) - n_continuation, len(prompt_token_ids)):
-        entries = prompt_logprobs[pos]
-        if entries is None:  # the first token of a prompt has none
-            continue
-        total += _by_token(entries)[int(prompt_token_ids[pos])]
-    return total, n_continuation
-
-
-# ---------------------------------------------------------------- Ray Data rows
-
-
 def processor_row(index: int, prompt_text: str, params: dict[str, Any], lora: str | None) -> dict[str, Any]:
     """One input row for a Ray Data vLLM processor: the rendered prompt, its SamplingParams, and the LoRA
     adapter (a local folder, as ``model``) when there is one."""

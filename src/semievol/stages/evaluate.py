@@ -1,20 +1,31 @@
-"""Evaluation: test accuracy of base, warm and evolved models with 95% Wilson intervals, and the accuracy of
+"""Evaluation: test accuracy of base, warm, evolved and compute-matched models with 95% Wilson intervals,
+the verdict (evolved against warm and against the control, paired over the test rows), and the accuracy of
 the pseudo-labels (all, selected, and against coverage as the threshold moves) where the unlabeled split
 carries gold answers. Test answers use temperature 0: argmax over options, greedy decoding for free-form.
+``evaluate_model`` is shared with ``semievol eval``, so both write one record format.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..answers import LETTERS, answers_match, extract_free
-from ..engines import Engine
+from ..config import RunConfig
+from ..engines import Engine, engine_for
+from ..jsonio import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ..models import ModelError
+from ..progress import log
 from ..prompts import answer_prompt
-from ..runctx import CallCache, generate_one, score_options
-from ..tasks import Example
+from ..runctx import Adapter, RunContext
+from ..rundir import StageMissing
+from ..tasks import Example, load_task, subsample
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -70,49 +81,87 @@ def accuracy_record(correct: list[bool]) -> dict[str, Any]:
 
 
 def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
-            cache: CallCache | None = None, numeric: bool = False) -> list[dict[str, Any]]:
-    """One prediction per example at temperature 0; with ``cache``, calls a killed run made are not repeated.
-    ``numeric``: the answers are numbers (see ``extract_free``)."""
+            numeric: bool = False) -> list[dict[str, Any]]:
+    """One prediction per example at temperature 0. ``numeric``: the answers are numbers (see ``extract_free``)."""
     prompts = [answer_prompt(e, kind) for e in examples]
     out = []
     if kind == "choice":
-        dists = score_options(engine, cache, prompts, [len(e.options or []) for e in examples], adapter)
+        dists = engine.score_options(prompts, [len(e.options or []) for e in examples], adapter)
         for e, d in zip(examples, dists, strict=True):
             pred = LETTERS[int(np.argmax(d))]
             out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": pred == e.answer,
                         "dist": [round(float(x), 5) for x in d]})
     else:
-        samples = generate_one(engine, cache, prompts, 0.0, 0, max_new_tokens, adapter)
+        samples = [r[0] for r in engine.generate(prompts, 1, 0.0, 0, max_new_tokens, adapter)]
         for e, s in zip(examples, samples, strict=True):
-            pred = extract_free(s.text, numeric)
-            out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": answers_match(pred, e.answer, kind),
+            free = extract_free(s.text, numeric)
+            out.append({"id": e.id, "pred": free, "gold": e.answer, "correct": answers_match(free, e.answer, kind),
                         "text": s.text})
     return out
 
 
 def counts(values: list[Any]) -> dict[str, int]:
     """How often each value occurs, by value (None counts as 'None')."""
-    from collections import Counter
-
     return dict(sorted(Counter(str(v) for v in values).items()))
 
 
 def gold_nll(examples: list[Example], preds: list[dict[str, Any]]) -> float:
     """Mean negative log-probability the model gives the gold option (NaN without gold letters)."""
     nll = [-math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12)) for e, p in zip(examples, preds, strict=True)
-           if e.answer in LETTERS[: len(p["dist"])]]
+           if e.answer is not None and e.answer in LETTERS[: len(p["dist"])]]
     return sum(nll) / len(nll) if nll else float("nan")
 
 
-def choice_record(examples: list[Example], preds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Gold-option NLL, and how often each letter was predicted and is gold.
+def evaluate_model(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
+                   numeric: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Predictions on ``examples`` and their record: accuracy with its interval, seconds, how often each
+    answer was predicted and, for multiple choice, the gold option's mean NLL (which tells apart models
+    whose accuracies tie, say two that answer the majority class everywhere)."""
+    t = time.time()
+    preds = predict(engine, examples, kind, adapter, max_new_tokens, numeric)
+    rec = accuracy_record([p["correct"] for p in preds])
+    rec["seconds"] = round(time.time() - t, 2)
+    rec["prediction_counts"] = counts([p["pred"] for p in preds])
+    if kind == "choice":
+        rec["gold_counts"] = counts([e.answer for e in examples])
+        rec["gold_nll"] = gold_nll(examples, preds)
+    return preds, rec
 
-    Accuracy on a few hundred rows ties often (a model answering the majority class everywhere scores that
-    class's share whatever else it learned); the gold option's log-probability still tells such models
-    apart, and the letter counts show a collapse at a glance.
-    """
-    return {"gold_nll": gold_nll(examples, preds), "predicted": counts([p["pred"] for p in preds]),
-            "gold": counts([e.answer for e in examples])}
+
+def run_evaluate(ctx: RunContext, out: Path, models: dict[str, Adapter | None], trained: list[Path],
+                 select_dir: Path | None) -> None:
+    """Write ``metrics.json`` and ``predictions_<model>.jsonl`` into ``out``.
+
+    ``models``: the name of each model to evaluate and its adapter (None: the base model); ``trained``:
+    the stage folders whose training summaries the metrics carry; ``select_dir``: the last round's select
+    output, whose pseudo-labels are scored where the unlabeled split has gold answers."""
+    cfg, task = ctx.cfg, ctx.task
+    if task.test is None:
+        raise StageMissing("evaluate: the task has no test split (set task.test, or a preset with task.data_dir)")
+    examples = subsample(task.test.examples, cfg.evaluate.limit, cfg.seed) if cfg.evaluate.limit else task.test.examples
+    engine = ctx.cached_engine()
+    metrics: dict[str, Any] = {"task": task.name, "kind": task.kind, "models": {}}
+    right: dict[str, list[bool]] = {}
+    for name, adapter in models.items():
+        preds, rec = evaluate_model(engine, examples, task.kind, ctx.adapter(adapter) if adapter else None,
+                                    cfg.model.max_new_tokens, task.numeric)
+        atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
+        right[name] = [bool(p["correct"]) for p in preds]
+        metrics["models"][name] = rec
+        log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, "
+            f"n={rec['n']})")
+    said = verdict(right)
+    if said:
+        metrics["verdict"] = said
+        for line in said["lines"]:
+            log(f"evaluate: {line}")
+    for d in trained:
+        if (d / "train_summary.json").exists():
+            metrics.setdefault("training", {})[d.name] = json.loads((d / "train_summary.json").read_text())
+    if select_dir is not None and (select_dir / "pseudo_labels.jsonl").exists():
+        metrics["pseudo_labels"] = pseudo_label_metrics(read_jsonl(select_dir / "pseudo_labels.jsonl"))
+        metrics["selection"] = json.loads((select_dir / "selection.json").read_text())
+    atomic_write_json(out / "metrics.json", metrics)
 
 
 def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -141,3 +190,49 @@ def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None
                       "max_score": top[-1]["score"]})
     out["accuracy_vs_coverage"] = curve
     return out
+
+
+def summary_table(m: dict[str, Any]) -> str:
+    rows = ["| model | accuracy | 95% interval | n |", "|---|---|---|---|"]
+    for name, rec in m["models"].items():
+        rows.append(f"| {name} | {100 * rec['accuracy']:.1f}% | {100 * rec['ci95'][0]:.1f}-{100 * rec['ci95'][1]:.1f}% | {rec['n']} |")
+    pl = m.get("pseudo_labels")
+    if pl:
+        sel = pl["selected"]
+        rows.append("")
+        rows.append("| pseudo-labels | accuracy | n |")
+        rows.append("|---|---|---|")
+        rows.append(f"| all | {100 * pl['all']['accuracy']:.1f}% | {pl['all']['n']} |")
+        if sel:
+            rows.append(f"| selected | {100 * sel['accuracy']:.1f}% | {sel['n']} |")
+        for c, rec in pl["per_config"].items():
+            rows.append(f"| config {c} | {100 * rec['accuracy']:.1f}% | {rec['n']} |")
+    if m.get("verdict"):
+        rows += [""] + m["verdict"]["lines"]
+    return "\n".join(rows)
+
+
+
+
+
+def eval_command(cfg: RunConfig, args: Any) -> int:
+    """``semievol eval``: one model (the base, or with ``--adapter``) on the test split, its record written
+    to ``--out`` (default RUN_DIR/eval_<task>.json) in the evaluate stage's format."""
+    task = load_task(cfg.task, seed=cfg.seed, only_test=True)  # no labeled or unlabeled split is needed
+    assert task.test is not None
+    examples = subsample(task.test.examples, cfg.evaluate.limit, cfg.seed)
+    engine = engine_for(cfg.model, quiet=args.quiet)
+    name = None
+    if args.adapter:
+        if not (Path(args.adapter) / "adapter_config.json").exists():
+            raise ModelError(f"{args.adapter}: not a PEFT adapter folder (no adapter_config.json)")
+        engine.add_adapter("eval", args.adapter)
+        name = "eval"
+    _, rec = evaluate_model(engine, examples, task.kind, name, cfg.model.max_new_tokens, task.numeric)
+    rec.update({"task": task.name, "model": cfg.model.model, "adapter": args.adapter, "split": task.test.source})
+    dest = Path(args.out) if args.out else Path(cfg.run_dir) / f"eval_{task.name}.json"
+    atomic_write_json(dest, rec)
+    lo, hi = rec["ci95"]
+    print(f"{task.name}: accuracy {100 * rec['accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+          f"n={rec['n']}, {rec['seconds']:.0f}s -> {dest}")
+    return 0

@@ -10,7 +10,7 @@ Votes are appended to ``votes.jsonl`` one chunk at a time (flushed and fsynced);
 already there. The unlabeled split is read as a stream, so memory does not grow with its rows; the nearest
 labeled neighbours are found per fixed block of ``NN_BLOCK`` unlabeled rows (counted from the start of the
 split), so they too do not depend on chunking, sharding or resumption. A shard (``--shard I/N``) votes on
-one contiguous range of rows into its own file; ``pipeline`` merges the shards.
+one contiguous range of rows into its own file; ``stages.shards`` merges them.
 With engine ``ray`` (or ``ray-vllm``) the chunks are voted on by a pool of Ray actors (``engines.ray_pool``)
 with the same ``vote_chunk`` and come back in order, so the file is the same as in one process.
 A row whose model calls failed for good (a server that kept failing after the engine's retries) is
@@ -32,17 +32,11 @@ import numpy as np
 from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
 from ..engines import ACTOR_ENGINE, CallsFailed, Engine, EngineError
+from ..jsonio import append_jsonl, atomic_write_json, atomic_write_jsonl, iter_jsonl_prefix, read_jsonl_prefix
 from ..progress import log, progress
 from ..prompts import TEMPLATE_IDS, answer_prompt
 from ..retrieval import cached_embeddings, nearest, text_embedder
-from ..runctx import (
-    RunContext,
-    append_jsonl,
-    atomic_write_json,
-    atomic_write_jsonl,
-    iter_jsonl_prefix,
-    read_jsonl_prefix,
-)
+from ..runctx import Adapter, RunContext
 from ..tasks import Example, Split
 from ..views import Probe, ViewError, knn_distributions, label_indices, shared_options
 
@@ -121,7 +115,8 @@ class EmbedderView:
                     chunk: list[tuple[Example, list[int], np.ndarray | None]]) -> list[np.ndarray | None]:
         """Per configuration, its distributions for the chunk's rows (None for a language model's)."""
         rows = [e for e, _, _ in chunk]
-        vectors = np.stack([v for _, _, v in chunk])
+        assert all(v is not None for _, _, v in chunk), "rows carry their vectors when a view answers"
+        vectors = np.stack([v for _, _, v in chunk if v is not None])
         return [self.distributions(c, rows, vectors) if c.is_view else None for c in configs]
 
     def distributions(self, c: AnswerConfig, chunk: list[Example], vectors: np.ndarray) -> np.ndarray:
@@ -188,8 +183,9 @@ def vote_chunk(engine: Engine, how: Voting, chunk: list[Example], demos_for: lis
         prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
         try:
             if c.is_view:
-                assert views is not None and views[ci] is not None, "the view answers its configurations"
-                results = [views[ci][i] for i in live]
+                view = views[ci] if views is not None else None
+                assert view is not None, "the view answers its configurations"
+                results = [view[i] for i in live]
             elif kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
             else:
@@ -213,7 +209,7 @@ def vote_chunk(engine: Engine, how: Voting, chunk: list[Example], demos_for: lis
     return rows
 
 
-def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Path,
+def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Adapter,
                   shard: tuple[int, int] | None = None) -> Path:
     """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``.
 
@@ -238,7 +234,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     view = EmbedderView(pool, nn.keys, configs) if uses_view else None
     warm = None
     if any(c.model == "warm" for c in configs):
-        warm = ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter)
+        warm = ctx.adapter(warm_adapter)
     how = Voting(ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, tuple(configs), warm)
     votes = out / (shard_file(shard) if shard else "votes.jsonl")
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
@@ -257,7 +253,7 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
             raise ViewError("propagate.configs: knn and probe configurations run in one process, not with engine "
                             f"{ctx.cfg.model.engine}; vote with them in one process or leave them out")
         voted_chunks = vote_on_cluster(ctx.cfg, how, ([(e, nbrs) for e, nbrs, _ in c] for c in chunks), pool,
-                                       {warm: str(warm_adapter)} if warm else {}, out / ".ray-rows", pooled)
+                                       {warm: str(warm_adapter.path)} if warm else {}, out / ".ray-rows", pooled)
     else:
         engine = ctx.get_engine()
         voted_chunks = (vote_chunk(engine, how, [e for e, _, _ in c], [[pool[j] for j in nbrs] for _, nbrs, _ in c],

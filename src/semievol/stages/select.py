@@ -1,255 +1,269 @@
-"""Self-justification, confidence and adaptive selection of pseudo-labels.
+"""Self-justification, confidence and adaptive selection of pseudo-labels, as four steps.
 
-The warm model sees each question with the n candidate answers and gives the final one (every question, or
-only those whose votes disagree). Confidence is the normalised Shannon entropy of its distribution over the
-options (multiple choice), or the paper's mean negative log-likelihood per token of the justified response.
-Questions not justified keep the majority vote, scored from the votes themselves (entropy of the mean
-option distribution, or the mean NLL of the agreeing samples). Two options change how a multiple-choice
-justification becomes an answer: ``candidates_only`` lets only an option some configuration gave win, and
-``calibrate`` divides each option's probability by its mean over all justified rows first (batch
-calibration, Zhou et al. 2024), so a small model's lean to one position (say, always the last option) does
-not decide the labels. A selection rule then keeps the confident
-ones. ``pseudo_labels.jsonl`` has one line per unlabeled row; gold answers are attached only for the
-record, after selection, and only where the split has them.
+1. ``judge``: the warm model sees each question with the n candidate answers and gives the final one
+   (every question, or only those whose votes disagree); the others keep the majority vote (or the mean of
+   the votes' distributions). Confidence is the normalised entropy of the option distribution (multiple
+   choice) or the paper's mean negative log-likelihood per token of the justified response.
+2. ``calibrate``: batch calibration divides each distribution by its mean over the rows, so a small model's
+   lean to one position does not decide the labels; alignment pulls each class to its share of the labeled
+   rows instead. Answers and scores are read again from the rescaled distributions.
+3. ``choose``: a selection rule keeps the confident rows (``scoring.select_mask``).
+4. ``write``: ``pseudo_labels.jsonl`` (one line per unlabeled row, gold answers attached for the record
+   only) and ``selection.json``.
 
-The votes and the unlabeled split are read as streams, twice: the first pass scores every row (keeping
-only arrays of scores and flags, since a percentile needs all of them) and writes the justified answers to
-a hidden temporary file; the second writes ``pseudo_labels.jsonl`` row by row. Memory does not grow with
-the rows beyond those arrays (and the cache of model calls).
+The votes file and the unlabeled split are streamed; what is held per row is one small ``Judged`` record.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..answers import LETTERS, answers_match, canonical_vote
+from ..answers import LETTERS, answers_match, canonical_vote, extract_free
 from ..config import SelectConfig
+from ..engines import Engine
+from ..engines.cached import CALL_CHUNK
+from ..errors import UserError
+from ..jsonio import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from ..progress import log
 from ..prompts import TEMPLATE_IDS, justify_prompt
-from ..runctx import (
-    CALL_CHUNK,
-    RunContext,
-    atomic_write_json,
-    atomic_write_jsonl,
-    generate_one,
-    iter_jsonl,
-    score_options,
-    tmp_name,
-)
+from ..runctx import Adapter, RunContext
 from ..tasks import Example, Split
+from .scoring import (
+    adjusted,
+    class_shares,
+    decide,
+    lean_from_counts,
+    majority,
+    mean_distributions,
+    select_mask,
+    vote_score,
+)
+
+# rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
+# the same places as one call over every row would (a resumed run then asks for nothing already cached)
+JUSTIFY_BLOCK = CALL_CHUNK * 16
 
 
-class SelectionError(RuntimeError):
+class SelectionError(UserError):
     """Selection kept nothing, or its inputs are unusable."""
 
 
-def normalized_entropy(p: np.ndarray) -> float:
-    p = np.asarray(p, dtype=np.float64)
-    p = p / p.sum()
-    if len(p) < 2:
-        return 0.0
-    nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum() / math.log(len(p)))
+@dataclass
+class Judged:
+    """One unlabeled row's pseudo-label, as the steps of selection refine it."""
+
+    unanimous: bool
+    justified: bool
+    subject: str | None
+    answer: str | None = None
+    score: float = math.inf
+    dist: list[float] | None = None
+    """The option distribution the answer is read from: the justification's, or the mean of the votes."""
+    candidates: list[str | None] | None = None
+    """With ``select.candidates_only``: the answers the configurations gave, the only ones that may win."""
+    text: str | None = None
+    """A free-form justification's response."""
+    target: list[float] | None = None
+    """The rescaled distribution after calibration or alignment (soft targets train on it)."""
 
 
-def majority(answers: list[str | None]) -> str | None:
-    """Most common non-empty answer; ties go to the one seen first."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    return next(a for a in answers if a is not None and counts[a] == best)
+@dataclass(frozen=True)
+class How:
+    """What the steps read of the config and the task."""
+
+    cfg: SelectConfig
+    kind: str
+    numeric: bool
+    seed: int
+    max_new_tokens: int
+
+    @property
+    def confidence(self) -> str:
+        return self.cfg.confidence if self.kind == "choice" else "nll"
+
+    @property
+    def mean_vote(self) -> bool:
+        return self.cfg.vote == "mean" and self.kind == "choice"
+
+    @property
+    def rescaled(self) -> bool:
+        """Every distribution rescaled by one vector per number of options (calibration or alignment)."""
+        return (self.cfg.calibrate or self.cfg.align) and self.kind == "choice"
 
 
-def decide(dist: list[float], candidates: list[str | None] | None, prior: np.ndarray | None,
-           confidence: str) -> tuple[str, float]:
-    """The answer and its score from the justifier's option distribution: divided by ``prior`` (batch
-    calibration) when given, then the likeliest option among ``candidates`` (all options when None or none
-    of them is an option). Ties go to the first letter; entropy is over the whole calibrated distribution."""
-    p = adjusted(dist, prior)
-    options = list(LETTERS[: len(p)])
-    allowed = sorted({options.index(c) for c in candidates or [] if c in options}) or range(len(p))
-    a = max(allowed, key=lambda i: p[i])
-    score = normalized_entropy(p) if confidence == "entropy" else float(-math.log(max(p[a], 1e-30)))
-    return LETTERS[a], score
+def run_select(ctx: RunContext, votes: Path, out: Path, warm: Adapter) -> Path:
+    """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out`` from propagate's ``votes``."""
+    how = How(ctx.cfg.select, ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens)
+    unlabeled = ctx.task.unlabeled
+    check_votes(votes, len(unlabeled))
+    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule == "class_quota" else {}
+    judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, unlabeled, how)
+    priors = calibrate(judged, how, shares)
+    keep, info = choose(judged, how.cfg, shares)
+    write(out, votes, unlabeled, judged, keep, info, priors, shares, how)
+    return out / "pseudo_labels.jsonl"
 
 
-def adjusted(dist: list[float] | np.ndarray, prior: np.ndarray | None) -> np.ndarray:
-    """``dist`` divided by ``prior`` (when given) and renormalised."""
-    p = np.asarray(dist, dtype=np.float64)
-    if prior is not None:
-        p = p / np.maximum(prior, 1e-12)
-    return p / p.sum()
+def check_votes(votes: Path, n_unlabeled: int) -> None:
+    """Stop unless the votes file has one row, not marked failed, for every unlabeled row."""
+    n, failed = _count_lines(votes)
+    if failed:  # a failed row has no votes: never let it pass for one that was voted on
+        raise SelectionError(f"{votes}: {len(failed)} rows failed in propagate (first: {failed[0]}); "
+                             "rerun propagate to retry them")
+    if n != n_unlabeled:
+        raise SelectionError(f"{votes}: {n} rows but the unlabeled split has {n_unlabeled}; rerun propagate")
 
 
-def class_shares(examples: list[Example]) -> dict[int, np.ndarray]:
-    """The labeled rows' answer shares per number of options (add-one smoothed), the target of alignment."""
-    counts: dict[int, np.ndarray] = {}
-    for e in examples:
-        n = len(e.options or [])
-        if n and e.answer in LETTERS[:n]:
-            counts.setdefault(n, np.ones(n))[LETTERS.index(e.answer)] += 1
-    return {n: c / c.sum() for n, c in counts.items()}
+def judge(engine: Engine, warm: Any, votes: Path, unlabeled: Split, how: How) -> list[Judged]:
+    """Step 1: an answer and a score for every row. ``warm()`` adds the warm adapter to the engine and
+    returns its name; it is called only when some row is justified."""
+    cfg = how.cfg
+    judged: list[Judged] = []
+    block: list[tuple[Judged, dict[str, Any], Example]] = []
+    name: list[str] = []
+
+    def flush() -> None:
+        if not name:
+            name.append(warm())
+        justify(engine, name[0], block, how)
+        block.clear()
+
+    for r, ex in _rows(votes, unlabeled):
+        answers = canonical_vote([v["answer"] for v in r["votes"]], how.kind)
+        unanimous = len(set(answers)) == 1 and answers[0] is not None
+        j = Judged(unanimous, cfg.justify == "all" or (cfg.justify == "disagree" and not unanimous), r.get("subject"))
+        judged.append(j)
+        if j.justified:
+            block.append((j, r, ex))
+            if len(block) == JUSTIFY_BLOCK:
+                flush()
+        elif how.mean_vote:
+            j.dist = [round(float(x), 6) for x in adjusted(np.mean([v["dist"] for v in r["votes"]], axis=0), None)]
+            j.answer, j.score = decide(j.dist, None, None, how.confidence)
+        else:
+            j.answer = majority(answers)
+            j.score = vote_score(r, j.answer, how.kind, how.confidence)
+    if block:
+        flush()
+    return judged
 
 
-def justifier_lean(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """``lean_from_counts`` over pseudo-label rows (those justified, multiple choice)."""
-    answers: Counter[str] = Counter()
-    votes: Counter[str] = Counter()
-    for r in rows:
-        if r.get("justified") and r.get("answer") is not None and r.get("options"):
-            answers[str(r["answer"])] += 1
-            votes.update(str(v["answer"]) for v in r.get("votes", []) if v.get("answer") is not None)
-    return lean_from_counts(answers, votes)
-
-
-def lean_from_counts(answers: Counter[str], votes: Counter[str]) -> dict[str, Any] | None:
-    """The answer the justification gives far more often than the configurations do: at least 80% of the
-    justified answers and 25 points above its share of their votes, over at least 20 rows. A justifier that
-    picks one position whatever the question hands evolve one class; batch calibration
-    (``select.calibrate``) is the fix to try. None when there is no such lean. (Runs measured here: the
-    demo's 93% 'C' against 55% of the votes and ARC's 90% 'A' against 40% are flagged; FPB's 71-76% of its
-    majority class 'B', which is also 66% of the gold answers, is not.)"""
-    n, nv = sum(answers.values()), sum(votes.values())
-    if n < 20 or not nv:
-        return None
-    top, k = answers.most_common(1)[0]
-    share, vote_share = k / n, votes[top] / nv
-    if share >= 0.8 and share >= vote_share + 0.25:
-        return {"answer": top, "share": round(share, 3), "vote_share": round(vote_share, 3), "rows": n}
-    return None
-
-
-class PriorSums:
-    """Running sums of the justifier's distributions per number of options, for batch calibration."""
-
-    def __init__(self) -> None:
-        self.sums: dict[int, np.ndarray] = {}
-        self.counts: Counter[int] = Counter()
-
-    def add(self, dist: list[float]) -> None:
-        d = np.asarray(dist, dtype=np.float64)
-        self.sums[len(d)] = self.sums.get(len(d), np.zeros(len(d))) + d / d.sum()
-        self.counts[len(d)] += 1
-
-    def priors(self) -> dict[int, np.ndarray]:
-        return {k: v / self.counts[k] for k, v in self.sums.items()}
-
-
-# ---------------------------------------------------------------- selection rules (pure)
-
-
-def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | None = None,
-                groups: list[str | None] | None = None, valid: list[bool] | None = None,
-                shares: dict[str, float] | None = None) -> tuple[list[bool], dict[str, Any]]:
-    """Which rows to keep (score <= threshold); returns the mask and the thresholds used.
-
-    ``shares`` (class -> share of the labeled rows) sets the 'class_quota' rule's quotas; ``groups`` then
-    holds each row's predicted class."""
-    s = np.asarray(scores, dtype=np.float64)
-    ok = np.asarray(valid if valid is not None else [True] * len(s), dtype=bool) & np.isfinite(s)
-    info: dict[str, Any] = {"rule": cfg.rule}
-    if not ok.any():
-        return [False] * len(s), info
-    if cfg.rule == "all":
-        keep = ok
-    elif cfg.rule == "percentile":
-        tau = float(np.percentile(s[ok], cfg.theta))
-        keep = ok & (s <= tau)
-        info["tau"] = tau
-    elif cfg.rule == "fixed":
-        keep = ok & (s <= cfg.threshold)
-        info["tau"] = cfg.threshold
-    elif cfg.rule == "released":
-        una = np.asarray(unanimous if unanimous is not None else [False] * len(s), dtype=bool)
-        dis = ok & ~una
-        tau = float(np.percentile(s[dis], cfg.released_theta)) if dis.any() else float("-inf")
-        keep = ok & (una | (s <= tau))
-        info["tau_disagreeing"] = tau
-    elif cfg.rule in ("class_percentile", "subject_percentile"):
-        g = groups if groups is not None else [None] * len(s)
-        keep = np.zeros(len(s), dtype=bool)
-        taus: dict[str, float] = {}
-        for key in sorted({x for x in g if x is not None} | ({None} if None in g else set()), key=str):
-            m = ok & np.asarray([x == key for x in g])
-            if m.any():
-                t = float(np.percentile(s[m], cfg.theta))
-                taus[str(key)] = t
-                keep |= m & (s <= t)
-        info["tau_per_group"] = taus
-    elif cfg.rule == "class_quota":
-        g = groups if groups is not None else [None] * len(s)
-        w = shares or {}
-        budget = int(round(cfg.theta / 100 * int(ok.sum())))
-        total = sum(w.values()) or 1.0
-        keep = np.zeros(len(s), dtype=bool)
-        quotas: dict[str, int] = {}
-        for key in sorted({str(x) for x in g if x is not None}):
-            members = np.flatnonzero(ok & np.asarray([str(x) == key for x in g]))
-            quota = int(round(budget * w.get(key, 0.0) / total))
-            quotas[key] = quota
-            keep[members[np.argsort(s[members], kind="stable")[:quota]]] = True
-        info["quota_per_class"] = quotas
-    else:  # pragma: no cover - Literal guards this
-        raise SelectionError(f"select.rule: unknown rule {cfg.rule}")
-    return [bool(x) for x in keep], info
-
-
-# ---------------------------------------------------------------- the stage
-
-
-def _vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: str) -> float:
-    votes = row["votes"]
-    if kind == "choice":
-        mean = np.mean([v["dist"] for v in votes], axis=0)
-        if confidence == "entropy":
-            return normalized_entropy(mean)
-        i = LETTERS.index(answer) if answer else 0
-        return float(-math.log(max(mean[i] / mean.sum(), 1e-30)))
-    nll = [v["mean_nll"] for v in votes if v["answer"] is not None and v["answer"] == answer and math.isfinite(v["mean_nll"])]
-    return float(np.mean(nll)) if nll else float("inf")
-
-
-def justify_rows(ctx: RunContext, rows: list[tuple[dict[str, Any], Example]], warm: str) -> list[tuple[str | None, float, Any]]:
-    """(answer, score, record) for each (votes row, example), from the warm model (calls go through the run's cache)."""
-    engine = ctx.get_engine()
-    kind, conf = ctx.task.kind, ctx.cfg.select.confidence
-    out: list[tuple[str | None, float, Any]] = []
-    if not rows:
-        return out
-    prompts = [justification(r, ex, kind, reverse=False) for r, ex in rows]
-    cache = ctx.call_cache()
-    if kind == "choice":
-        sizes = [len(ex.options or []) for _, ex in rows]
-        dists = score_options(engine, cache, prompts, sizes, warm)
-        if ctx.cfg.select.fair_order:  # the same question with its options reversed, mapped back and averaged
-            flipped = score_options(engine, cache, [justification(r, ex, kind, reverse=True) for r, ex in rows],
-                                    sizes, warm)
+def justify(engine: Engine, warm: str, block: list[tuple[Judged, dict[str, Any], Example]], how: How) -> None:
+    """The warm model's answer and score for each (row, votes, example) of ``block``, set on the row."""
+    prompts = [justification(r, ex, how.kind, reverse=False) for _, r, ex in block]
+    if how.kind == "choice":
+        sizes = [len(ex.options or []) for _, _, ex in block]
+        dists = engine.score_options(prompts, sizes, warm)
+        if how.cfg.fair_order:  # the same question with its options reversed, mapped back and averaged
+            flipped = engine.score_options([justification(r, ex, how.kind, reverse=True) for _, r, ex in block],
+                                           sizes, warm)
             dists = [(np.asarray(a) + np.asarray(b)[::-1]) / 2 for a, b in zip(dists, flipped, strict=True)]
-        only = ctx.cfg.select.candidates_only
-        for (r, _), d in zip(rows, dists, strict=True):
-            d = [round(float(x), 6) for x in d]
-            cands = [v["answer"] for v in r["votes"]] if only else None
-            a, score = decide(d, cands, None, conf)
-            out.append((a, score, d))
-    else:
-        from ..answers import extract_free
+        for (j, r, _), d in zip(block, dists, strict=True):
+            j.dist = [round(float(x), 6) for x in d]
+            j.candidates = [v["answer"] for v in r["votes"]] if how.cfg.candidates_only else None
+            j.answer, j.score = decide(j.dist, j.candidates, None, how.cfg.confidence)
+        return
+    samples = engine.generate(prompts, 1, 0.0, how.seed, how.max_new_tokens, warm)
+    for (j, r, _), (s,) in zip(block, samples, strict=True):
+        j.answer = extract_free(s.text, how.numeric)
+        if j.answer is None:
+            j.answer = majority(canonical_vote([v["answer"] for v in r["votes"]], how.kind))
+        j.score, j.text = s.mean_nll, s.text
 
-        samples = generate_one(engine, cache, prompts, 0.0, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, warm)
-        for (r, _), s in zip(rows, samples, strict=True):
-            ans = extract_free(s.text, ctx.task.numeric)
-            if ans is None:
-                ans = majority(canonical_vote([v["answer"] for v in r["votes"]], kind))
-            out.append((ans, s.mean_nll, s.text))
-    return out
+
+def calibrate(judged: list[Judged], how: How, shares: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Step 2: with calibration or alignment, each distribution divided by one vector per number of options
+    (its mean over the rows; over the labeled share too when aligning) and the answer read again. Returns
+    those divisors (none when neither is on)."""
+    if not how.rescaled:
+        return {}
+    priors = mean_distributions([j.dist for j in judged if j.dist is not None])
+    if how.cfg.align:  # the divisor becomes mean / target: each class pulled to its share of the labeled rows
+        priors = {k: v / shares.get(k, np.full(k, 1.0 / k)) for k, v in priors.items()}
+    for j in judged:
+        if j.dist is not None:
+            prior = priors[len(j.dist)]
+            j.answer, j.score = decide(j.dist, j.candidates, prior, how.confidence)
+            j.target = [round(float(x), 6) for x in adjusted(j.dist, prior)]
+    return priors
+
+
+def choose(judged: list[Judged], cfg: SelectConfig, shares: dict[int, np.ndarray]) -> tuple[list[bool], dict[str, Any]]:
+    """Step 3: which rows the selection rule keeps, and the thresholds it used."""
+    by_class = cfg.rule in ("class_percentile", "class_quota")
+    letter_shares = ({LETTERS[j]: float(x) for v in shares.values() for j, x in enumerate(v)}
+                     if len(shares) == 1 else None)  # quotas need one label set
+    if cfg.rule == "class_quota" and letter_shares is None:
+        raise SelectionError("select.rule class_quota needs a labeled split whose rows share one number of options")
+    keep, info = select_mask([j.score for j in judged], cfg, [j.unanimous for j in judged],
+                             [j.answer if by_class else j.subject for j in judged],
+                             [j.answer is not None for j in judged], letter_shares)
+    if not any(keep):
+        valid = sum(j.answer is not None for j in judged)
+        raise SelectionError(f"select: no pseudo-label passed the '{cfg.rule}' rule ({valid} of {len(judged)} rows "
+                             "had an answer); raise select.theta or select.threshold")
+    return keep, info
+
+
+def write(out: Path, votes: Path, unlabeled: Split, judged: list[Judged], keep: list[bool], info: dict[str, Any],
+          priors: dict[int, np.ndarray], shares: dict[int, np.ndarray], how: How) -> None:
+    """Step 4: ``pseudo_labels.jsonl``, one record per row streamed to the file, and ``selection.json``."""
+    cfg, kind = how.cfg, how.kind
+    per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    lean_answers: Counter[str] = Counter()  # justified answers and their rows' votes, for the lean check
+    lean_votes: Counter[str] = Counter()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for (r, ex), j, kept in zip(_rows(votes, unlabeled), judged, keep, strict=True):
+            rec = {"id": r["id"], "row": r["row"], "question": r["question"], "options": r["options"],
+                   "votes": r["votes"], "unanimous": j.unanimous, "justified": j.justified, "answer": j.answer,
+                   "score": round(float(j.score), 6), "selected": kept}
+            if j.justified and kind == "choice":
+                rec["justify_dist"] = j.dist
+            if j.justified and kind == "free":
+                rec["justify_text"] = j.text
+            target = j.target if how.rescaled else j.dist if how.mean_vote else None
+            if target is not None:  # the distribution the answer was read from, for soft targets
+                rec["target_dist"] = target
+            if ex.answer is not None:
+                rec["gold"] = ex.answer
+                rec["correct"] = answers_match(j.answer, ex.answer, kind)
+            per_class[str(j.answer)][0] += 1
+            per_class[str(j.answer)][1] += int(kept)
+            if j.justified and kind == "choice" and j.answer is not None:
+                lean_answers[str(j.answer)] += 1
+                lean_votes.update(str(v) for v in canonical_vote([v["answer"] for v in r["votes"]], kind)
+                                  if v is not None)
+            yield rec
+
+    atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
+    lean = lean_from_counts(lean_answers, lean_votes)
+    if lean:
+        log(f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
+            f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
+            f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
+            "the question" + ("" if cfg.calibrate else ": try --select.calibrate true --select.candidates_only true"))
+    atomic_write_json(out / "selection.json", {
+        **info, "theta": cfg.theta, "justify": cfg.justify, "confidence": how.confidence,
+        "confidence_note": "normalised option entropy" if how.confidence == "entropy" else "mean NLL per token",
+        "template": TEMPLATE_IDS["justify_" + kind], "rows": len(judged), "selected": int(sum(keep)),
+        "justified": sum(j.justified for j in judged), "unanimous": sum(j.unanimous for j in judged),
+        "candidates_only": cfg.candidates_only and kind == "choice", "calibrated": cfg.calibrate and kind == "choice",
+        **({"vote": cfg.vote, "aligned": cfg.align and kind == "choice",
+            "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())}}
+           if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule == "class_quota" else {}),
+        "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
+        "lean": lean,
+        "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
+    })
 
 
 def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> Any:
@@ -265,14 +279,9 @@ def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> A
         if kind == "choice" and c in LETTERS[:n]:
             j = LETTERS.index(c)
             j = n - 1 - j if reverse else j
-            c = f"{LETTERS[j]}. {ex.options[j]}"
+            c = f"{LETTERS[j]}. {(ex.options or [])[j]}"
         cands.append(c)
     return justify_prompt(ex, kind, cands, [v.get("text", "") for v in r["votes"]])
-
-
-# rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
-# the same places as one call over every row would (a resumed run then asks for nothing already cached)
-JUSTIFY_BLOCK = CALL_CHUNK * 16
 
 
 def _rows(votes_path: Path, unlabeled: Split) -> Iterator[tuple[dict[str, Any], Example]]:
@@ -296,180 +305,6 @@ def _count_lines(path: Path) -> tuple[int, list[str]]:
     return n, failed
 
 
-def run_select(ctx: RunContext, votes_path: Path, out: Path, warm_adapter: Path) -> Path:
-    """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out``."""
-    scfg = ctx.cfg.select
-    kind = ctx.task.kind
-    unlabeled = ctx.task.unlabeled
-    n, failed = _count_lines(votes_path)
-    if failed:  # a failed row has no votes: never let it pass for one that was voted on
-        raise SelectionError(f"{votes_path}: {len(failed)} rows failed in propagate (first: {failed[0]}); "
-                             "rerun propagate to retry them")
-    if n != len(unlabeled):
-        raise SelectionError(f"{votes_path}: {n} rows but the unlabeled split has {len(unlabeled)}; rerun propagate")
-    confidence = scfg.confidence if kind == "choice" else "nll"
-    calibrate = scfg.calibrate and kind == "choice"
-    align = scfg.align and kind == "choice"
-    mean_vote = scfg.vote == "mean" and kind == "choice"
-    transform = calibrate or align  # every distribution rescaled by one vector per number of options
-    shares = class_shares(ctx.task.labeled.examples) if align or scfg.rule == "class_quota" else {}
-    prior_sums = PriorSums()
-    # pass 1: a score, a validity flag, unanimity and a group for every row; justified answers to a file
-    scores = np.zeros(n, dtype=np.float64)
-    valid = np.zeros(n, dtype=bool)
-    unanimous = np.zeros(n, dtype=bool)
-    group_code = np.zeros(n, dtype=np.int32)
-    group_names: dict[str | None, int] = {}
-    justified_path = tmp_name(out / "justified.jsonl")
-    out.mkdir(parents=True, exist_ok=True)
-    n_justified = 0
-    warm: list[str] = []
-    pending: list[tuple[int, dict[str, Any], Example]] = []
-
-    def set_row(i: int, answer: str | None, score: float, subject: str | None) -> None:
-        scores[i], valid[i] = float(score), answer is not None
-        g = answer if scfg.rule in ("class_percentile", "class_quota") else subject
-        group_code[i] = group_names.setdefault(g, len(group_names))
-
-    def justify_pending(f: Any) -> None:
-        if not warm:  # the warm adapter is loaded only when some row is justified
-            warm.append(ctx.adapter(f"warm-{ctx.fingerprints.get('warm', 'x')}", warm_adapter))
-        results = justify_rows(ctx, [(r, ex) for _, r, ex in pending], warm[0])
-        for (i, r, _), (a, s, rec) in zip(pending, results, strict=True):
-            set_row(i, a, s, r.get("subject"))
-            if transform:
-                prior_sums.add(rec)
-            cands = [v["answer"] for v in r["votes"]] if scfg.candidates_only else None
-            f.write(json.dumps([i, a, s, rec, cands, r.get("subject")], ensure_ascii=False) + "\n")
-        pending.clear()
-
-    mean_path = tmp_name(out / "mean_votes.jsonl")  # rows not justified, answered from the mean vote
-    with open(justified_path, "w", encoding="utf-8") as f, open(mean_path, "w", encoding="utf-8") as mf:
-        for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
-            votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
-            unanimous[i] = len(set(votes)) == 1 and votes[0] is not None
-            if scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i]):
-                pending.append((i, r, ex))
-                n_justified += 1
-                if len(pending) == JUSTIFY_BLOCK:
-                    justify_pending(f)
-            elif mean_vote:
-                d = [round(float(x), 6) for x in adjusted(np.mean([v["dist"] for v in r["votes"]], axis=0), None)]
-                a, s = decide(d, None, None, confidence)
-                set_row(i, a, s, r.get("subject"))
-                if transform:
-                    prior_sums.add(d)
-                mf.write(json.dumps([i, a, s, d, None, r.get("subject")], ensure_ascii=False) + "\n")
-            else:
-                a = majority(votes)
-                set_row(i, a, _vote_score(r, a, kind, confidence), r.get("subject"))
-        if pending:
-            justify_pending(f)
-    priors = prior_sums.priors()
-    if align:  # the divisor becomes mean / target: each class pulled to its share of the labeled rows
-        priors = {k: v / shares.get(k, np.full(k, 1.0 / k)) for k, v in priors.items()}
-    if transform:  # pass 1b: every such row again, answered and scored from its rescaled distribution
-        for path in (justified_path, mean_path):
-            with open(path, encoding="utf-8") as jf:
-                for line in jf:
-                    i, _, _, d, cands, subject = json.loads(line)
-                    set_row(i, *decide(d, cands, priors[len(d)], confidence), subject)
-    names = {code: g for g, code in group_names.items()}
-    groups = [names[int(c)] for c in group_code]
-    letter_shares = ({LETTERS[j]: float(x) for n, v in shares.items() for j, x in enumerate(v)}
-                     if len(shares) == 1 else None)  # quotas need one label set
-    if scfg.rule == "class_quota" and letter_shares is None:
-        justified_path.unlink()
-        mean_path.unlink()
-        raise SelectionError("select.rule class_quota needs a labeled split whose rows share one number of options")
-    keep, info = select_mask(scores, scfg, list(unanimous), groups, list(valid), letter_shares)
-    del groups
-    if not any(keep):
-        justified_path.unlink()
-        mean_path.unlink()
-        raise SelectionError(
-            f"select: no pseudo-label passed the '{scfg.rule}' rule ({int(valid.sum())} of {n} rows had an answer); "
-            "raise select.theta or select.threshold"
-        )
-    # pass 2: one record per row, streamed to the output file
-    per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
-    lean_answers: Counter[str] = Counter()  # justified answers and their rows' votes, for the lean check
-    lean_votes: Counter[str] = Counter()
-
-    def records() -> Iterator[dict[str, Any]]:
-        with open(justified_path, encoding="utf-8") as jf, open(mean_path, encoding="utf-8") as mf:
-            for i, (r, ex) in enumerate(_rows(votes_path, unlabeled)):
-                votes = canonical_vote([v["answer"] for v in r["votes"]], kind)
-                is_justified = scfg.justify == "all" or (scfg.justify == "disagree" and not unanimous[i])
-                target = None
-                if is_justified or mean_vote:
-                    _, answer, _, extra, cands, _ = json.loads((jf if is_justified else mf).readline())
-                    if transform:
-                        answer = decide(extra, cands, priors[len(extra)], confidence)[0]
-                        target = adjusted(extra, priors[len(extra)])
-                    elif mean_vote:
-                        target = extra
-                    if not is_justified:
-                        extra = None
-                else:
-                    answer, extra = majority(votes), None
-                rec = {
-                    "id": r["id"], "row": r["row"], "question": r["question"], "options": r["options"],
-                    "votes": r["votes"], "unanimous": bool(unanimous[i]),
-                    "justified": is_justified, "answer": answer, "score": round(float(scores[i]), 6),
-                    "selected": keep[i],
-                }
-                if is_justified and kind == "choice":
-                    rec["justify_dist"] = extra
-                if is_justified and kind == "free":
-                    rec["justify_text"] = extra
-                if target is not None:  # the distribution the answer was read from, for soft targets
-                    rec["target_dist"] = [round(float(x), 6) for x in target]
-                if ex.answer is not None:
-                    rec["gold"] = ex.answer
-                    rec["correct"] = answers_match(answer, ex.answer, kind)
-                per_class[str(answer)][0] += 1
-                per_class[str(answer)][1] += int(keep[i])
-                if is_justified and kind == "choice" and answer is not None:
-                    lean_answers[str(answer)] += 1
-                    lean_votes.update(str(v) for v in votes if v is not None)
-                yield rec
-
-    atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
-    os.unlink(justified_path)
-    os.unlink(mean_path)
-    lean = lean_from_counts(lean_answers, lean_votes)
-    if lean:
-        log(f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
-            f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
-            f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
-            "the question" + ("" if calibrate else ": try --select.calibrate true --select.candidates_only true"))
-    atomic_write_json(out / "selection.json", {
-        **info, "theta": scfg.theta, "justify": scfg.justify, "confidence": confidence,
-        "confidence_note": "normalised option entropy" if confidence == "entropy" else "mean NLL per token",
-        "template": TEMPLATE_IDS["justify_" + kind], "rows": n, "selected": int(sum(keep)),
-        "justified": n_justified, "unanimous": int(unanimous.sum()),
-        "candidates_only": scfg.candidates_only and kind == "choice", "calibrated": calibrate,
-        **({"vote": scfg.vote, "aligned": align,
-            "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())}}
-           if mean_vote or align or scfg.rule == "class_quota" else {}),
-        "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
-        "lean": lean,
-        "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
-    })
-    return out / "pseudo_labels.jsonl"
-
-
-def row_distribution(rec: dict[str, Any]) -> list[float]:
-    """The option distribution a pseudo-label row's answer was read from: the rescaled or mean one where
-    the run kept it, else the justification's, else the mean of the votes."""
-    if rec.get("target_dist") is not None:
-        return rec["target_dist"]
-    if rec.get("justify_dist") is not None:
-        return list(adjusted(rec["justify_dist"], None))
-    return list(adjusted(np.mean([v["dist"] for v in rec["votes"]], axis=0), None))
-
-
 def selected_examples(pseudo_path: Path, unlabeled: Split) -> list[Example]:
     """The selected rows as training examples with their pseudo-label as the answer (never the gold)."""
     chosen = {r["id"]: r for r in iter_jsonl(pseudo_path) if r["selected"] and r["answer"] is not None}
@@ -478,11 +313,11 @@ def selected_examples(pseudo_path: Path, unlabeled: Split) -> list[Example]:
         r = chosen.get(e.id)
         if r is not None:
             out.append(Example(id=e.id, question=e.question, options=e.options, answer=r["answer"],
-                               rationale=_reasoning(r.get("justify_text")), subject=e.subject, row=e.row))
+                               rationale=reasoning(r.get("justify_text")), subject=e.subject, row=e.row))
     return out
 
 
-def _reasoning(text: str | None) -> str | None:
+def reasoning(text: str | None) -> str | None:
     """The reasoning part of a justified free-form response (everything before its last 'Answer' line)."""
     if not text:
         return None

@@ -80,7 +80,7 @@ def _check_unlabeled(task: Task, id_col: str) -> None:
         dups["unlabeled"].add(e)
     if shared:
         task.warnings.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
-    if shared_test:
+    if shared_test and task.test is not None:
         task.warnings.append(f"{shared_test} unlabeled questions also appear in the test split ({task.test.source}): "
                              "pseudo-labels trained on them make test accuracy optimistic")
     if task.test is not None:

@@ -36,7 +36,7 @@ def _sentence(rng: random.Random, label: str) -> str:
 
 
 def _examples(rng: random.Random, n: int, split: str, seen: set[str]) -> list[Example]:
-    out = []
+    out: list[Example] = []
     while len(out) < n:
         label = rng.choices(LABELS, weights=[3, 4, 3])[0]
         text = _sentence(rng, label)

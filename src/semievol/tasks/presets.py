@@ -44,14 +44,15 @@ def resolve_sources(cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "un
     # an empty string (``--test ''``) means not given, as None does
     sources: dict[str, str | None] = {"labeled": cfg.labeled or None, "unlabeled": cfg.unlabeled or None,
                                       "test": cfg.test or None}
-    if cfg.task and cfg.task != "demo":
-        if cfg.task not in PRESETS:
+    task = cfg.task
+    if task and task != "demo":
+        if task not in PRESETS:
             import difflib
 
-            close = difflib.get_close_matches(cfg.task, list(PRESETS) + ["demo"], n=1)
+            close = difflib.get_close_matches(task, list(PRESETS) + ["demo"], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"task.task: unknown preset '{cfg.task}'{hint}")
-        preset = PRESETS[cfg.task]
+            raise ConfigError(f"task.task: unknown preset '{task}'{hint}")
+        preset = PRESETS[task]
         kind = kind or preset["answer_kind"]
         if preset.get("subject_col") and cfg.subject_col == "subject":
             cfg = replace(cfg, subject_col=preset["subject_col"])
@@ -59,17 +60,17 @@ def resolve_sources(cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "un
             cfg = replace(cfg, index_base=preset.get("index_base", 0))
         if cfg.data_dir:
             d = Path(cfg.data_dir)
-            for folder in (d, d / cfg.task):
+            for folder in (d, d / task):
                 if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
                     raise ConfigError(f"task.data_dir: cannot read the folder {folder} (permission denied)")
-            if not (d / cfg.task).is_dir():
-                raise ConfigError(f"task.data_dir: {d / cfg.task} is not a folder")
+            if not (d / task).is_dir():
+                raise ConfigError(f"task.data_dir: {d / task} is not a folder")
             for s in sources:
                 if sources[s] is None:
-                    sources[s] = _find(d, cfg.task, s, preset["ext"])
+                    sources[s] = _find(d, task, s, preset["ext"])
             for s in required:
                 if not sources[s]:
-                    raise ConfigError(f"task.data_dir: no {s}.{{csv,jsonl,json,parquet}} in {d / cfg.task}")
+                    raise ConfigError(f"task.data_dir: no {s}.{{csv,jsonl,json,parquet}} in {d / task}")
     for s in required:
         if not sources[s]:
             raise ConfigError(f"task.{s}: no {s} split given (set task.{s}, or task.task with task.data_dir)")

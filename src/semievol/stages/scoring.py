@@ -1,0 +1,180 @@
+"""The pure arithmetic of selection: scores, answers from distributions, calibration and alignment, the
+justifier's lean, and the selection rules. No files and no model calls: each function is tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from ..answers import LETTERS
+from ..config import SelectConfig
+from ..tasks import Example
+
+
+def normalized_entropy(p: np.ndarray) -> float:
+    p = np.asarray(p, dtype=np.float64)
+    p = p / p.sum()
+    if len(p) < 2:
+        return 0.0
+    nz = p[p > 0]
+    return float(-(nz * np.log(nz)).sum() / math.log(len(p)))
+
+
+def majority(answers: list[str | None]) -> str | None:
+    """Most common non-empty answer; ties go to the one seen first."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == best)
+
+
+def decide(dist: list[float], candidates: list[str | None] | None, prior: np.ndarray | None,
+           confidence: str) -> tuple[str, float]:
+    """The answer and its score from the justifier's option distribution: divided by ``prior`` (batch
+    calibration) when given, then the likeliest option among ``candidates`` (all options when None or none
+    of them is an option). Ties go to the first letter; entropy is over the whole calibrated distribution."""
+    p = adjusted(dist, prior)
+    options = list(LETTERS[: len(p)])
+    allowed = sorted({options.index(c) for c in candidates or [] if c in options}) or range(len(p))
+    a = max(allowed, key=lambda i: p[i])
+    score = normalized_entropy(p) if confidence == "entropy" else float(-math.log(max(p[a], 1e-30)))
+    return LETTERS[a], score
+
+
+def adjusted(dist: list[float] | np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """``dist`` divided by ``prior`` (when given) and renormalised."""
+    p = np.asarray(dist, dtype=np.float64)
+    if prior is not None:
+        p = p / np.maximum(prior, 1e-12)
+    return p / p.sum()
+
+
+def class_shares(examples: list[Example]) -> dict[int, np.ndarray]:
+    """The labeled rows' answer shares per number of options (add-one smoothed), the target of alignment."""
+    counts: dict[int, np.ndarray] = {}
+    for e in examples:
+        n = len(e.options or [])
+        if n and e.answer is not None and e.answer in LETTERS[:n]:
+            counts.setdefault(n, np.ones(n))[LETTERS.index(e.answer)] += 1
+    return {n: c / c.sum() for n, c in counts.items()}
+
+
+def justifier_lean(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``lean_from_counts`` over pseudo-label rows (those justified, multiple choice)."""
+    answers: Counter[str] = Counter()
+    votes: Counter[str] = Counter()
+    for r in rows:
+        if r.get("justified") and r.get("answer") is not None and r.get("options"):
+            answers[str(r["answer"])] += 1
+            votes.update(str(v["answer"]) for v in r.get("votes", []) if v.get("answer") is not None)
+    return lean_from_counts(answers, votes)
+
+
+def lean_from_counts(answers: Counter[str], votes: Counter[str]) -> dict[str, Any] | None:
+    """The answer the justification gives far more often than the configurations do: at least 80% of the
+    justified answers and 25 points above its share of their votes, over at least 20 rows. A justifier that
+    picks one position whatever the question hands evolve one class; batch calibration
+    (``select.calibrate``) is the fix to try. None when there is no such lean. A majority class the gold
+    answers share (FPB's 'B') is not flagged unless the justifier exceeds the votes by the margin."""
+    n, nv = sum(answers.values()), sum(votes.values())
+    if n < 20 or not nv:
+        return None
+    top, k = answers.most_common(1)[0]
+    share, vote_share = k / n, votes[top] / nv
+    if share >= 0.8 and share >= vote_share + 0.25:
+        return {"answer": top, "share": round(share, 3), "vote_share": round(vote_share, 3), "rows": n}
+    return None
+
+
+def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | None = None,
+                groups: list[str | None] | None = None, valid: list[bool] | None = None,
+                shares: dict[str, float] | None = None) -> tuple[list[bool], dict[str, Any]]:
+    """Which rows to keep (score <= threshold); returns the mask and the thresholds used.
+
+    ``shares`` (class -> share of the labeled rows) sets the 'class_quota' rule's quotas; ``groups`` then
+    holds each row's predicted class."""
+    s = np.asarray(scores, dtype=np.float64)
+    ok = np.asarray(valid if valid is not None else [True] * len(s), dtype=bool) & np.isfinite(s)
+    info: dict[str, Any] = {"rule": cfg.rule}
+    if not ok.any():
+        return [False] * len(s), info
+    if cfg.rule == "all":
+        keep = ok
+    elif cfg.rule == "percentile":
+        tau = float(np.percentile(s[ok], cfg.theta))
+        keep = ok & (s <= tau)
+        info["tau"] = tau
+    elif cfg.rule == "fixed":
+        keep = ok & (s <= cfg.threshold)
+        info["tau"] = cfg.threshold
+    elif cfg.rule == "released":
+        una = np.asarray(unanimous if unanimous is not None else [False] * len(s), dtype=bool)
+        dis = ok & ~una
+        tau = float(np.percentile(s[dis], cfg.released_theta)) if dis.any() else float("-inf")
+        keep = ok & (una | (s <= tau))
+        info["tau_disagreeing"] = tau
+    elif cfg.rule in ("class_percentile", "subject_percentile"):
+        g = groups if groups is not None else [None] * len(s)
+        keep = np.zeros(len(s), dtype=bool)
+        taus: dict[str, float] = {}
+        for key in sorted({x for x in g if x is not None} | ({None} if None in g else set()), key=str):
+            m = ok & np.asarray([x == key for x in g])
+            if m.any():
+                t = float(np.percentile(s[m], cfg.theta))
+                taus[str(key)] = t
+                keep |= m & (s <= t)
+        info["tau_per_group"] = taus
+    elif cfg.rule == "class_quota":
+        g = groups if groups is not None else [None] * len(s)
+        w = shares or {}
+        budget = int(round(cfg.theta / 100 * int(ok.sum())))
+        total = sum(w.values()) or 1.0
+        keep = np.zeros(len(s), dtype=bool)
+        quotas: dict[str, int] = {}
+        for key in sorted({str(x) for x in g if x is not None}):
+            members = np.flatnonzero(ok & np.asarray([str(x) == key for x in g]))
+            quota = int(round(budget * w.get(key, 0.0) / total))
+            quotas[key] = quota
+            keep[members[np.argsort(s[members], kind="stable")[:quota]]] = True
+        info["quota_per_class"] = quotas
+    else:  # pragma: no cover - Literal guards this
+        raise ValueError(f"select.rule: unknown rule {cfg.rule}")
+    return [bool(x) for x in keep], info
+
+
+def vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: str) -> float:
+    votes = row["votes"]
+    if kind == "choice":
+        mean = np.mean([v["dist"] for v in votes], axis=0)
+        if confidence == "entropy":
+            return normalized_entropy(mean)
+        i = LETTERS.index(answer) if answer else 0
+        return float(-math.log(max(mean[i] / mean.sum(), 1e-30)))
+    nll = [v["mean_nll"] for v in votes if v["answer"] is not None and v["answer"] == answer and math.isfinite(v["mean_nll"])]
+    return float(np.mean(nll)) if nll else float("inf")
+
+
+def row_distribution(rec: dict[str, Any]) -> list[float]:
+    """The option distribution a pseudo-label row's answer was read from: the rescaled or mean one where
+    the run kept it, else the justification's, else the mean of the votes."""
+    if rec.get("target_dist") is not None:
+        return rec["target_dist"]
+    if rec.get("justify_dist") is not None:
+        return list(adjusted(rec["justify_dist"], None))
+    return list(adjusted(np.mean([v["dist"] for v in rec["votes"]], axis=0), None))
+
+
+def mean_distributions(dists: list[list[float]]) -> dict[int, np.ndarray]:
+    """The mean of the (renormalised) distributions per number of options: batch calibration's prior."""
+    sums: dict[int, np.ndarray] = {}
+    counts: Counter[int] = Counter()
+    for dist in dists:
+        d = np.asarray(dist, dtype=np.float64)
+        sums[len(d)] = sums.get(len(d), np.zeros(len(d))) + d / d.sum()
+        counts[len(d)] += 1
+    return {k: v / counts[k] for k, v in sums.items()}
