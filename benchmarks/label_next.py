@@ -52,8 +52,8 @@ import yaml
 
 from semievol.audit import audit, fit_softmax, predict_proba
 from semievol.config import TaskConfig, build_config, to_dict
-from semievol.retrieval import embedding_file, text_embedder
 from semievol.jsonio import atomic_write_jsonl, read_jsonl
+from semievol.retrieval import embedding_file, text_embedder
 from semievol.rundir import fingerprint, write_manifest
 from semievol.stages.scoring import normalized_entropy
 from semievol.suggest import suggest, write_task_rows
@@ -120,8 +120,10 @@ def embedder_run(run_dir: Path, cfg: dict[str, Any], task: Task, emb: Embeddings
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     # the embeddings where the run keeps them, so that suggest reads them instead of embedding again
-    for stem, folder, texts, vecs in (("emb_labeled", "propagate", [e.question for e in lab], x_lab),
-                                      ("emb_unlabeled", "suggest", [e.question for e in unl], x_unl)):
+    for stem, folder, texts, vecs in (
+        ("emb_labeled", "propagate", [e.question for e in lab], x_lab),
+        ("emb_unlabeled", "suggest", [e.question for e in unl], x_unl),
+    ):
         f = embedding_file(run_dir / folder / stem, texts)
         f.parent.mkdir(parents=True, exist_ok=True)
         np.save(f, vecs)
@@ -129,15 +131,28 @@ def embedder_run(run_dir: Path, cfg: dict[str, Any], task: Task, emb: Embeddings
     mean = np.mean(list(dists.values()), axis=0)
     rows = []
     for i, e in enumerate(unl):
-        votes = [{"config": name, "answer": letters[int(d[i].argmax())], "dist": [round(float(p), 6) for p in d[i]]}
-                 for name, d in dists.items()]
-        rows.append({"id": e.id, "row": e.row, "question": e.question, "options": e.options, "votes": votes,
-                     "unanimous": len({v["answer"] for v in votes}) == 1, "justified": True,
-                     "answer": letters[int(mean[i].argmax())], "score": round(normalized_entropy(mean[i]), 6),
-                     "selected": False, "justify_dist": [round(float(p), 6) for p in mean[i]]})
+        votes = [
+            {"config": name, "answer": letters[int(d[i].argmax())], "dist": [round(float(p), 6) for p in d[i]]}
+            for name, d in dists.items()
+        ]
+        rows.append(
+            {
+                "id": e.id,
+                "row": e.row,
+                "question": e.question,
+                "options": e.options,
+                "votes": votes,
+                "unanimous": len({v["answer"] for v in votes}) == 1,
+                "justified": True,
+                "answer": letters[int(mean[i].argmax())],
+                "score": round(normalized_entropy(mean[i]), 6),
+                "selected": False,
+                "justify_dist": [round(float(p), 6) for p in mean[i]],
+            }
+        )
     atomic_write_jsonl(run_dir / "select" / "pseudo_labels.jsonl", rows)
     write_manifest(run_dir / "select", "select", "embedder-run", ["pseudo_labels.jsonl"])
-    preds = mean[len(unl):].argmax(axis=1)
+    preds = mean[len(unl) :].argmax(axis=1)
     return [letters[int(p)] == e.answer for p, e in zip(preds, test, strict=True)]
 
 
@@ -159,9 +174,14 @@ def task_files(data_dir: Path, task: str) -> dict[str, str]:
 def run_config(args: argparse.Namespace, run_dir: Path, seed: int, added: list[str]) -> dict[str, Any]:
     files = task_files(Path(args.data_dir), args.task)
     d: dict[str, Any] = {
-        "run_dir": str(run_dir), "seed": seed,
-        "model": {"model": args.model, "engine": args.engine if args.engine != "embedder" else "fake",
-                  "embedder": args.embedder, "threads": args.threads},
+        "run_dir": str(run_dir),
+        "seed": seed,
+        "model": {
+            "model": args.model,
+            "engine": args.engine if args.engine != "embedder" else "fake",
+            "embedder": args.embedder,
+            "threads": args.threads,
+        },
         "task": {**files, "limit_labeled": args.start, "limit_unlabeled": args.pool, "add_labels": added},
         "evaluate": {"models": ["evolved"]},
     }
@@ -172,7 +192,9 @@ def run_config(args: argparse.Namespace, run_dir: Path, seed: int, added: list[s
     return to_dict(build_config(d))
 
 
-def one_round(args: argparse.Namespace, run_dir: Path, seed: int, added: list[str], emb: Embeddings) -> tuple[list[bool], Task]:
+def one_round(
+    args: argparse.Namespace, run_dir: Path, seed: int, added: list[str], emb: Embeddings
+) -> tuple[list[bool], Task]:
     cfg = run_config(args, run_dir, seed, added)
     task = load_task(build_config(cfg).task, seed=seed, need_test=True)
     if args.engine == "embedder":
@@ -240,12 +262,15 @@ def label_loop(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[st
     out: dict[str, Any] = {"arms": {}, "seconds_per_seed": seconds}
     for arm in arms:
         per_round = list(zip(*[acc[arm][s] for s in args.seeds], strict=True))
-        out["arms"][arm] = {"accuracy_per_round": {s: acc[arm][s] for s in args.seeds},
-                            "mean_per_round": [statistics.fmean(x) for x in per_round],
-                            "labels_per_class_after": classes[arm]}
+        out["arms"][arm] = {
+            "accuracy_per_round": {s: acc[arm][s] for s in args.seeds},
+            "mean_per_round": [statistics.fmean(x) for x in per_round],
+            "labels_per_class_after": classes[arm],
+        }
         if arm != "random":
             out["arms"][arm]["minus_random_last_round"] = row_paired(
-                {s: (final[arm][s], final["random"][s]) for s in args.seeds})
+                {s: (final[arm][s], final["random"][s]) for s in args.seeds}
+            )
     return out
 
 
@@ -264,8 +289,9 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
         letters = [chr(65 + i) for i in range(len(lab[0].options or []))]
         rng = random.Random(f"flip-{seed}")
         flipped = set(rng.sample(range(len(lab)), round(args.flip * len(lab))))
-        answers = [rng.choice([a for a in letters if a != e.answer]) if i in flipped else e.answer
-                   for i, e in enumerate(lab)]
+        answers = [
+            rng.choice([a for a in letters if a != e.answer]) if i in flipped else e.answer for i, e in enumerate(lab)
+        ]
         labeled = rd / "labeled_flipped.csv"
         rd.mkdir(parents=True, exist_ok=True)
         write_task_rows(labeled, [(e, {}) for e in lab], build_config(cfg).task, "csv", answers=answers)
@@ -281,14 +307,22 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
         top = [r["id"] for r in ranked[:k]]
         flagged = [r["id"] for r in ranked if r["flagged"]]
         hit_top, hit_flag = len(set(top) & ids), len(set(flagged) & ids)
-        per_seed[seed] = {"rows": len(lab), "flipped": k, "top_k": k,
-                          "precision_top": hit_top / k, "recall_top": hit_top / k,
-                          "flagged": len(flagged), "precision_flagged": hit_flag / max(len(flagged), 1),
-                          "recall_flagged": hit_flag / k,
-                          "out_of_fold_accuracy": json.loads((rd / "audit" / "audit.json").read_text())["out_of_fold_accuracy"]}
+        per_seed[seed] = {
+            "rows": len(lab),
+            "flipped": k,
+            "top_k": k,
+            "precision_top": hit_top / k,
+            "recall_top": hit_top / k,
+            "flagged": len(flagged),
+            "precision_flagged": hit_flag / max(len(flagged), 1),
+            "recall_flagged": hit_flag / k,
+            "out_of_fold_accuracy": json.loads((rd / "audit" / "audit.json").read_text())["out_of_fold_accuracy"],
+        }
         print(f"audit seed {seed}: top {k}: {hit_top} flips found; flagged {len(flagged)}: {hit_flag}", flush=True)
-    pooled = {key: statistics.fmean(p[key] for p in per_seed.values())
-              for key in ("precision_top", "recall_top", "precision_flagged", "recall_flagged")}
+    pooled = {
+        key: statistics.fmean(p[key] for p in per_seed.values())
+        for key in ("precision_top", "recall_top", "precision_flagged", "recall_flagged")
+    }
     return {"per_seed": per_seed, "mean": pooled}
 
 
@@ -308,51 +342,80 @@ def git_commit() -> str:
 
 def markdown(res: dict[str, Any]) -> str:
     a = res["args"]
-    lines = [f"# Label next and label audit: {a['task']}", "",
-             f"Machine: {res['machine']}. Command: `{res['command']}` at commit {res.get('commit')}, "
-             f"{res['seconds']:.0f} s.", ""]
+    lines = [
+        f"# Label next and label audit: {a['task']}",
+        "",
+        f"Machine: {res['machine']}. Command: `{res['command']}` at commit {res.get('commit')}, "
+        f"{res['seconds']:.0f} s.",
+        "",
+    ]
     if "loop" in res:
         loop = res["loop"]
-        what = ("embedder classifier (all-MiniLM-L6-v2 vectors; softmax regression C=1 and C=10, 5-NN, nearest "
-                "centroid as the four configurations)" if a["engine"] == "embedder"
-                else f"full `semievol run` of `{a['model']}` (engine {a['engine']}), evolved model")
-        lines += ["## Label next", "",
-                  f"Run = {what}. Start {a['start']} labeled rows, +{a['per_round']} per round for {a['rounds']} "
-                  f"rounds, seeds {', '.join(map(str, a['seeds']))}, pool = "
-                  f"{'the whole unlabeled split' if not a['pool'] else str(a['pool']) + ' unlabeled rows'}, test = the whole test split.", "",
-                  "| arm | " + " | ".join(f"round {r}" for r in range(a["rounds"] + 1)) + " | minus random, last round (95% CI) |",
-                  "|---|" + "---|" * (a["rounds"] + 2)]
+        what = (
+            "embedder classifier (all-MiniLM-L6-v2 vectors; softmax regression C=1 and C=10, 5-NN, nearest "
+            "centroid as the four configurations)"
+            if a["engine"] == "embedder"
+            else f"full `semievol run` of `{a['model']}` (engine {a['engine']}), evolved model"
+        )
+        lines += [
+            "## Label next",
+            "",
+            f"Run = {what}. Start {a['start']} labeled rows, +{a['per_round']} per round for {a['rounds']} "
+            f"rounds, seeds {', '.join(map(str, a['seeds']))}, pool = "
+            f"{'the whole unlabeled split' if not a['pool'] else str(a['pool']) + ' unlabeled rows'}, test = the whole test split.",
+            "",
+            "| arm | "
+            + " | ".join(f"round {r}" for r in range(a["rounds"] + 1))
+            + " | minus random, last round (95% CI) |",
+            "|---|" + "---|" * (a["rounds"] + 2),
+        ]
         for arm, rec in loop["arms"].items():
             d = rec.get("minus_random_last_round")
-            delta = (f"{100 * d['mean']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]" if d else "")
+            delta = f"{100 * d['mean']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]" if d else ""
             lines.append(f"| {arm} | " + " | ".join(f"{100 * x:.1f}%" for x in rec["mean_per_round"]) + f" | {delta} |")
-        lines += ["", "Mean test accuracy over seeds per round (round 0 is the shared start). Interval: two-level "
-                  "bootstrap over seeds and test rows. Target (default strategy `mix`): +2.0 points with the "
-                  f"interval above 0: **{'met' if loop['target_met'] else 'not met'}**.", ""]
+        lines += [
+            "",
+            "Mean test accuracy over seeds per round (round 0 is the shared start). Interval: two-level "
+            "bootstrap over seeds and test rows. Target (default strategy `mix`): +2.0 points with the "
+            f"interval above 0: **{'met' if loop['target_met'] else 'not met'}**.",
+            "",
+        ]
     if "audit" in res:
         au = res["audit"]
-        lines += ["## Label audit", "",
-                  f"{100 * a['flip']:.0f}% of {a['audit_rows'] or 'all'} labeled rows flipped to another class "
-                  "(seeded); `semievol audit` (5 folds, softmax regression on the embedder's vectors, confident "
-                  "learning).", "",
-                  "| seed | rows | flipped | out-of-fold accuracy | top-10%: precision = recall | flagged | precision | recall |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Label audit",
+            "",
+            f"{100 * a['flip']:.0f}% of {a['audit_rows'] or 'all'} labeled rows flipped to another class "
+            "(seeded); `semievol audit` (5 folds, softmax regression on the embedder's vectors, confident "
+            "learning).",
+            "",
+            "| seed | rows | flipped | out-of-fold accuracy | top-10%: precision = recall | flagged | precision | recall |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for s, p in au["per_seed"].items():
-            lines.append(f"| {s} | {p['rows']} | {p['flipped']} | {100 * p['out_of_fold_accuracy']:.1f}% | "
-                         f"{100 * p['precision_top']:.1f}% | {p['flagged']} | {100 * p['precision_flagged']:.1f}% | "
-                         f"{100 * p['recall_flagged']:.1f}% |")
+            lines.append(
+                f"| {s} | {p['rows']} | {p['flipped']} | {100 * p['out_of_fold_accuracy']:.1f}% | "
+                f"{100 * p['precision_top']:.1f}% | {p['flagged']} | {100 * p['precision_flagged']:.1f}% | "
+                f"{100 * p['recall_flagged']:.1f}% |"
+            )
         m = au["mean"]
-        lines += [f"| mean | | | | {100 * m['precision_top']:.1f}% | | {100 * m['precision_flagged']:.1f}% | "
-                  f"{100 * m['recall_flagged']:.1f}% |", "",
-                  "Target: at least half the flips in the top 10% with precision at least 50%: "
-                  f"**{'met' if au['target_met'] else 'not met'}**.", ""]
+        lines += [
+            f"| mean | | | | {100 * m['precision_top']:.1f}% | | {100 * m['precision_flagged']:.1f}% | "
+            f"{100 * m['recall_flagged']:.1f}% |",
+            "",
+            "Target: at least half the flips in the top 10% with precision at least 50%: "
+            f"**{'met' if au['target_met'] else 'not met'}**.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data"))
-    ap.add_argument("--task", default="fpb", help="a folder of DATA_DIR with labeled/unlabeled/test.csv (fpb, sst2, ...)")
+    ap.add_argument(
+        "--task", default="fpb", help="a folder of DATA_DIR with labeled/unlabeled/test.csv (fpb, sst2, ...)"
+    )
     ap.add_argument("--parts", default="loop,audit")
     ap.add_argument("--engine", default="embedder", help="'embedder', or a model.engine for full semievol runs")
     ap.add_argument("--model", default="embedded")
@@ -366,8 +429,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--strategies", default="mix,uncertainty,diversity,coverage")
     ap.add_argument("--flip", type=float, default=0.1)
     ap.add_argument("--audit-rows", type=int, default=0, help="labeled rows audited (0 = the whole labeled split)")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="a config setting for full semievol runs (repeatable)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="a config setting for full semievol runs (repeatable)",
+    )
     ap.add_argument("--work", default=None, help="folder for the runs (default: runs/label_next/TASK-ENGINE)")
     ap.add_argument("--results", default=str(HERE / "results"))
     ap.add_argument("--name", default="label_next")
@@ -383,10 +451,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     emb = Embeddings(args.embedder)
     commit = git_commit()  # the code that runs: read before commits made while it runs
     t = time.time()
-    res: dict[str, Any] = {"args": vars(args) | {"seeds": args.seeds},
-                           "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-                                      f"torch threads {args.threads}, no GPU",
-                           "command": "python benchmarks/label_next.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    res: dict[str, Any] = {
+        "args": vars(args) | {"seeds": args.seeds},
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"torch threads {args.threads}, no GPU",
+        "command": "python benchmarks/label_next.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     parts = args.parts.split(",")
     if "loop" in parts:
         loop = label_loop(args, work, emb)

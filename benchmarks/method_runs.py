@@ -34,14 +34,17 @@ def summarise(task: str) -> dict:
 
 
 def table(rows: list[dict], machine: str) -> str:
-    out = [f"SemiEvol with the embedded SmolLM2-135M-Instruct, example configs (`examples/<task>.yaml`); {machine}.", "",
-           "| task | base | warm (SFT) | SFT, compute-matched | evolved (SemiEvol) | pseudo-labels all | selected (coverage) | best single config | wall time |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"SemiEvol with the embedded SmolLM2-135M-Instruct, example configs (`examples/<task>.yaml`); {machine}.",
+        "",
+        "| task | base | warm (SFT) | SFT, compute-matched | evolved (SemiEvol) | pseudo-labels all | selected (coverage) | best single config | wall time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         m = r["metrics"]
         mod = m["models"]
 
-        def cell(name: str) -> str:
+        def cell(name: str, mod: dict = mod) -> str:
             if name not in mod:
                 return "-"
             rec = mod[name]
@@ -55,11 +58,17 @@ def table(rows: list[dict], machine: str) -> str:
             f"| {r['task']} (test n={mod['base']['n']}) | {cell('base')} | {cell('warm')} | {cell('sft_matched')} | {cell('evolved')} | "
             f"{pct(pl['all']['accuracy']) if pl else '-'} | "
             f"{sel_cell} | "
-            f"{best[0] + ' ' + pct(best[1]['accuracy']) if best else '-'} | {r['wall_seconds'] / 60:.0f} min |")
+            f"{best[0] + ' ' + pct(best[1]['accuracy']) if best else '-'} | {r['wall_seconds'] / 60:.0f} min |"
+        )
     out.append("")
-    out.append("Accuracy with the 95% Wilson interval. Steps: " + "; ".join(
-        f"{r['task']}: " + ", ".join(f"{k} {v['steps']}" for k, v in r["metrics"].get("training", {}).items())
-        for r in rows) + ".")
+    out.append(
+        "Accuracy with the 95% Wilson interval. Steps: "
+        + "; ".join(
+            f"{r['task']}: " + ", ".join(f"{k} {v['steps']}" for k, v in r["metrics"].get("training", {}).items())
+            for r in rows
+        )
+        + "."
+    )
     out.append("")
     out.append("Per configuration (accuracy on the unlabeled rows' gold answers, a diagnostic only):")
     out.append("")
@@ -79,8 +88,19 @@ def main() -> None:
     rows = []
     for task in args.tasks.split(","):
         if not args.collect_only:
-            subprocess.run([sys.executable, "-m", "semievol", "run", str(ROOT / "examples" / f"{task}.yaml"),
-                            "--data-dir", args.data_dir], check=True, cwd=ROOT)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "semievol",
+                    "run",
+                    str(ROOT / "examples" / f"{task}.yaml"),
+                    "--data-dir",
+                    args.data_dir,
+                ],
+                check=True,
+                cwd=ROOT,
+            )
         rows.append(summarise(task))
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
     res = HERE / "results"

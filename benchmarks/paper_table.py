@@ -37,9 +37,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if (
-    str(HERE) not in sys.path
-):  # loaded by path (the tests, label_next.py), the package beside it is not importable
+if str(HERE) not in sys.path:  # loaded by path (the tests, label_next.py), the package beside it is not importable
     sys.path.insert(0, str(HERE))
 
 from paper import collect as _collect
@@ -79,14 +77,14 @@ __all__ = [
 OUT = HERE.parent / "runs" / "paper"  # the default runs folder (--out)
 
 
-def collect(profile: str, tasks: list[str], seeds: list[int], out: Path | None = None) -> dict[str, Any]:
-    """``paper.collect.collect`` over ``out`` (default: ``OUT``)."""
-    return _collect.collect(out or OUT, profile, tasks, seeds)
+def collect(profile: str, tasks: list[str], seeds: list[int], out: Path) -> dict[str, Any]:
+    """``paper.collect.collect`` over the runs folder ``out``."""
+    return _collect.collect(out, profile, tasks, seeds)
 
 
-def subset(task: str, data_dir: Path, sizes: dict[str, int], out: Path | None = None) -> Path:
-    """``paper.subsets.subset`` into ``out`` (default: ``OUT``)."""
-    return _subsets.subset(task, data_dir, sizes, out or OUT)
+def subset(task: str, data_dir: Path, sizes: dict[str, int], out: Path) -> Path:
+    """``paper.subsets.subset`` into the runs folder ``out``."""
+    return _subsets.subset(task, data_dir, sizes, out)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,13 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile", default="session", choices=sorted(PROFILES))
     ap.add_argument("--tasks", default="fpb,pubmedqa,arc")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument(
-        "--parts", default="main,variants,scarcity", help="comma list of main, variants, scarcity"
-    )
+    ap.add_argument("--parts", default="main,variants,scarcity", help="comma list of main, variants, scarcity")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument(
-        "--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)"
-    )
+    ap.add_argument("--variant-seeds", default=None, help="seeds for variants and scarcity (default: --seeds)")
     ap.add_argument("--scarcity-tasks", default="fpb,arc")
     ap.add_argument("--lr-grid", default="3e-4,1e-3,3e-3")
     ap.add_argument("--epochs-grid", default="2,4")
@@ -145,9 +139,7 @@ def main() -> None:
     if args.diagnose:
         for d in args.diagnose:
             x = diagnose(Path(d))
-            print(
-                f"{d}: no select/pseudo_labels.jsonl with gold answers" if x is None else diagnose_text(d, x)
-            )
+            print(f"{d}: no select/pseudo_labels.jsonl with gold answers" if x is None else diagnose_text(d, x))
         return
     try:  # a misspelt --set key fails here, not in the first run's log after the data is written
         base = base_config(args.set)

@@ -69,18 +69,28 @@ def make_warm_adapter(dest: Path) -> None:
 
     torch.manual_seed(0)
     model = load_model(resolve_model("embedded"), torch.float32, "cpu")
-    lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM",
-                      init_lora_weights=False)  # random weights: the warm votes differ from the base ones
+    lora = LoraConfig(
+        r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False
+    )  # random weights: the warm votes differ from the base ones
     get_peft_model(model, lora).save_pretrained(dest)
 
 
 def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int) -> dict:
     cfg = {
-        "run_dir": str(root / arm), "seed": 0,
-        "model": {"model": "embedded", "dtype": "fp32", "embedder": "hash", "engine": "hf" if arm == "process" else "ray",
-                  "threads": 2 if arm == "process" else 0},
-        "task": {"task": "fpb", "labeled": str(data_dir / "fpb" / "labeled.csv"),
-                 "unlabeled": str(root / "unlabeled.csv")},
+        "run_dir": str(root / arm),
+        "seed": 0,
+        "model": {
+            "model": "embedded",
+            "dtype": "fp32",
+            "embedder": "hash",
+            "engine": "hf" if arm == "process" else "ray",
+            "threads": 2 if arm == "process" else 0,
+        },
+        "task": {
+            "task": "fpb",
+            "labeled": str(data_dir / "fpb" / "labeled.csv"),
+            "unlabeled": str(root / "unlabeled.csv"),
+        },
         "propagate": {"k": 3, "chunk_size": chunk_size},
     }
     if arm == "ray":
@@ -100,8 +110,12 @@ def run_arm(cfg: dict, warm: str) -> None:
 
         torch.set_num_threads(cfg["model"]["threads"])
     ctx = make_context(build_config(cfg), quiet=True)
-    run_propagate(ctx, Path(cfg["run_dir"]) / "propagate", list(ctx.task.labeled.examples),
-                  Adapter("warm", Path(warm), "benchmark"))
+    run_propagate(
+        ctx,
+        Path(cfg["run_dir"]) / "propagate",
+        list(ctx.task.labeled.examples),
+        Adapter("warm", Path(warm), "benchmark"),
+    )
 
 
 def measure(cfg: dict, warm: Path, cluster=None) -> dict:
@@ -134,10 +148,14 @@ def measure(cfg: dict, warm: Path, cluster=None) -> dict:
     n = sum(1 for _ in open(votes, "rb"))
     # chunks after the first one: their rows over the time from the first chunk's arrival to the end
     steady = (n - cfg["propagate"]["chunk_size"]) / (end - first[0]) if first and end > first[0] else None
-    out = {"seconds": round(end - t, 1), "questions": n, "questions_per_s": round(n / (end - t), 3),
-           "seconds_to_first_chunk": round(first[0] - t, 1) if first else None,
-           "questions_per_s_after_first_chunk": round(steady, 3) if steady else None,
-           "driver_peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    out = {
+        "seconds": round(end - t, 1),
+        "questions": n,
+        "questions_per_s": round(n / (end - t), 3),
+        "seconds_to_first_chunk": round(first[0] - t, 1) if first else None,
+        "questions_per_s_after_first_chunk": round(steady, 3) if steady else None,
+        "driver_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
     if cluster:
         out["actor_peak_rss_mb"] = [round(v, 1) for _, v in sorted(peaks.items())]
         out["actor_processes_seen"] = len(peaks)
@@ -162,9 +180,14 @@ def markdown(res: dict) -> str:
         "",
         f"Throughput ratio, Ray over one process, end to end (start-up included): **{res['ratio']}**. "
         f"Votes files byte-identical: {'yes' if res['identical'] else 'no'}"
-        + ("" if res["identical"] else f" ({res['differing_rows']} of {p['questions']} rows differ: one thread "
-           "against two sums the matrix products in another order, which moves the last digits of some "
-           "probabilities)") + ".",
+        + (
+            ""
+            if res["identical"]
+            else f" ({res['differing_rows']} of {p['questions']} rows differ: one thread "
+            "against two sums the matrix products in another order, which moves the last digits of some "
+            "probabilities)"
+        )
+        + ".",
     ]
     if res.get("observed"):
         lines += ["", res["observed"]]
@@ -194,9 +217,13 @@ def main() -> int:
     from semievol.ray_local import local_cluster
 
     data_dir = Path(args.data_dir)
-    res: dict = {"machine": f"{os.cpu_count()}-core {cpu_name()}, no GPU",
-                 "command": f"python benchmarks/ray_propagate.py --questions {args.questions} --chunk-size {args.chunk_size}",
-                 "note": args.note, "chunk_size": args.chunk_size, "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
+    res: dict = {
+        "machine": f"{os.cpu_count()}-core {cpu_name()}, no GPU",
+        "command": f"python benchmarks/ray_propagate.py --questions {args.questions} --chunk-size {args.chunk_size}",
+        "note": args.note,
+        "chunk_size": args.chunk_size,
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = write_unlabeled(data_dir, args.questions, root / "unlabeled.csv")
@@ -204,7 +231,9 @@ def main() -> int:
         res["process"] = measure(config(root, data_dir, "process", "", args.chunk_size), root / "warm")
         print("process", res["process"], file=sys.stderr)
         with local_cluster(num_cpus=2) as cluster:
-            res["ray"] = measure(config(root, data_dir, "ray", cluster.address, args.chunk_size), root / "warm", cluster)
+            res["ray"] = measure(
+                config(root, data_dir, "ray", cluster.address, args.chunk_size), root / "warm", cluster
+            )
         print("ray", res["ray"], file=sys.stderr)
         a, b = (root / arm / "propagate" / "votes.jsonl" for arm in ("process", "ray"))
         la, lb = a.read_bytes().splitlines(), b.read_bytes().splitlines()

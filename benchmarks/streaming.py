@@ -31,8 +31,24 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WORDS = ["apple", "river", "stone", "cloud", "engine", "violin", "tiger", "copper", "garden", "winter",
-         "market", "signal", "harbor", "planet", "lantern", "meadow"]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "engine",
+    "violin",
+    "tiger",
+    "copper",
+    "garden",
+    "winter",
+    "market",
+    "signal",
+    "harbor",
+    "planet",
+    "lantern",
+    "meadow",
+]
 
 
 def peak_rss_mb() -> float:
@@ -44,13 +60,26 @@ def write_task(folder: Path, rows: int) -> None:
     with open(folder / "labeled.jsonl", "w") as f:
         for i in range(64):
             a, b = WORDS[i % 16], WORDS[(i * 7 + 3) % 16]
-            f.write(json.dumps({"id": f"l{i}", "question": f"Which comes first, {a} or {b}? ({i})",
-                                "options": [a, b, "neither"], "answer": "A" if a < b else "B"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"l{i}",
+                        "question": f"Which comes first, {a} or {b}? ({i})",
+                        "options": [a, b, "neither"],
+                        "answer": "A" if a < b else "B",
+                    }
+                )
+                + "\n"
+            )
     with open(folder / "unlabeled.jsonl", "w") as f:
         for i in range(rows):
             a, b = WORDS[i % 16], WORDS[(i // 16 + 5) % 16]
-            f.write(json.dumps({"id": f"u{i}", "question": f"Which comes first, {a} or {b}? ({i})",
-                                "options": [a, b, "neither"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": f"u{i}", "question": f"Which comes first, {a} or {b}? ({i})", "options": [a, b, "neither"]}
+                )
+                + "\n"
+            )
 
 
 def part_stream(rows: int) -> dict:
@@ -69,12 +98,17 @@ def part_stream(rows: int) -> dict:
         out["write_seconds"] = round(time.time() - t, 1)
         out["unlabeled_file_mb"] = round((root / "task" / "unlabeled.jsonl").stat().st_size / 2**20, 1)
         base_rss = peak_rss_mb()
-        cfg = build_config({
-            "run_dir": str(root / "run"),
-            "model": {"engine": "fake", "embedder": "hash"},
-            "task": {"labeled": str(root / "task" / "labeled.jsonl"), "unlabeled": str(root / "task" / "unlabeled.jsonl")},
-            "propagate": {"k": 2, "chunk_size": 1024},
-        })
+        cfg = build_config(
+            {
+                "run_dir": str(root / "run"),
+                "model": {"engine": "fake", "embedder": "hash"},
+                "task": {
+                    "labeled": str(root / "task" / "labeled.jsonl"),
+                    "unlabeled": str(root / "task" / "unlabeled.jsonl"),
+                },
+                "propagate": {"k": 2, "chunk_size": 1024},
+            }
+        )
         t = time.time()
         ctx = make_context(cfg, quiet=True, engine=FakeEngine())
         warm = Adapter("warm", root / "warm", "benchmark")
@@ -88,7 +122,9 @@ def part_stream(rows: int) -> dict:
         run_select(ctx, votes, root / "run" / "select", warm)
         out["select_seconds"] = round(time.time() - t, 1)
         out["votes_file_mb"] = round(votes.stat().st_size / 2**20, 1)
-        out["pseudo_labels_file_mb"] = round((root / "run" / "select" / "pseudo_labels.jsonl").stat().st_size / 2**20, 1)
+        out["pseudo_labels_file_mb"] = round(
+            (root / "run" / "select" / "pseudo_labels.jsonl").stat().st_size / 2**20, 1
+        )
         out["cache_file_mb"] = round((root / "run" / "cache" / "model_calls.jsonl").stat().st_size / 2**20, 1)
         out["selected"] = json.loads((root / "run" / "select" / "selection.json").read_text())["selected"]
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
@@ -103,8 +139,10 @@ def part_faiss(n_keys: int = 100_000, n_queries: int = 10_000, k: int = 3) -> di
     from semievol.retrieval import hash_embed, nearest
 
     faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    texts = [f"Which comes first, {WORDS[i % 16]} or {WORDS[(i // 16 + 5) % 16]}? case {i} of {i % 97}"
-             for i in range(n_keys)]
+    texts = [
+        f"Which comes first, {WORDS[i % 16]} or {WORDS[(i // 16 + 5) % 16]}? case {i} of {i % 97}"
+        for i in range(n_keys)
+    ]
     t = time.time()
     keys = hash_embed(texts, dim=384)
     embed_s = time.time() - t
@@ -124,18 +162,30 @@ def part_faiss(n_keys: int = 100_000, n_queries: int = 10_000, k: int = 3) -> di
     idx_via_semievol, _ = nearest(keys, queries, k, "faiss")
     semievol_faiss_s = time.time() - t
     same = float((idx_numpy[:, 0] == idx_faiss[:, 0]).mean())
-    return {"keys": n_keys, "queries": n_queries, "k": k, "dim": 384, "index": "faiss.IndexFlatIP (exact)",
-            "faiss_version": faiss.__version__, "hash_embed_seconds": round(embed_s, 2),
-            "build_seconds": round(build_s, 3), "query_seconds": round(query_s, 3),
-            "query_ms_per_question": round(1000 * query_s / n_queries, 4),
-            "semievol_nearest_faiss_seconds": round(semievol_faiss_s, 3),
-            "numpy_query_seconds": round(numpy_s, 3), "top1_agreement_with_numpy": same,
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "keys": n_keys,
+        "queries": n_queries,
+        "k": k,
+        "dim": 384,
+        "index": "faiss.IndexFlatIP (exact)",
+        "faiss_version": faiss.__version__,
+        "hash_embed_seconds": round(embed_s, 2),
+        "build_seconds": round(build_s, 3),
+        "query_seconds": round(query_s, 3),
+        "query_ms_per_question": round(1000 * query_s / n_queries, 4),
+        "semievol_nearest_faiss_seconds": round(semievol_faiss_s, 3),
+        "numpy_query_seconds": round(numpy_s, 3),
+        "top1_agreement_with_numpy": same,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def markdown(res: dict) -> str:
     s, f = res.get("stream"), res.get("faiss")
-    lines = [f"Machine: {res['machine']}. Command: `{res['command']}`." + (f" {res['note']}" if res.get("note") else ""), ""]
+    lines = [
+        f"Machine: {res['machine']}. Command: `{res['command']}`." + (f" {res['note']}" if res.get("note") else ""),
+        "",
+    ]
     if s:
         lines += [
             f"**Streaming pseudo-labelling, {s['rows']:,} unlabeled rows, fake engine** (4 configurations, k=2, every row justified)",
@@ -183,11 +233,17 @@ def main() -> int:
     if args.part != "all":
         print(json.dumps(part_stream(args.rows) if args.part == "stream" else part_faiss()))
         return 0
-    res: dict = {"machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
-                 "command": f"python benchmarks/streaming.py --rows {args.rows}"}
+    res: dict = {
+        "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
+        "command": f"python benchmarks/streaming.py --rows {args.rows}",
+    }
     for part in ("stream", "faiss"):
-        proc = subprocess.run([sys.executable, __file__, "--part", part, "--rows", str(args.rows)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--part", part, "--rows", str(args.rows)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         res[part] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(part, res[part], file=sys.stderr)
     out = Path(args.out)

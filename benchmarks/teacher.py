@@ -54,14 +54,23 @@ def selection_accuracy(dists: np.ndarray, y: np.ndarray, cfg: SelectConfig, shar
     scores = [normalized_entropy(d) for d in dists]
     keep, _ = select_mask(scores, cfg, groups=[LETTERS[a] for a in answers], shares=shares)
     k = np.asarray(keep)
-    return {"kept": int(k.sum()), "accuracy": float((answers[k] == y[k]).mean()) if k.any() else float("nan"),
-            "kept_per_class": dict(sorted(Counter(LETTERS[a] for a in answers[k]).items()))}
+    return {
+        "kept": int(k.sum()),
+        "accuracy": float((answers[k] == y[k]).mean()) if k.any() else float("nan"),
+        "kept_per_class": dict(sorted(Counter(LETTERS[a] for a in answers[k]).items())),
+    }
 
 
 def one(task: str, vecs: dict, n_labeled: int, seed: int, data_dir: Path) -> dict:
-    split = load_task(TaskConfig(labeled=str(data_dir / task / "labeled.csv"),
-                                 unlabeled=str(data_dir / task / "unlabeled.csv"),
-                                 test=str(data_dir / task / "test.csv"), limit_labeled=n_labeled), seed=seed)
+    split = load_task(
+        TaskConfig(
+            labeled=str(data_dir / task / "labeled.csv"),
+            unlabeled=str(data_dir / task / "unlabeled.csv"),
+            test=str(data_dir / task / "test.csv"),
+            limit_labeled=n_labeled,
+        ),
+        seed=seed,
+    )
     pos = {e.id: i for i, e in enumerate(vecs["labeled_examples"])}
     lab = split.labeled.examples
     keys = vecs["labeled"][[pos[e.id] for e in lab]]
@@ -79,7 +88,10 @@ def one(task: str, vecs: dict, n_labeled: int, seed: int, data_dir: Path) -> dic
     aligned = np.stack([adjusted(d, mean / target) for d in unl])
     shares = {LETTERS[j]: float(x) for j, x in enumerate(target)}
     return {
-        "task": task, "labeled": len(lab), "seed": seed, "fit_seconds": round(fit_seconds, 3),
+        "task": task,
+        "labeled": len(lab),
+        "seed": seed,
+        "fit_seconds": round(fit_seconds, 3),
         "probe_test": float((test_p.argmax(1) == y_test).mean()),
         "knn_test": float((knn_test.argmax(1) == y_test).mean()),
         "pseudo_all": float((unl.argmax(1) == y_unl).mean()),
@@ -91,26 +103,38 @@ def one(task: str, vecs: dict, n_labeled: int, seed: int, data_dir: Path) -> dic
 
 
 def vectors(task: str, data_dir: Path, cache: Path, embedder) -> dict:
-    whole = load_task(TaskConfig(labeled=str(data_dir / task / "labeled.csv"),
-                                 unlabeled=str(data_dir / task / "unlabeled.csv"),
-                                 test=str(data_dir / task / "test.csv")))
+    whole = load_task(
+        TaskConfig(
+            labeled=str(data_dir / task / "labeled.csv"),
+            unlabeled=str(data_dir / task / "unlabeled.csv"),
+            test=str(data_dir / task / "test.csv"),
+        )
+    )
     out = {}
     for name, split in (("labeled", whole.labeled), ("unlabeled", whole.unlabeled), ("test", whole.test)):
         examples = list(split.iter_examples())
-        out[name] = cached_embeddings(cache / f"{task}_{name}", [e.question for e in examples],
-                                      lambda texts: embed(texts, embedder))
+        out[name] = cached_embeddings(
+            cache / f"{task}_{name}", [e.question for e in examples], lambda texts: embed(texts, embedder)
+        )
         out[f"{name}_examples"] = examples
     return out
 
 
 def markdown(rows: list[dict], command: str, machine: str) -> str:
-    lines = ["# The embedder's view as a teacher", "",
-             f"Command: `{command}`  ", f"Machine: {machine}", "",
-             "Mean over seeds with a t-based 95% interval, in %. probe = logistic regression on the labeled rows' "
-             "vectors (test accuracy); pseudo = the probe's labels of the unlabeled split (all, the entropy "
-             "percentile 50, aligned class quotas 50).", "",
-             "| task | labeled | seeds | probe test | kNN test | pseudo all | pseudo kept, percentile 50 | "
-             "pseudo kept, aligned quota 50 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# The embedder's view as a teacher",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine}",
+        "",
+        "Mean over seeds with a t-based 95% interval, in %. probe = logistic regression on the labeled rows' "
+        "vectors (test accuracy); pseudo = the probe's labels of the unlabeled split (all, the entropy "
+        "percentile 50, aligned class quotas 50).",
+        "",
+        "| task | labeled | seeds | probe test | kNN test | pseudo all | pseudo kept, percentile 50 | "
+        "pseudo kept, aligned quota 50 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     keys = sorted({(r["task"], r["labeled"]) for r in rows}, key=lambda k: (TASKS.index(k[0]), k[1]))
     for task, n in keys:
         rs = [r for r in rows if r["task"] == task and r["labeled"] == n]
@@ -119,10 +143,12 @@ def markdown(rows: list[dict], command: str, machine: str) -> str:
             m, h = mean_ci([100 * v for v in vals])
             return f"{m:.1f} ± {h:.1f}"
 
-        lines.append(f"| {task} | {n} | {len(rs)} | {cell([r['probe_test'] for r in rs])} | "
-                     f"{cell([r['knn_test'] for r in rs])} | {cell([r['pseudo_all'] for r in rs])} | "
-                     f"{cell([r['percentile50']['accuracy'] for r in rs])} | "
-                     f"{cell([r['aligned_quota50']['accuracy'] for r in rs])} |")
+        lines.append(
+            f"| {task} | {n} | {len(rs)} | {cell([r['probe_test'] for r in rs])} | "
+            f"{cell([r['knn_test'] for r in rs])} | {cell([r['pseudo_all'] for r in rs])} | "
+            f"{cell([r['percentile50']['accuracy'] for r in rs])} | "
+            f"{cell([r['aligned_quota50']['accuracy'] for r in rs])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -146,13 +146,23 @@ def part_semievol(task: str, data_dir: str, n: int, m: int) -> dict[str, Any]:
     params = non_embedding_params(engine.model)
     flops = 2 * params * stats["score_tokens"] / stats["score_seconds"] / 1e9
     return {
-        "questions": len(rows), "seconds": seconds, "propagate_seconds": t_prop, "per_question_s": seconds / len(rows),
-        "accuracy_all": sum(correct) / len(correct), "accuracy_selected": sum(sel) / max(1, len(sel)),
+        "questions": len(rows),
+        "seconds": seconds,
+        "propagate_seconds": t_prop,
+        "per_question_s": seconds / len(rows),
+        "accuracy_all": sum(correct) / len(correct),
+        "accuracy_selected": sum(sel) / max(1, len(sel)),
         "accuracy_on_reference_subset": sum(first) / max(1, len(first)),
-        "score_seconds": stats["score_seconds"], "score_tokens": stats["score_tokens"], "tokens": stats["tokens"],
-        "non_embedding_params": params, "achieved_gflops": flops, "matmul_peak_gflops": peak,
-        "mfu_vs_bf16_peak": flops / peak["bf16"], "dtype": str(engine.dtype).replace("torch.", ""),
-        "threads": __import__("torch").get_num_threads(), "peak_rss_mb": peak_rss_mb(),
+        "score_seconds": stats["score_seconds"],
+        "score_tokens": stats["score_tokens"],
+        "tokens": stats["tokens"],
+        "non_embedding_params": params,
+        "achieved_gflops": flops,
+        "matmul_peak_gflops": peak,
+        "mfu_vs_bf16_peak": flops / peak["bf16"],
+        "dtype": str(engine.dtype).replace("torch.", ""),
+        "threads": __import__("torch").get_num_threads(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -190,48 +200,78 @@ def part_reference(task: str, data_dir: str, n: int, m: int, max_new_tokens: int
     disagree = [i for i, a in enumerate(answers) if len(set(a)) > 1]
     final = [Counter(a).most_common(1)[0][0] for a in answers]
     if disagree:
-        prompts = [Prompt(justify_prompt(exs[i], "choice", [a or "(no answer)" for a in answers[i]]).messages, "")
-                   for i in disagree]
+        prompts = [
+            Prompt(justify_prompt(exs[i], "choice", [a or "(no answer)" for a in answers[i]]).messages, "")
+            for i in disagree
+        ]
         samples = engine.generate(prompts, 1, 1.0, 2000, max_new_tokens, "warm")
         for i, s in zip(disagree, samples, strict=True):
             gen_tokens += len(s[0].logprobs)
             final[i] = extract_letter(s[0].text, LETTERS[: len(exs[i].options)]) or final[i]
     seconds = time.perf_counter() - t
     correct = [answers_match(f, e.answer, "choice") for f, e in zip(final, exs, strict=True)]
-    return {"questions": len(exs), "seconds": seconds, "per_question_s": seconds / len(exs),
-            "accuracy": sum(correct) / len(correct), "disagreeing": len(disagree), "generated_tokens": gen_tokens,
-            "no_answer_extracted": sum(a is None for row in answers for a in row), "max_new_tokens": max_new_tokens,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "questions": len(exs),
+        "seconds": seconds,
+        "per_question_s": seconds / len(exs),
+        "accuracy": sum(correct) / len(correct),
+        "disagreeing": len(disagree),
+        "generated_tokens": gen_tokens,
+        "no_answer_extracted": sum(a is None for row in answers for a in row),
+        "max_new_tokens": max_new_tokens,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def child(part: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", part, "--tasks", task, "--data-dir", args.data_dir,
-           "--questions", str(args.questions), "--reference-questions", str(args.reference_questions),
-           "--max-new-tokens", str(args.max_new_tokens)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        part,
+        "--tasks",
+        task,
+        "--data-dir",
+        args.data_dir,
+        "--questions",
+        str(args.questions),
+        "--reference-questions",
+        str(args.reference_questions),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def markdown(res: dict[str, Any]) -> str:
-    L = [f"Pseudo-labelling cost with the embedded SmolLM2-135M-Instruct; {res['machine']}; commands: " + "; ".join(
-        sorted({f"`{r.get('command', res['command'])}`" for r in res["tasks"].values()})) + ".",
-         "",
-         "| task | semievol s/question (N) | reference s/question (M) | ratio | pseudo-label accuracy semievol: all / on the reference's M / selected | reference accuracy (M) | reference questions reflected | MFU while scoring (vs bf16 peak) | peak RSS semievol / reference |",
-         "|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        f"Pseudo-labelling cost with the embedded SmolLM2-135M-Instruct; {res['machine']}; commands: "
+        + "; ".join(sorted({f"`{r.get('command', res['command'])}`" for r in res["tasks"].values()}))
+        + ".",
+        "",
+        "| task | semievol s/question (N) | reference s/question (M) | ratio | pseudo-label accuracy semievol: all / on the reference's M / selected | reference accuracy (M) | reference questions reflected | MFU while scoring (vs bf16 peak) | peak RSS semievol / reference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, r in res["tasks"].items():
         s, f = r["semievol"], r["reference"]
-        L.append(f"| {task} | {s['per_question_s']:.3f} ({s['questions']}) | {f['per_question_s']:.2f} ({f['questions']}) | "
-                 f"{f['per_question_s'] / s['per_question_s']:.0f}x | {100 * s['accuracy_all']:.1f}% / "
-                 f"{100 * s['accuracy_on_reference_subset']:.1f}% / {100 * s['accuracy_selected']:.1f}% | "
-                 f"{100 * f['accuracy']:.1f}% | {f['disagreeing']} of {f['questions']} | "
-                 f"{100 * s['mfu_vs_bf16_peak']:.0f}% ({s['achieved_gflops']:.0f} of {s['matmul_peak_gflops']['bf16']:.0f} GFLOP/s; "
-                 f"fp32 peak {s['matmul_peak_gflops']['fp32']:.0f}; engine dtype {s['dtype']}) | "
-                 f"{s['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f} MB |")
-    L += ["", "semievol's time covers propagate (4 configurations, demos retrieved with MiniLM) and select (one "
-          "self-justification per question); the reference's covers its 4 sampled generations and the reflections. "
-          "The reference runs on the first M of the N questions (the same rows), so both accuracies are given on those M. "
-          "MFU counts 2 x non-embedding parameters per token run through the model (padding included) during option "
-          "scoring. Peak RSS is each child process's maximum resident set, model and embedder included."]
+        L.append(
+            f"| {task} | {s['per_question_s']:.3f} ({s['questions']}) | {f['per_question_s']:.2f} ({f['questions']}) | "
+            f"{f['per_question_s'] / s['per_question_s']:.0f}x | {100 * s['accuracy_all']:.1f}% / "
+            f"{100 * s['accuracy_on_reference_subset']:.1f}% / {100 * s['accuracy_selected']:.1f}% | "
+            f"{100 * f['accuracy']:.1f}% | {f['disagreeing']} of {f['questions']} | "
+            f"{100 * s['mfu_vs_bf16_peak']:.0f}% ({s['achieved_gflops']:.0f} of {s['matmul_peak_gflops']['bf16']:.0f} GFLOP/s; "
+            f"fp32 peak {s['matmul_peak_gflops']['fp32']:.0f}; engine dtype {s['dtype']}) | "
+            f"{s['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f} MB |"
+        )
+    L += [
+        "",
+        "semievol's time covers propagate (4 configurations, demos retrieved with MiniLM) and select (one "
+        "self-justification per question); the reference's covers its 4 sampled generations and the reflections. "
+        "The reference runs on the first M of the N questions (the same rows), so both accuracies are given on those M. "
+        "MFU counts 2 x non-embedding parameters per token run through the model (padding included) during option "
+        "scoring. Peak RSS is each child process's maximum resident set, model and embedder included.",
+    ]
     return "\n".join(L) + "\n"
 
 
@@ -254,8 +294,11 @@ def main() -> None:
         elif args.child == "semievol":
             print(json.dumps(part_semievol(task, data_dir, args.questions, args.reference_questions)))
         else:
-            print(json.dumps(part_reference(task, data_dir, args.questions, args.reference_questions,
-                                            args.max_new_tokens)))
+            print(
+                json.dumps(
+                    part_reference(task, data_dir, args.questions, args.reference_questions, args.max_new_tokens)
+                )
+            )
         return
     res: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU", "tasks": {}}
     dest = HERE / "results" / "throughput.json"
@@ -264,8 +307,12 @@ def main() -> None:
     res["command"] = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     for task in args.tasks.split(","):
         child("warm", task, args)
-        res["tasks"][task] = {"semievol": child("semievol", task, args), "reference": child("reference", task, args),
-                              "command": res["command"], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        res["tasks"][task] = {
+            "semievol": child("semievol", task, args),
+            "reference": child("reference", task, args),
+            "command": res["command"],
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
         print(task, json.dumps(res["tasks"][task]), flush=True)
     (HERE / "results").mkdir(exist_ok=True)
     dest.write_text(json.dumps(res, indent=2))

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 
+from semievol.losses import response_loss
 from semievol.models import load_model, resolve_model
-from semievol.training import response_loss
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -73,21 +73,31 @@ def main() -> None:
             times[key].append(time.perf_counter() - t)
             if step == 0:
                 first_loss[key] = float(loss) / (3 * args.rows)
-    rows = [{"setting": k, "median_s": statistics.median(v[1:]), "first_s": v[0], "loss_first_batch": first_loss[k]}
-            for k, v in times.items()]
+    rows = [
+        {"setting": k, "median_s": statistics.median(v[1:]), "first_s": v[0], "loss_first_batch": first_loss[k]}
+        for k, v in times.items()
+    ]
     base = next(r["median_s"] for r in rows if r["setting"] == "fp32, as is")
     for r in rows:
         r["speedup_vs_fp32"] = base / r["median_s"]
     cmd = f"python benchmarks/train_dtype.py --steps {args.steps} --rows {args.rows}"
     machine = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}"
     OUT.mkdir(exist_ok=True)
-    (OUT / "train_dtype.json").write_text(json.dumps({"machine": machine, "command": cmd, "widths": widths,
-                                                      "rows": rows}, indent=2))
-    lines = [f"One LoRA step (forward + backward, {args.rows} rows, widths 60-200 tokens, a new width each step) "
-             f"on {machine}; median of {args.steps - 1} steps after the first; `{cmd}`", "",
-             "| setting | median step (s) | first step (s) | speed-up vs fp32 | loss, first batch |", "|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {r['median_s']:.3f} | {r['first_s']:.2f} | {r['speedup_vs_fp32']:.2f}x | "
-              f"{r['loss_first_batch']:.4f} |" for r in rows]
+    (OUT / "train_dtype.json").write_text(
+        json.dumps({"machine": machine, "command": cmd, "widths": widths, "rows": rows}, indent=2)
+    )
+    lines = [
+        f"One LoRA step (forward + backward, {args.rows} rows, widths 60-200 tokens, a new width each step) "
+        f"on {machine}; median of {args.steps - 1} steps after the first; `{cmd}`",
+        "",
+        "| setting | median step (s) | first step (s) | speed-up vs fp32 | loss, first batch |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['setting']} | {r['median_s']:.3f} | {r['first_s']:.2f} | {r['speedup_vs_fp32']:.2f}x | "
+        f"{r['loss_first_batch']:.4f} |"
+        for r in rows
+    ]
     (OUT / "train_dtype.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

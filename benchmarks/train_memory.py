@@ -51,10 +51,19 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     task = load_task(TaskConfig(task="pubmedqa", data_dir=args.data_dir))
     longest = sorted(task.labeled.examples, key=lambda e: -len(e.question))[: args.rows]
-    cfg = TrainConfig(lr=1e-3, max_steps=args.steps, batch_size=args.rows, micro_batch_size=args.rows,
-                      lora_dropout=0.0, warmup_ratio=0.0, **SETTINGS[args.child])
+    cfg = TrainConfig(
+        lr=1e-3,
+        max_steps=args.steps,
+        batch_size=args.rows,
+        micro_batch_size=args.rows,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        **SETTINGS[args.child],
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        res = train_lora(resolve_model("embedded"), labeled_pairs(longest, task.kind, False), cfg, Path(tmp) / "a", seed=0)
+        res = train_lora(
+            resolve_model("embedded"), labeled_pairs(longest, task.kind, False), cfg, Path(tmp) / "a", seed=0
+        )
         log = [json.loads(x) for x in (res.adapter_dir / "train_log.jsonl").read_text().splitlines()]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print("RESULT " + json.dumps({"log": log, "peak_rss_mb": round(peak_mb)}))
@@ -66,9 +75,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=4, help="rows per optimizer step (one micro-batch)")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--malloc-mmap-threshold", default="0,1048576",
-                    help="comma list of bytes for glibc's M_MMAP_THRESHOLD in the training processes; each setting "
-                         "runs under each (0 = glibc's dynamic default)")
+    ap.add_argument(
+        "--malloc-mmap-threshold",
+        default="0,1048576",
+        help="comma list of bytes for glibc's M_MMAP_THRESHOLD in the training processes; each setting "
+        "runs under each (0 = glibc's dynamic default)",
+    )
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma list of the settings to run")
     ap.add_argument("--name", default="train_memory", help="results file name")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -84,37 +96,68 @@ def main() -> None:
         env.pop("MALLOC_MMAP_THRESHOLD_", None)
         if threshold:
             env["MALLOC_MMAP_THRESHOLD_"] = str(threshold)
-        cmd = [sys.executable, __file__, "--child", name, "--data-dir", args.data_dir, "--rows", str(args.rows),
-               "--steps", str(args.steps), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--data-dir",
+            args.data_dir,
+            "--rows",
+            str(args.rows),
+            "--steps",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+        ]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
         if proc.returncode:
             sys.exit(f"{name}: the training process failed (exit {proc.returncode}; -9 is usually out of memory)")
         res = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
         log = res["log"]
         times = [b - a for a, b in itertools.pairwise([0.0] + [r["seconds"] for r in log])]
-        rows.append({"setting": name, **SETTINGS[name], "mmap_threshold": threshold, "peak_rss_mb": res["peak_rss_mb"],
-                     "losses": [r["loss"] for r in log], "tokens_per_step": log[0]["tokens"],
-                     "median_step_seconds": round(statistics.median(times), 2)})
-        print(f"{name}, mmap threshold {threshold}: peak {res['peak_rss_mb']} MB, {rows[-1]['median_step_seconds']} s/step", flush=True)
+        rows.append(
+            {
+                "setting": name,
+                **SETTINGS[name],
+                "mmap_threshold": threshold,
+                "peak_rss_mb": res["peak_rss_mb"],
+                "losses": [r["loss"] for r in log],
+                "tokens_per_step": log[0]["tokens"],
+                "median_step_seconds": round(statistics.median(times), 2),
+            }
+        )
+        print(
+            f"{name}, mmap threshold {threshold}: peak {res['peak_rss_mb']} MB, {rows[-1]['median_step_seconds']} s/step",
+            flush=True,
+        )
     first = next((r for r in rows if r["setting"] == "whole micro-batch" and not r["mmap_threshold"]), rows[0])
     for r in rows:
         r["memory_vs_whole"] = round(r["peak_rss_mb"] / first["peak_rss_mb"], 2)
         r["time_vs_whole"] = round(r["median_step_seconds"] / first["median_step_seconds"], 2)
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), {args.threads} thread(s) per run, no GPU"
     command = "python benchmarks/train_memory.py" + "".join(
-        f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k not in ("child", "data_dir", "out") and v != ap.get_default(k))
+        f" --{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in ("child", "data_dir", "out") and v != ap.get_default(k)
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps({"machine": machine, "command": command, "rows": rows}, indent=2))
-    lines = [f"LoRA training step on PubMedQA's {args.rows} longest labeled rows ({first['tokens_per_step']} tokens "
-             f"a step), embedded SmolLM2-135M in fp32; {machine}; `{command}`; settings run one after another. "
-             "glibc mmap threshold: 'dynamic' is glibc's default (it rises after each large free, up to 32 MiB); a "
-             "number is MALLOC_MMAP_THRESHOLD_ in bytes, which fixes it.", "",
-             "| setting | glibc mmap threshold | peak RSS (MB) | vs whole | median s / step | vs whole | losses |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {r['mmap_threshold'] or 'dynamic'} | {r['peak_rss_mb']} | {r['memory_vs_whole']}x | {r['median_step_seconds']} | "
-              f"{r['time_vs_whole']}x | {', '.join(f'{x:.4f}' for x in r['losses'])} |" for r in rows]
+    lines = [
+        f"LoRA training step on PubMedQA's {args.rows} longest labeled rows ({first['tokens_per_step']} tokens "
+        f"a step), embedded SmolLM2-135M in fp32; {machine}; `{command}`; settings run one after another. "
+        "glibc mmap threshold: 'dynamic' is glibc's default (it rises after each large free, up to 32 MiB); a "
+        "number is MALLOC_MMAP_THRESHOLD_ in bytes, which fixes it.",
+        "",
+        "| setting | glibc mmap threshold | peak RSS (MB) | vs whole | median s / step | vs whole | losses |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['setting']} | {r['mmap_threshold'] or 'dynamic'} | {r['peak_rss_mb']} | {r['memory_vs_whole']}x | {r['median_step_seconds']} | "
+        f"{r['time_vs_whole']}x | {', '.join(f'{x:.4f}' for x in r['losses'])} |"
+        for r in rows
+    ]
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

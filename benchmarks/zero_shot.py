@@ -33,19 +33,43 @@ def main() -> None:
     for task in args.tasks.split(","):
         dest = out / f"zero_shot_{task}.json"
         t = time.time()
-        subprocess.run([sys.executable, "-m", "semievol", "--quiet", "eval", "--task", task, "--data-dir", args.data_dir,
-                        "--model", args.model, "--out", str(dest)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "semievol",
+                "--quiet",
+                "eval",
+                "--task",
+                task,
+                "--data-dir",
+                args.data_dir,
+                "--model",
+                args.model,
+                "--out",
+                str(dest),
+            ],
+            check=True,
+        )
         rec = json.loads(dest.read_text())
         rec["wall_seconds_with_load"] = round(time.time() - t, 1)
         rows.append(rec)
         dest.unlink()
     machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, no GPU"
-    (out / "zero_shot.json").write_text(json.dumps({"machine": machine, "model": args.model, "results": rows}, indent=2))
-    lines = [f"Zero-shot accuracy, model `{args.model}`, full test splits; {machine}.", "",
-             "| task | accuracy | 95% interval | n | scoring time | wall time incl. model load |", "|---|---|---|---|---|---|"]
+    (out / "zero_shot.json").write_text(
+        json.dumps({"machine": machine, "model": args.model, "results": rows}, indent=2)
+    )
+    lines = [
+        f"Zero-shot accuracy, model `{args.model}`, full test splits; {machine}.",
+        "",
+        "| task | accuracy | 95% interval | n | scoring time | wall time incl. model load |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {100 * r['accuracy']:.1f}% | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}% | "
-                     f"{r['n']} | {r['seconds']:.0f} s | {r['wall_seconds_with_load']:.0f} s |")
+        lines.append(
+            f"| {r['task']} | {100 * r['accuracy']:.1f}% | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}% | "
+            f"{r['n']} | {r['seconds']:.0f} s | {r['wall_seconds_with_load']:.0f} s |"
+        )
     (out / "zero_shot.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

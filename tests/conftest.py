@@ -40,16 +40,26 @@ def tiny_model(tmp_path_factory) -> Path:
     tok = load_tokenizer(resolve_model("embedded"))
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
 
-def write_choice_task(folder: Path, n_labeled: int = 16, n_unlabeled: int = 24, n_test: int = 12, seed: int = 0) -> Path:
+def write_choice_task(
+    folder: Path, n_labeled: int = 16, n_unlabeled: int = 24, n_test: int = 12, seed: int = 0
+) -> Path:
     """A small multiple-choice task as CSV files (labeled, unlabeled with gold answers, test)."""
     import random
 
@@ -75,10 +85,14 @@ def choice_task(tmp_path) -> Path:
 def tiny_config_dict(tiny_model: Path, task: Path, run_dir: Path) -> dict:
     """A run config for the tiny model and a task folder from ``write_choice_task``: seconds per stage."""
     return {
-        "run_dir": str(run_dir), "seed": 0,
+        "run_dir": str(run_dir),
+        "seed": 0,
         "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
-        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv"),
-                 "test": str(task / "test.csv")},
+        "task": {
+            "labeled": str(task / "labeled.csv"),
+            "unlabeled": str(task / "unlabeled.csv"),
+            "test": str(task / "test.csv"),
+        },
         "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
         "propagate": {"k": 2, "chunk_size": 10},
     }
@@ -106,4 +120,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def stub_manifest(folder: Path, stage: str) -> None:
     """Mark a hand-made stage folder finished (for tests that build run directories without a model)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": "test", "files": [], "digests": {}}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"stage": stage, "fingerprint": "test", "files": [], "digests": {}})
+    )

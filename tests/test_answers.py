@@ -115,7 +115,8 @@ def test_the_gsm8k_task_is_numeric(tmp_path):
     d.mkdir()
     for split in ("labeled", "unlabeled", "test"):
         (d / f"{split}.jsonl").write_text(
-            "".join(f'{{"id": "{split}{i}", "question": "q{i}?", "answer": "{i}"}}\n' for i in range(3)))
+            "".join(f'{{"id": "{split}{i}", "question": "q{i}?", "answer": "{i}"}}\n' for i in range(3))
+        )
     assert load_task(TaskConfig(task="gsm8k", data_dir=str(tmp_path)), need_test=True).numeric is True
 
 
@@ -190,8 +191,19 @@ def test_free_match(a, b, expected):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("3", True), ("-0.5", True), (".5", True), ("1e3", True), (" 7 ", True), ("nan", False), ("inf", False),
-     ("1_000", False), ("1,000", False), ("", False), ("3 apples", False)],
+    [
+        ("3", True),
+        ("-0.5", True),
+        (".5", True),
+        ("1e3", True),
+        (" 7 ", True),
+        ("nan", False),
+        ("inf", False),
+        ("1_000", False),
+        ("1,000", False),
+        ("", False),
+        ("3 apples", False),
+    ],
 )
 def test_is_number(text, expected):
     assert is_number(text) is expected
@@ -236,8 +248,16 @@ def test_canonical_vote_representatives_are_inputs_and_first_seen():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("12", 12.0), ("a 1,234 b", 1234.0), ("first 3 then 4", 4.0), ("$5.25", 5.25), ("\u22122", -2.0),
-     ("3/4", 0.75), ("none", None), ("1/0", None)],
+    [
+        ("12", 12.0),
+        ("a 1,234 b", 1234.0),
+        ("first 3 then 4", 4.0),
+        ("$5.25", 5.25),
+        ("\u22122", -2.0),
+        ("3/4", 0.75),
+        ("none", None),
+        ("1/0", None),
+    ],
 )
 def test_parse_number(text, expected):
     assert parse_number(text) == expected
@@ -286,7 +306,7 @@ def test_extracted_number_matches_gold(x):
         assert free_match(extract_free(response), gold), response
 
 
-@given(st.integers(min_value=-10**9, max_value=10**9))
+@given(st.integers(min_value=-(10**9), max_value=10**9))
 def test_thousands_separators_and_currency(n):
     assert normalize_free(f"{n:,}") == str(n)
     assert normalize_free(f"${n:,}" if n >= 0 else f"-${-n:,}") == str(n)
@@ -316,9 +336,12 @@ def test_choice_answer_forms_agree(opts, data):
     assert parse_choice_answer(i + 1, opts, 1) == letter
     assert parse_choice_answer(float(i), opts, 0) == letter
     text = opts[i]
-    ambiguous = (len(text) == 1 and text.upper() in LETTERS) or text.isdigit() or len(
-        {o for o in opts if o.lower() == text.lower()}
-    ) > 1 or opts.index(text) != i
+    ambiguous = (
+        (len(text) == 1 and text.upper() in LETTERS)
+        or text.isdigit()
+        or len({o for o in opts if o.lower() == text.lower()}) > 1
+        or opts.index(text) != i
+    )
     if not ambiguous:
         assert parse_choice_answer(text, opts) == letter
 

@@ -72,8 +72,13 @@ def _sentiment_task(folder: Path, n: int = 60, flips: tuple[int, ...] = (4, 17, 
 def _run_dir(root: Path, task: Path) -> Path:
     rd = root / "run"
     rd.mkdir(parents=True)
-    cfg = build_config({"run_dir": str(rd), "model": {"embedder": "hash"},
-                        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv")}})
+    cfg = build_config(
+        {
+            "run_dir": str(rd),
+            "model": {"embedder": "hash"},
+            "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv")},
+        }
+    )
     (rd / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return rd
 
@@ -92,7 +97,7 @@ def test_audit_ranks_the_flipped_labels_first_and_the_report_shows_them(tmp_path
     assert summary["rows"] == 60 and summary["folds"] == 5 and summary["classes"] == SENTIMENTS
     assert summary["flagged"] == sum(r["flagged"] for r in rows) >= 3
     page = (rd / "report.html").read_text()  # the audit rewrote the report it found
-    section = page[page.index('<section id="audit">'):]
+    section = page[page.index('<section id="audit">') :]
     section = section[: section.index("</section>")]
     assert f"{summary['flagged']} of 60 labeled rows flagged" in section and "labeled-17" in section
 

@@ -40,8 +40,15 @@ class CountingEngine(FakeEngine):
 
 
 def _examples(n: int, options: bool = True) -> list[Example]:
-    return [Example(id=f"q{i}", question=f"Question number {i}?", options=["yes", "no", "maybe"] if options else None,
-                    answer="A" if options else str(i)) for i in range(n)]
+    return [
+        Example(
+            id=f"q{i}",
+            question=f"Question number {i}?",
+            options=["yes", "no", "maybe"] if options else None,
+            answer="A" if options else str(i),
+        )
+        for i in range(n)
+    ]
 
 
 def _keep_lines(path: Path, n: int, torn: bool = True) -> None:
@@ -67,9 +74,14 @@ def test_the_key_covers_model_adapter_call_prompt_and_parameters(tmp_path):
     b = CallCache(tmp_path / "b.jsonl", model="m2")
     k = a.key("warm-0123", "score_options", "prompt", 3)
     assert k == CallCache(tmp_path / "c.jsonl", model="m1").key("warm-0123", "score_options", "prompt", 3)
-    others = {b.key("warm-0123", "score_options", "prompt", 3), a.key("warm-4567", "score_options", "prompt", 3),
-              a.key(None, "score_options", "prompt", 3), a.key("warm-0123", "generate", "prompt", 3),
-              a.key("warm-0123", "score_options", "prompt!", 3), a.key("warm-0123", "score_options", "prompt", 4)}
+    others = {
+        b.key("warm-0123", "score_options", "prompt", 3),
+        a.key("warm-4567", "score_options", "prompt", 3),
+        a.key(None, "score_options", "prompt", 3),
+        a.key("warm-0123", "generate", "prompt", 3),
+        a.key("warm-0123", "score_options", "prompt!", 3),
+        a.key("warm-0123", "score_options", "prompt", 4),
+    }
     assert k not in others and len(others) == 6
 
 
@@ -93,13 +105,18 @@ def test_generated_samples_come_back_equal(tmp_path):
     prompts = [answer_prompt(e, "free") for e in _examples(5, options=False)]
     engine = CountingEngine()
     for n in (1, 3):  # one response per prompt, or several
-        first = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(prompts, n, 0.0, 0, 32, None)
+        first = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(
+            prompts, n, 0.0, 0, 32, None
+        )
         engine.generated.clear()
-        again = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(prompts, n, 0.0, 0, 32, None)
+        again = CachedEngine(engine, CallCache(tmp_path / "c.jsonl", "m"), chunk=2).generate(
+            prompts, n, 0.0, 0, 32, None
+        )
         assert engine.generated == []
         assert [len(r) for r in again] == [n] * len(prompts)
-        assert [[(s.text, s.logprobs, s.mean_nll) for s in r] for r in first] == \
-            [[(s.text, s.logprobs, s.mean_nll) for s in r] for r in again]
+        assert [[(s.text, s.logprobs, s.mean_nll) for s in r] for r in first] == [
+            [(s.text, s.logprobs, s.mean_nll) for s in r] for r in again
+        ]
 
 
 def test_predictions_are_not_recomputed(tmp_path):
@@ -115,12 +132,15 @@ def test_predictions_are_not_recomputed(tmp_path):
 
 
 def _ctx(task: Path, run_dir: Path, engine: CountingEngine):
-    cfg = build_config({
-        "run_dir": str(run_dir), "seed": 0,
-        "model": {"engine": "fake", "embedder": "hash"},
-        "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv")},
-        "propagate": {"k": 2},
-    })
+    cfg = build_config(
+        {
+            "run_dir": str(run_dir),
+            "seed": 0,
+            "model": {"engine": "fake", "embedder": "hash"},
+            "task": {"labeled": str(task / "labeled.csv"), "unlabeled": str(task / "unlabeled.csv")},
+            "propagate": {"k": 2},
+        }
+    )
     return make_context(cfg, quiet=True, engine=engine)
 
 
@@ -153,7 +173,9 @@ def test_select_killed_part_way_repeats_no_finished_chunk(tmp_path):
     engine = CountingEngine()
     run_select(_ctx(task, rd, engine), votes, rd / "again", _warm(tmp_path / "warm"))
     assert engine.scored == []
-    assert json.loads((rd / "again" / "selection.json").read_text()) == json.loads((rd / "full" / "selection.json").read_text())
+    assert json.loads((rd / "again" / "selection.json").read_text()) == json.loads(
+        (rd / "full" / "selection.json").read_text()
+    )
 
 
 def test_a_retrained_adapter_does_not_hit_old_entries(tmp_path):

@@ -40,7 +40,9 @@ def test_defaults_without_file_or_flags():
 
 
 def test_yaml_then_flags_override_it(tmp_path):
-    cfg_file = write(tmp_path, """
+    cfg_file = write(
+        tmp_path,
+        """
 seed: 3
 run_dir: runs/x
 model: {engine: fake, batch_size: 4}
@@ -49,7 +51,8 @@ select:
   rule: fixed
 propagate:
   configs: [warm:0:0, base:1:0.5]
-""")
+""",
+    )
     cfg = parse(["run", cfg_file, "--theta", "40", "--sft.lr", "0.001", "--model.batch_size", "2"])
     assert cfg.seed == 3 and cfg.run_dir == "runs/x"  # from the file
     assert cfg.select.theta == 40.0 and cfg.select.rule == "fixed"  # flag beats file; the rest of the section stays
@@ -72,8 +75,19 @@ def test_the_last_flag_wins_and_flags_order_against_the_file_does_not_matter(tmp
 
 
 def test_list_bool_and_optional_flags():
-    cfg = parse(["run", "--configs", "warm:0:0, base:3:0.7", "--option-cols", "opa,opb", "--use-rationale", "false",
-                 "--models", "base"])
+    cfg = parse(
+        [
+            "run",
+            "--configs",
+            "warm:0:0, base:3:0.7",
+            "--option-cols",
+            "opa,opb",
+            "--use-rationale",
+            "false",
+            "--models",
+            "base",
+        ]
+    )
     assert cfg.propagate.configs == ["warm:0:0", "base:3:0.7"]
     assert cfg.task.option_cols == ["opa", "opb"]
     assert cfg.sft.use_rationale is False
@@ -113,8 +127,23 @@ def test_demo_defaults_sit_under_the_file_and_flags(tmp_path):
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):
-    cfg = parse(["run", "--theta", "12.5", "--configs", "warm:2:0.3", "--option-cols", "a,b", "--test", "t.csv",
-                 "--engine", "fake", "--seed", "9"])
+    cfg = parse(
+        [
+            "run",
+            "--theta",
+            "12.5",
+            "--configs",
+            "warm:2:0.3",
+            "--option-cols",
+            "a,b",
+            "--test",
+            "t.csv",
+            "--engine",
+            "fake",
+            "--seed",
+            "9",
+        ]
+    )
     again = build_config(yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
     assert again == cfg
 
@@ -190,7 +219,10 @@ INVALID = [
     ({"model": {"dtype": "int8"}}, "model.dtype: must be one of auto, bf16, fp16, fp32"),
     ({"model": {"engine": "tgi"}}, "model.engine: must be one of hf, openai, fake, vllm, ray, ray-vllm; got 'tgi'"),
     ({"model": {"api_key_env": "sk-live-123"}}, "model.api_key_env: must be the name of an environment variable"),
-    ({"model": {"api_base": "https://user:sk-live-123@host/v1"}}, "model.api_base: must be an http(s) URL without credentials"),
+    (
+        {"model": {"api_base": "https://user:sk-live-123@host/v1"}},
+        "model.api_base: must be an http(s) URL without credentials",
+    ),
     ({"model": {"api_base": "localhost:8000"}}, "model.api_base: must be an http(s) URL"),
     ({"model": {"api": "responses"}}, "model.api: must be one of completions, chat"),
     ({"model": {"top_logprobs": 0}}, "model.top_logprobs: must be in 1..100"),
@@ -239,7 +271,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("values", "message"), INVALID, ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in enumerate(INVALID)])
+@pytest.mark.parametrize(
+    ("values", "message"), INVALID, ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in enumerate(INVALID)]
+)
 def test_validation_names_the_field(values, message):
     with pytest.raises(ConfigError) as err:
         build_config(values)

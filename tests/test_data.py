@@ -180,8 +180,11 @@ def test_options_as_list_in_jsonl(tmp_path):
 
 
 def test_options_one_column_per_letter(tmp_path):
-    src = write_csv(tmp_path / "a.csv", ["question", "opa", "opb", "opc", "opd", "answer"],
-                    [["q1", *OPTS, "B"], ["q2", "yes", "no", "", "", "A"]])
+    src = write_csv(
+        tmp_path / "a.csv",
+        ["question", "opa", "opb", "opc", "opd", "answer"],
+        [["q1", *OPTS, "B"], ["q2", "yes", "no", "", "", "A"]],
+    )
     e1, e2 = examples(src, option_cols=["opa", "opb", "opc", "opd"])
     assert e1.options == OPTS and e1.answer == "B"
     assert e2.options == ["yes", "no"] and e2.answer == "A"  # empty trailing columns: fewer options
@@ -218,7 +221,9 @@ def test_arc_preset_counts_answer_indices_from_1(tmp_path):
     d = tmp_path / "data" / "arc"
     d.mkdir(parents=True)
     for split, raw in (("labeled", "1"), ("unlabeled", "2"), ("test", "D")):
-        write_csv(d / f"{split}.csv", ["id", "question", "answer", "options"], [[split, f"q {split}", raw, json.dumps(OPTS)]])
+        write_csv(
+            d / f"{split}.csv", ["id", "question", "answer", "options"], [[split, f"q {split}", raw, json.dumps(OPTS)]]
+        )
     task = quiet_load(TaskConfig(task="arc", data_dir=str(tmp_path / "data")))
     assert [s.examples[0].answer for s in (task.labeled, task.unlabeled, task.test)] == ["A", "B", "D"]
     zero = quiet_load(TaskConfig(task="arc", data_dir=str(tmp_path / "data"), index_base=0))
@@ -236,7 +241,9 @@ def test_option_text_match_prefers_exact_case(tmp_path):
 
 def test_a_letter_is_a_letter_even_where_an_option_reads_like_one(tmp_path):
     # a real ARC row (labeled.csv line 321) has options that are letters
-    src = write_csv(tmp_path / "a.csv", ["question", "options", "answer"], [["q", json.dumps(["C", "D", "E", "F"]), "C"]])
+    src = write_csv(
+        tmp_path / "a.csv", ["question", "options", "answer"], [["q", json.dumps(["C", "D", "E", "F"]), "C"]]
+    )
     (e,) = examples(src)
     assert e.answer == "C"
 
@@ -248,25 +255,34 @@ def test_numeric_option_text_equal_to_its_own_index_is_fine(tmp_path):
 
 
 def test_unknown_columns_ignored_and_ids_subjects_rationales_kept(tmp_path):
-    src = write_csv(tmp_path / "a.csv", ["junk", "id", "question", "options", "answer", "Subject", "rationale", "x y"],
-                    [["1", "r1", "q?", json.dumps(OPTS), "A", "bio", "because", "zz"]])
+    src = write_csv(
+        tmp_path / "a.csv",
+        ["junk", "id", "question", "options", "answer", "Subject", "rationale", "x y"],
+        [["1", "r1", "q?", json.dumps(OPTS), "A", "bio", "because", "zz"]],
+    )
     (e,) = examples(src, subject_col="Subject")
     assert (e.id, e.subject, e.rationale) == ("r1", "bio", "because")
 
 
 def test_missing_ids_become_split_and_row(tmp_path):
-    src = write_csv(tmp_path / "a.csv", ["question", "options", "answer"],
-                    [["q1", json.dumps(OPTS), "A"], ["q2\nsecond line", json.dumps(OPTS), "B"], ["q3", json.dumps(OPTS), "C"]])
+    src = write_csv(
+        tmp_path / "a.csv",
+        ["question", "options", "answer"],
+        [["q1", json.dumps(OPTS), "A"], ["q2\nsecond line", json.dumps(OPTS), "B"], ["q3", json.dumps(OPTS), "C"]],
+    )
     assert [e.id for e in examples(src, split="test")] == ["test-2", "test-3", "test-5"]
 
 
 def test_free_answers_are_normalised(tmp_path):
-    src = write_jsonl(tmp_path / "a.jsonl", [
-        {"id": "1", "question": "q1", "answer": "1,234"},
-        {"id": "2", "question": "q2", "answer": 18},
-        {"id": "3", "question": "q3", "answer": "$5.50"},
-        {"id": "4", "question": "q4", "answer": 2.0},
-    ])
+    src = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"id": "1", "question": "q1", "answer": "1,234"},
+            {"id": "2", "question": "q2", "answer": 18},
+            {"id": "3", "question": "q3", "answer": "$5.50"},
+            {"id": "4", "question": "q4", "answer": 2.0},
+        ],
+    )
     assert [e.answer for e in examples(src, kind="free")] == ["1234", "18", "5.5", "2"]
 
 
@@ -284,7 +300,9 @@ def test_kind_is_guessed_from_the_columns(tmp_path):
 def test_limits_subsample_with_a_seed(tmp_path):
     rows = [[f"q{i}", json.dumps(OPTS), "A"] for i in range(40)]
     lab = write_csv(tmp_path / "l.csv", ["question", "options", "answer"], rows)
-    unl = write_csv(tmp_path / "u.csv", ["question", "options", "answer"], [[f"u{i}", json.dumps(OPTS), ""] for i in range(40)])
+    unl = write_csv(
+        tmp_path / "u.csv", ["question", "options", "answer"], [[f"u{i}", json.dumps(OPTS), ""] for i in range(40)]
+    )
     cfg = TaskConfig(labeled=lab, unlabeled=unl, limit_labeled=5, limit_unlabeled=7)
     a, b, c = quiet_load(cfg, seed=1), quiet_load(cfg, seed=1), quiet_load(cfg, seed=2)
     assert (len(a.labeled), len(a.unlabeled)) == (5, 7)
@@ -295,7 +313,11 @@ def test_limits_subsample_with_a_seed(tmp_path):
 
 
 def test_k_larger_than_labeled_set_is_refused_at_load_time(tmp_path):
-    lab = write_csv(tmp_path / "l.csv", ["question", "options", "answer"], [["q1", json.dumps(OPTS), "A"], ["q2", json.dumps(OPTS), "B"]])
+    lab = write_csv(
+        tmp_path / "l.csv",
+        ["question", "options", "answer"],
+        [["q1", json.dumps(OPTS), "A"], ["q2", json.dumps(OPTS), "B"]],
+    )
     unl = write_csv(tmp_path / "u.csv", ["question", "options"], [["u1", json.dumps(OPTS)]])
     cfg = TaskConfig(labeled=lab, unlabeled=unl)
     assert len(quiet_load(cfg, min_labeled=2).labeled) == 2
@@ -311,10 +333,13 @@ def test_k_larger_than_labeled_set_is_refused_at_load_time(tmp_path):
 def test_csv_rows_with_multi_line_fields_blank_lines_and_crlf(tmp_path):
     text = (
         "id,question,options,answer\r\n"
-        'a,"one line",' '"[""x"",""y""]",A\r\n'  # line 2
-        'b,"two\r\nlines",' '"[""x"",""y""]",B\r\n'  # lines 3-4
+        'a,"one line",'
+        '"[""x"",""y""]",A\r\n'  # line 2
+        'b,"two\r\nlines",'
+        '"[""x"",""y""]",B\r\n'  # lines 3-4
         "\r\n"  # line 5: blank
-        'c,"three\nlines\nhere",' '"[""x"",""y""]",A\n'  # lines 6-8
+        'c,"three\nlines\nhere",'
+        '"[""x"",""y""]",A\n'  # lines 6-8
         'd,plain,"[""x"",""y""]",B\n'  # line 9
     )
     p = tmp_path / "a.csv"
@@ -332,8 +357,10 @@ def test_csv_rows_with_multi_line_fields_blank_lines_and_crlf(tmp_path):
 def test_jsonl_rows_are_lines_and_unicode_line_separators_stay_inside_strings(tmp_path):
     p = tmp_path / "a.jsonl"
     recs = [{"id": "a", "question": "x\u2028y", "answer": "1"}, {"id": "b", "question": "p\x85q\u2029r", "answer": "2"}]
-    p.write_text(json.dumps(recs[0], ensure_ascii=False) + "\n\n" + json.dumps(recs[1], ensure_ascii=False) + "\n",
-                 encoding="utf-8")
+    p.write_text(
+        json.dumps(recs[0], ensure_ascii=False) + "\n\n" + json.dumps(recs[1], ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     got = examples(str(p), kind="free")
     assert [(e.id, e.row, e.question) for e in got] == [("a", 1, "x\u2028y"), ("b", 3, "p\x85q\u2029r")]
 
@@ -342,8 +369,18 @@ def test_jsonl_rows_are_lines_and_unicode_line_separators_stay_inside_strings(tm
 
 CHOICE = [
     {"id": "r1", "question": "Plain question?", "options": ["alpha", "beta", "gamma"], "answer": "B"},
-    {"id": "r2", "question": 'Commas, "quotes" and\na second line', "options": ['a, b', 'say "hi"', "c\nd"], "answer": "C"},
-    {"id": "r3", "question": "Unicode: café ☕ 数学 \u2028 (line separator)", "options": ["ü", "ß", "Ω", "∞", "é"], "answer": "E"},
+    {
+        "id": "r2",
+        "question": 'Commas, "quotes" and\na second line',
+        "options": ["a, b", 'say "hi"', "c\nd"],
+        "answer": "C",
+    },
+    {
+        "id": "r3",
+        "question": "Unicode: café ☕ 数学 \u2028 (line separator)",
+        "options": ["ü", "ß", "Ω", "∞", "é"],
+        "answer": "E",
+    },
     {"id": "r4", "question": "Options that look like numbers", "options": ["10", "20"], "answer": "A"},
     {"id": "r5", "question": "NA", "options": ["None", "null"], "answer": "A"},
 ]
@@ -422,8 +459,14 @@ def choice_records(draw):
     out = []
     for i in range(n):
         opts = draw(st.lists(_clean, min_size=2, max_size=6))
-        out.append({"id": f"id{i}", "question": draw(_clean), "options": opts,
-                    "answer": LETTERS[draw(st.integers(min_value=0, max_value=len(opts) - 1))]})
+        out.append(
+            {
+                "id": f"id{i}",
+                "question": draw(_clean),
+                "options": opts,
+                "answer": LETTERS[draw(st.integers(min_value=0, max_value=len(opts) - 1))],
+            }
+        )
     return out
 
 
@@ -438,8 +481,15 @@ def test_round_trip_property(recs):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.text(alphabet=string.ascii_letters + string.digits + ' ,"\n', min_size=1, max_size=12)
-                .filter(lambda s: s.strip()), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.text(alphabet=string.ascii_letters + string.digits + ' ,"\n', min_size=1, max_size=12).filter(
+            lambda s: s.strip()
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_csv_row_numbers_property(questions):
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")

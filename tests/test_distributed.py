@@ -28,8 +28,16 @@ pytestmark = pytest.mark.slow
 
 def _config(tiny_model: Path, task: Path, run_dir: Path, launcher: str) -> str:
     cfg = tiny_config_dict(tiny_model, task, run_dir)
-    cfg["sft"].update({"batch_size": 8, "micro_batch_size": 4, "max_steps": 6, "lora_dropout": 0.0,
-                       "launcher": launcher, "num_processes": 2})
+    cfg["sft"].update(
+        {
+            "batch_size": 8,
+            "micro_batch_size": 4,
+            "max_steps": 6,
+            "lora_dropout": 0.0,
+            "launcher": launcher,
+            "num_processes": 2,
+        }
+    )
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)

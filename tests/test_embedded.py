@@ -27,13 +27,20 @@ def test_embedded_model_answers_an_easy_question(engine):
 def test_option_scores_in_auto_dtype_match_fp32(engine):
     from semievol.engines import make_engine
 
-    exs = [Example(id=str(i), question=q, options=o) for i, (q, o) in enumerate([
-        ("What is the capital of France?", ["Berlin", "Paris", "Rome"]),
-        ("Which animal barks?", ["cat", "dog", "cow", "fish"]),
-    ])]
+    exs = [
+        Example(id=str(i), question=q, options=o)
+        for i, (q, o) in enumerate(
+            [
+                ("What is the capital of France?", ["Berlin", "Paris", "Rome"]),
+                ("Which animal barks?", ["cat", "dog", "cow", "fish"]),
+            ]
+        )
+    ]
     prompts = [answer_prompt(e, "choice") for e in exs]
     fast = engine.score_options(prompts, [3, 4], None)
-    ref = make_engine("hf", model="embedded", dtype="fp32", batch_size=4, quiet=True).score_options(prompts, [3, 4], None)
+    ref = make_engine("hf", model="embedded", dtype="fp32", batch_size=4, quiet=True).score_options(
+        prompts, [3, 4], None
+    )
     for a, b in zip(fast, ref, strict=True):
         assert abs(a.sum() - 1) < 1e-6
         assert np.abs(a - b).max() < 0.05  # bf16 where the CPU has it; the distributions barely move

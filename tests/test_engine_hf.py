@@ -15,8 +15,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def _examples(n: int) -> list[Example]:
     words = ["apple", "river", "stone", "cloud", "engine", "violin", "tiger", "copper"]
-    return [Example(id=f"u{i}", row=i + 2, question=f"Which word is like {words[i % 8]} number {i}?" + " more" * (i % 5),
-                    options=[words[(i + j) % 8] for j in range(2 + i % 3)], answer=None) for i in range(n)]
+    return [
+        Example(
+            id=f"u{i}",
+            row=i + 2,
+            question=f"Which word is like {words[i % 8]} number {i}?" + " more" * (i % 5),
+            options=[words[(i + j) % 8] for j in range(2 + i % 3)],
+            answer=None,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +65,9 @@ def test_a_rows_scores_do_not_depend_on_the_other_prompts_of_the_call(engine):
     """Resumed or sharded runs score a row in another company; its (rounded) scores must not change."""
     exs = _examples(10)
     # rows with and without demos, so several system messages (prefix groups) are in one call
-    demos = [Example(id=f"d{i}", row=2, question=f"Pick {i}.", options=["tiger", "copper"], answer="B") for i in range(3)]
+    demos = [
+        Example(id=f"d{i}", row=2, question=f"Pick {i}.", options=["tiger", "copper"], answer="B") for i in range(3)
+    ]
     prompts = [answer_prompt(e, "choice", demos[: i % 3]) for i, e in enumerate(exs)]
     n = [len(e.options) for e in exs]
     together = engine.score_options(prompts, n, None)
@@ -74,8 +84,10 @@ def test_adapter_names_that_are_module_attributes_work(tiny_model, tmp_path):
 
     from semievol.engines import make_engine
 
-    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                          LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False),
+    )
     lora.save_pretrained(tmp_path / "adapter")
     engine = make_engine("hf", model=str(tiny_model), dtype="fp32", batch_size=4, quiet=True)
     for name in ("eval", "train", "warm-1"):

@@ -32,11 +32,23 @@ def make_run(root: Path, cfg: dict, train_rows: list[dict], pseudo: list[dict] |
 
 
 CHOICE_ROWS = [
-    {"id": f"labeled-{i}", "question": f"Profit rose {i}% this quarter.", "options": OPTIONS, "answer": "C",
-     "source": "labeled"} for i in range(3)
+    {
+        "id": f"labeled-{i}",
+        "question": f"Profit rose {i}% this quarter.",
+        "options": OPTIONS,
+        "answer": "C",
+        "source": "labeled",
+    }
+    for i in range(3)
 ] + [
-    {"id": f"unlabeled-{i}", "question": f"Sales fell by {i} units.", "options": OPTIONS, "answer": "A",
-     "source": "pseudo"} for i in range(2)
+    {
+        "id": f"unlabeled-{i}",
+        "question": f"Sales fell by {i} units.",
+        "options": OPTIONS,
+        "answer": "A",
+        "source": "pseudo",
+    }
+    for i in range(2)
 ]
 
 
@@ -46,8 +58,13 @@ def choice_run(root: Path) -> Path:
 
 def expected(row: dict, use_rationale: bool = True) -> tuple[str, str, str]:
     """(system, user, response) exactly as semievol trains on the row."""
-    ex = Example(id=row["id"], question=row["question"], options=row.get("options"), answer=row["answer"],
-                 rationale=row.get("rationale"))
+    ex = Example(
+        id=row["id"],
+        question=row["question"],
+        options=row.get("options"),
+        answer=row["answer"],
+        rationale=row.get("rationale"),
+    )
     prompt, response = training_pair(ex, row["answer"], "choice" if ex.options else "free", use_rationale)
     msgs = dict(prompt.messages)
     return msgs["system"], msgs["user"], response
@@ -96,7 +113,8 @@ def test_fields_trl_and_axolotl_read(tmp_path):
     msgs = load_dataset("json", data_files=str(export_data(run, "messages") / "train.jsonl"), split="train")
     assert msgs.column_names == ["messages"]
     assert [[(m["role"], m["content"]) for m in r["messages"]] for r in msgs] == [
-        [("system", s), ("user", u), ("assistant", a)] for s, u, a in want]
+        [("system", s), ("user", u), ("assistant", a)] for s, u, a in want
+    ]
     pc = load_dataset("json", data_files=str(export_data(run, "prompt-completion") / "train.jsonl"), split="train")
     assert pc.column_names == ["prompt", "completion"]
     for r, (s, u, a) in zip(pc, want, strict=True):
@@ -108,13 +126,31 @@ def test_fields_trl_and_axolotl_read(tmp_path):
     assert [m["from"] for m in sg[0]["conversations"]] == ["system", "human", "gpt"]
 
 
-def test_free_form_export_restores_rationales(tmp_path):
+def test_free_form_export_keeps_the_rationales_evolve_trained_on(tmp_path):
     data = tmp_path / "data"
-    write_jsonl(data / "labeled.jsonl", [{"id": "l1", "question": "2+3?", "answer": "5", "rationale": "2 plus 3 is 5."}])
+    write_jsonl(
+        data / "labeled.jsonl", [{"id": "l1", "question": "2+3?", "answer": "5", "rationale": "2 plus 3 is 5."}]
+    )
     write_jsonl(data / "unlabeled.jsonl", [{"id": "u1", "question": "4+4?"}])
     task = {"labeled": str(data / "labeled.jsonl"), "unlabeled": str(data / "unlabeled.jsonl"), "answer_kind": "free"}
-    rows = [{"id": "l1", "question": "2+3?", "options": None, "answer": "5", "source": "labeled"},
-            {"id": "u1", "question": "4+4?", "options": None, "answer": "8", "source": "pseudo"}]
+    rows = [  # as run_evolve writes them: the rationale of each row, the justification's for a pseudo-label
+        {
+            "id": "l1",
+            "question": "2+3?",
+            "options": None,
+            "answer": "5",
+            "rationale": "2 plus 3 is 5.",
+            "source": "labeled",
+        },
+        {
+            "id": "u1",
+            "question": "4+4?",
+            "options": None,
+            "answer": "8",
+            "rationale": "Four and four make eight.",
+            "source": "pseudo",
+        },
+    ]
     pseudo = [{"id": "u1", "selected": True, "answer": "8", "justify_text": "Four and four make eight.\nAnswer: 8"}]
     run = make_run(tmp_path, {"task": task}, rows, pseudo)
     got = read_like_llamafactory(export_data(run, "alpaca"))
@@ -159,7 +195,9 @@ def test_chat_template_renders_what_semievol_trains_on(tmp_path, tokenizer):
         prompt, response = training_pair(ex, row["answer"], "choice", True)
         trained = render(tokenizer, prompt) + response + "<|im_end|>"
         assert tokenizer.apply_chat_template(m["messages"], tokenize=False).startswith(trained)
-        assert tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True) == render(tokenizer, prompt)
+        assert tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True) == render(
+            tokenizer, prompt
+        )
 
 
 def test_merged_model_matches_the_adapter(tmp_path, tokenizer, capsys):
@@ -169,8 +207,15 @@ def test_merged_model_matches_the_adapter(tmp_path, tokenizer, capsys):
 
     torch.manual_seed(0)
     base_dir, run = tmp_path / "base", tmp_path / "run"
-    cfg = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=128)
+    cfg = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+    )
     LlamaForCausalLM(cfg).save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")

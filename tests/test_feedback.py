@@ -16,8 +16,12 @@ OPTS = json.dumps(["apple", "river", "neither"])
 
 
 def _task_cfg(task: Path, *files: Path, **over) -> TaskConfig:
-    return TaskConfig(labeled=str(task / "labeled.csv"), unlabeled=str(task / "unlabeled.csv"),
-                      add_labels=[str(f) for f in files], **over)
+    return TaskConfig(
+        labeled=str(task / "labeled.csv"),
+        unlabeled=str(task / "unlabeled.csv"),
+        add_labels=[str(f) for f in files],
+        **over,
+    )
 
 
 def _unlabeled_question(task: Path, i: int) -> str:
@@ -34,13 +38,28 @@ def test_added_rows_join_the_labeled_split_and_leave_the_unlabeled_one(tmp_path)
     task = write_choice_task(tmp_path / "task")
     before = load_task(_task_cfg(task))
     opts = {e.id: e.options for e in before.unlabeled.iter_examples()}
-    by_id = _write(tmp_path / "a.jsonl", [
-        {"id": "unlabeled-3", "question": _unlabeled_question(task, 3), "options": opts["unlabeled-3"], "answer": "C"},
-        {"id": "unlabeled-5", "question": _unlabeled_question(task, 5), "options": opts["unlabeled-5"], "answer": None},
-    ])
+    by_id = _write(
+        tmp_path / "a.jsonl",
+        [
+            {
+                "id": "unlabeled-3",
+                "question": _unlabeled_question(task, 3),
+                "options": opts["unlabeled-3"],
+                "answer": "C",
+            },
+            {
+                "id": "unlabeled-5",
+                "question": _unlabeled_question(task, 5),
+                "options": opts["unlabeled-5"],
+                "answer": None,
+            },
+        ],
+    )
     # a row without an id is matched by its question; the answer may be the option text
-    by_question = _write(tmp_path / "b.jsonl", [
-        {"question": _unlabeled_question(task, 7), "options": opts["unlabeled-7"], "answer": "neither"}])
+    by_question = _write(
+        tmp_path / "b.jsonl",
+        [{"question": _unlabeled_question(task, 7), "options": opts["unlabeled-7"], "answer": "neither"}],
+    )
     files = [by_id, by_question]
     t = load_task(_task_cfg(task, *files))
     added = {e.id: e.answer for e in t.labeled.examples[16:]}
@@ -68,21 +87,37 @@ def _bad_cases(task: Path) -> list[tuple[list[dict], str]]:
     opts = {e.id: e.options for e in t.unlabeled.iter_examples()}
     o3 = opts["unlabeled-3"]
     return [
-        ([{"id": "unlabeled-99", "question": q3, "options": o3, "answer": "A"}],
-         "a.jsonl, row 1, column 'id': no unlabeled row has id 'unlabeled-99'"),
-        ([{"id": "labeled-2", "question": q3, "options": o3, "answer": "A"}],
-         "no unlabeled row has id 'labeled-2'; it is row"),
-        ([{"id": "unlabeled-3", "question": q4, "options": o3, "answer": "A"}],
-         "row 1, column 'question': the question differs from that of unlabeled row 'unlabeled-3'"),
-        ([{"id": "unlabeled-3", "question": q3, "options": list(reversed(o3)), "answer": "A"}],
-         "row 1, column 'options': the options differ from those of unlabeled row 'unlabeled-3'"),
-        ([{"question": "a question nobody asked", "options": o3, "answer": "A"}],
-         "row 1, column 'question': matches no unlabeled question"),
-        ([{"id": "unlabeled-3", "question": q3, "options": o3, "answer": "A"},
-          {"question": q3, "options": o3, "answer": "B"}],
-         "row 2, column 'question': unlabeled row 'unlabeled-3' is labeled twice (also "),
-        ([{"id": "unlabeled-3", "question": q3, "options": o3, "answer": "D"}],
-         "row 1, column 'answer': answer 'D' is outside the options A-C"),
+        (
+            [{"id": "unlabeled-99", "question": q3, "options": o3, "answer": "A"}],
+            "a.jsonl, row 1, column 'id': no unlabeled row has id 'unlabeled-99'",
+        ),
+        (
+            [{"id": "labeled-2", "question": q3, "options": o3, "answer": "A"}],
+            "no unlabeled row has id 'labeled-2'; it is row",
+        ),
+        (
+            [{"id": "unlabeled-3", "question": q4, "options": o3, "answer": "A"}],
+            "row 1, column 'question': the question differs from that of unlabeled row 'unlabeled-3'",
+        ),
+        (
+            [{"id": "unlabeled-3", "question": q3, "options": list(reversed(o3)), "answer": "A"}],
+            "row 1, column 'options': the options differ from those of unlabeled row 'unlabeled-3'",
+        ),
+        (
+            [{"question": "a question nobody asked", "options": o3, "answer": "A"}],
+            "row 1, column 'question': matches no unlabeled question",
+        ),
+        (
+            [
+                {"id": "unlabeled-3", "question": q3, "options": o3, "answer": "A"},
+                {"question": q3, "options": o3, "answer": "B"},
+            ],
+            "row 2, column 'question': unlabeled row 'unlabeled-3' is labeled twice (also ",
+        ),
+        (
+            [{"id": "unlabeled-3", "question": q3, "options": o3, "answer": "D"}],
+            "row 1, column 'answer': answer 'D' is outside the options A-C",
+        ),
     ]
 
 
@@ -111,8 +146,22 @@ def test_the_command_line_refuses_a_bad_row_in_one_line_exit_2(tmp_path, capsys,
     task = write_choice_task(tmp_path / "task")
     f = _write(tmp_path / "a.jsonl", [{"id": "unlabeled-99", "question": "q", "options": ["x", "y"], "answer": "A"}])
     monkeypatch.chdir(tmp_path)
-    code = main(["data", "check", "--engine", "fake", "--labeled", str(task / "labeled.csv"), "--unlabeled",
-                 str(task / "unlabeled.csv"), "--test", str(task / "test.csv"), "--add-labels", str(f)])
+    code = main(
+        [
+            "data",
+            "check",
+            "--engine",
+            "fake",
+            "--labeled",
+            str(task / "labeled.csv"),
+            "--unlabeled",
+            str(task / "unlabeled.csv"),
+            "--test",
+            str(task / "test.csv"),
+            "--add-labels",
+            str(f),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and f"{f}, row 1, column 'id': no unlabeled row has id 'unlabeled-99'" in err

@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 from test_audit import _sentiment_task
 
-_spec = importlib.util.spec_from_file_location("label_next", Path(__file__).resolve().parents[1] / "benchmarks" / "label_next.py")
+_spec = importlib.util.spec_from_file_location(
+    "label_next", Path(__file__).resolve().parents[1] / "benchmarks" / "label_next.py"
+)
 assert _spec and _spec.loader
 label_next = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(label_next)
@@ -28,9 +30,32 @@ def _data(tmp_path: Path) -> Path:
 
 def test_embedder_loop_and_audit_write_their_tables(tmp_path):
     d = _data(tmp_path)
-    res = label_next.main(["--data-dir", str(d), "--task", "senti", "--embedder", "hash", "--seeds", "0,1",
-                           "--start", "6", "--per-round", "4", "--rounds", "2", "--strategies", "mix,uncertainty",
-                           "--work", str(tmp_path / "work"), "--results", str(tmp_path / "out"), "--threads", "0"])
+    res = label_next.main(
+        [
+            "--data-dir",
+            str(d),
+            "--task",
+            "senti",
+            "--embedder",
+            "hash",
+            "--seeds",
+            "0,1",
+            "--start",
+            "6",
+            "--per-round",
+            "4",
+            "--rounds",
+            "2",
+            "--strategies",
+            "mix,uncertainty",
+            "--work",
+            str(tmp_path / "work"),
+            "--results",
+            str(tmp_path / "out"),
+            "--threads",
+            "0",
+        ]
+    )
     arms = res["loop"]["arms"]
     assert set(arms) == {"random", "suggest:mix", "suggest:uncertainty"}
     for rec in arms.values():
@@ -53,12 +78,46 @@ def test_embedder_loop_and_audit_write_their_tables(tmp_path):
 
 def test_full_semievol_rounds_on_the_fake_engine(tmp_path, tiny_model):
     d = _data(tmp_path)
-    res = label_next.main(["--data-dir", str(d), "--task", "senti", "--engine", "fake", "--model", str(tiny_model),
-                           "--embedder", "hash", "--seeds", "0", "--start", "8", "--per-round", "4", "--rounds", "1",
-                           "--strategies", "mix", "--parts", "loop", "--work", str(tmp_path / "work"),
-                           "--results", str(tmp_path / "out"), "--threads", "0",
-                           "--set", "sft.epochs=1", "--set", "sft.batch_size=4", "--set", "sft.micro_batch_size=4",
-                           "--set", "propagate.k=2"])
+    res = label_next.main(
+        [
+            "--data-dir",
+            str(d),
+            "--task",
+            "senti",
+            "--engine",
+            "fake",
+            "--model",
+            str(tiny_model),
+            "--embedder",
+            "hash",
+            "--seeds",
+            "0",
+            "--start",
+            "8",
+            "--per-round",
+            "4",
+            "--rounds",
+            "1",
+            "--strategies",
+            "mix",
+            "--parts",
+            "loop",
+            "--work",
+            str(tmp_path / "work"),
+            "--results",
+            str(tmp_path / "out"),
+            "--threads",
+            "0",
+            "--set",
+            "sft.epochs=1",
+            "--set",
+            "sft.batch_size=4",
+            "--set",
+            "sft.micro_batch_size=4",
+            "--set",
+            "propagate.k=2",
+        ]
+    )
     rec = res["loop"]["arms"]["suggest:mix"]
     assert len(rec["mean_per_round"]) == 2 and sum(rec["labels_per_class_after"][0].values()) == 12
     run = tmp_path / "work" / "s0" / "suggest_mix" / "r1"

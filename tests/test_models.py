@@ -40,8 +40,21 @@ def test_hub_id_without_network_is_one_line(monkeypatch, capsys, tmp_path):
     task = tmp_path / "t"
     task.mkdir()
     (task / "l.csv").write_text('question,options,answer\nq1,"[""a"", ""b""]",A\n')
-    rc = main(["eval", "--model", "some-org/not-cached-model", "--labeled", str(task / "l.csv"), "--unlabeled",
-               str(task / "l.csv"), "--test", str(task / "l.csv"), "--run-dir", str(tmp_path / "run")])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "some-org/not-cached-model",
+            "--labeled",
+            str(task / "l.csv"),
+            "--unlabeled",
+            str(task / "l.csv"),
+            "--test",
+            str(task / "l.csv"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--model DIR" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()

@@ -33,7 +33,7 @@ from semievol.cli import main
 from semievol.config import ConfigError, build_config
 from semievol.engines import CallsFailed, EngineError, make_engine
 from semievol.engines.fake import FakeEngine
-from semievol.engines.openai import letter_distribution
+from semievol.engines.openai_wire import letter_distribution
 from semievol.pipeline import make_context, run
 from semievol.prompts import answer_prompt
 from semievol.stages.propagate import read_votes
@@ -59,7 +59,9 @@ def test_letter_distribution_splits_the_unlisted_mass_among_missing_letters():
     assert covered == pytest.approx(0.9) and missing == 3
     only_other = letter_distribution({" no": 0.0}, 2)  # nothing listed is a letter: uniform, nothing covered
     assert np.allclose(only_other[0], [0.5, 0.5]) and only_other[1] == 0 and only_other[2] == 2
-    assert letter_distribution({" E": np.log(0.5), " A": np.log(0.5)}, 2)[1] == pytest.approx(0.5)  # E is not an option of 2
+    assert letter_distribution({" E": np.log(0.5), " A": np.log(0.5)}, 2)[1] == pytest.approx(
+        0.5
+    )  # E is not an option of 2
 
 
 def test_a_key_put_in_the_config_is_refused_without_being_echoed():
@@ -86,8 +88,11 @@ class FlakyEngine(FakeEngine):
     def score_options(self, prompts, n_options, adapter):
         self.scored += [p.key() for p in prompts]
         results = super().score_options(prompts, n_options, adapter)
-        errors = {i: "HTTP 500: boom (after 2 retries)" for i, p in enumerate(prompts)
-                  if self.poison and self.poison in p.key()}
+        errors = {
+            i: "HTTP 500: boom (after 2 retries)"
+            for i, p in enumerate(prompts)
+            if self.poison and self.poison in p.key()
+        }
         if errors:
             raise CallsFailed([None if i in errors else r for i, r in enumerate(results)], errors)
         return results
@@ -99,17 +104,25 @@ def test_failed_rows_are_marked_counted_refused_by_select_and_retried_alone(tiny
     d["select"] = {"justify": "none"}
     cfg = build_config(d)
     ref_dir = tmp_path / "ref"
-    ref = run(make_context(build_config(d | {"run_dir": str(ref_dir)}), quiet=True, engine=FlakyEngine(None)),
-              ("sft", "propagate"))
+    ref = run(
+        make_context(build_config(d | {"run_dir": str(ref_dir)}), quiet=True, engine=FlakyEngine(None)),
+        ("sft", "propagate"),
+    )
     assert ref == {}
 
     flaky = FlakyEngine("unlabeled 7:")
-    with pytest.raises(EngineError, match=r"propagate: 1 of 24 rows failed after retries .* unlabeled-7: base:0:0: HTTP 500"):
+    with pytest.raises(
+        EngineError, match=r"propagate: 1 of 24 rows failed after retries .* unlabeled-7: base:0:0: HTTP 500"
+    ):
         run(make_context(cfg, quiet=True, engine=flaky), ("sft", "propagate"))
     votes = tmp_path / "run" / "propagate" / "votes.jsonl"
     latest = read_votes(votes)
-    assert latest["unlabeled-7"] | {"row": None} == {"id": "unlabeled-7", "row": None, "failed": True,
-                                                     "error": "base:0:0: HTTP 500: boom (after 2 retries)"}
+    assert latest["unlabeled-7"] | {"row": None} == {
+        "id": "unlabeled-7",
+        "row": None,
+        "failed": True,
+        "error": "base:0:0: HTTP 500: boom (after 2 retries)",
+    }
     assert all(len(r["votes"]) == 2 for i, r in latest.items() if i != "unlabeled-7")
     assert not (tmp_path / "run" / "propagate" / "manifest.json").exists()
     # select never takes the failed row for a voted one, whether asked through the pipeline or directly
@@ -147,8 +160,23 @@ class LlamaServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> None:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", "127.0.0.1",
-               "--port", str(self.port), "--n_ctx", "512", "--n_threads", "1", "--model_alias", "smollm2"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "512",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "smollm2",
+        ]
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         end = time.time() + timeout
@@ -275,22 +303,50 @@ def proxy(llama):
 
 
 def _prompts(n: int) -> tuple[list, list[int]]:
-    topics = ["the boiling point of water at sea level", "the largest planet of the solar system",
-              "the chemical symbol of gold", "the author of Hamlet", "the capital of France", "the number of legs of a spider",
-              "the colour of a clear daytime sky", "the freezing point of water", "the fastest land animal",
-              "the square root of 81", "the language spoken in Brazil", "the planet nearest the sun"]
-    answers = [["100 C", "50 C", "0 C"], ["Mars", "Jupiter", "Venus", "Earth"], ["Ag", "Au", "Fe"],
-               ["Shakespeare", "Dickens", "Austen"], ["Rome", "Madrid", "Paris", "Berlin"], ["6", "8", "10"],
-               ["green", "red", "blue"], ["0 C", "10 C", "-10 C"], ["cheetah", "cow", "sloth"], ["7", "8", "9", "10"],
-               ["Spanish", "Portuguese", "French"], ["Venus", "Mercury", "Mars"]]
-    exs = [Example(id=f"q{i}", question=f"What is {topics[i % 12]}?", options=answers[i % 12], answer=None)
-           for i in range(n)]
+    topics = [
+        "the boiling point of water at sea level",
+        "the largest planet of the solar system",
+        "the chemical symbol of gold",
+        "the author of Hamlet",
+        "the capital of France",
+        "the number of legs of a spider",
+        "the colour of a clear daytime sky",
+        "the freezing point of water",
+        "the fastest land animal",
+        "the square root of 81",
+        "the language spoken in Brazil",
+        "the planet nearest the sun",
+    ]
+    answers = [
+        ["100 C", "50 C", "0 C"],
+        ["Mars", "Jupiter", "Venus", "Earth"],
+        ["Ag", "Au", "Fe"],
+        ["Shakespeare", "Dickens", "Austen"],
+        ["Rome", "Madrid", "Paris", "Berlin"],
+        ["6", "8", "10"],
+        ["green", "red", "blue"],
+        ["0 C", "10 C", "-10 C"],
+        ["cheetah", "cow", "sloth"],
+        ["7", "8", "9", "10"],
+        ["Spanish", "Portuguese", "French"],
+        ["Venus", "Mercury", "Mars"],
+    ]
+    exs = [
+        Example(id=f"q{i}", question=f"What is {topics[i % 12]}?", options=answers[i % 12], answer=None)
+        for i in range(n)
+    ]
     return [answer_prompt(e, "choice") for e in exs], [len(e.options) for e in exs]
 
 
 def _engine(url: str, **kw):
-    settings = {"api_base": url, "served_model": "smollm2", "concurrency": 2, "timeout": 30.0, "max_retries": 4,
-                "backoff": 0.05} | kw
+    settings = {
+        "api_base": url,
+        "served_model": "smollm2",
+        "concurrency": 2,
+        "timeout": 30.0,
+        "max_retries": 4,
+        "backoff": 0.05,
+    } | kw
     return make_engine("openai", model="embedded", **settings)
 
 
@@ -308,7 +364,9 @@ def test_option_scores_match_the_hf_engine_on_the_same_weights(llama, reference)
         assert d.shape == (k,) and abs(d.sum() - 1) < 1e-9 and (d > 0).all()
     engine = _engine(llama.url)
     again = engine.score_options(prompts, n, None)
-    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(again, reference, strict=True))  # concurrency changes nothing
+    assert all(
+        np.allclose(a, b, atol=1e-6) for a, b in zip(again, reference, strict=True)
+    )  # concurrency changes nothing
     info = engine.describe()
     assert info["api"] == "completions" and "Answer:" in info["logprob_mode"] and info["prompts_scored"] == 6
     assert 0 < info["min_covered_mass"] <= info["mean_covered_mass"] <= 1
@@ -354,8 +412,13 @@ def test_no_more_requests_in_flight_than_the_concurrency(proxy, reference, limit
 
 @pytest.mark.server
 def test_500_429_dropped_and_slow_requests_are_retried_with_backoff(proxy, reference):
-    faults = {1: ("status", 500, {}), 2: ("status", 429, {"Retry-After": "1"}), 3: ("drop",), 4: ("hang", 10.0),
-              5: ("status", 503, {})}
+    faults = {
+        1: ("status", 500, {}),
+        2: ("status", 429, {"Retry-After": "1"}),
+        3: ("drop",),
+        4: ("hang", 10.0),
+        5: ("status", 503, {}),
+    }
     proxy.fault = lambda k, body: faults.get(k)
     prompts, n = _prompts(6)
     # one at a time, so no request waits behind another at the server: only the hang outlasts the timeout
@@ -377,7 +440,9 @@ def test_a_request_that_keeps_failing_is_reported_alone_and_a_refused_key_stops_
     engine = _engine(proxy.url, max_retries=2)
     with pytest.raises(CallsFailed) as err:
         engine.score_options(prompts, n, None)
-    assert set(err.value.errors) == {2} and "HTTP 500" in err.value.errors[2] and "after 2 retries" in err.value.errors[2]
+    assert (
+        set(err.value.errors) == {2} and "HTTP 500" in err.value.errors[2] and "after 2 retries" in err.value.errors[2]
+    )
     assert [r is None for r in err.value.results] == [False, False, True, False]
     assert np.allclose(err.value.results[3], reference[3])
     assert sum(b"gold" in b for _, b in proxy.posts()) == 3  # one try and two retries, no more
@@ -410,7 +475,8 @@ def test_a_server_killed_and_restarted_mid_call_is_ridden_out(llama, reference):
 @pytest.mark.server
 @pytest.mark.slow
 def test_the_command_line_marks_a_failing_row_exits_2_with_the_count_retries_it_alone_and_never_writes_the_key(
-        llama, tmp_path, monkeypatch, capsys):
+    llama, tmp_path, monkeypatch, capsys
+):
     key = "sk-test-" + secrets.token_hex(16)
     monkeypatch.setenv("SEMIEVOL_TEST_KEY", key)
     proxy = Proxy(llama.url, key=key)  # refuses any request without the key: the engine must send it
@@ -418,10 +484,20 @@ def test_the_command_line_marks_a_failing_row_exits_2_with_the_count_retries_it_
 
     def config(run_dir: Path) -> str:
         cfg = {
-            "run_dir": str(run_dir), "seed": 0,
-            "model": {"model": "embedded", "engine": "openai", "api_base": proxy.url, "api_key_env": "SEMIEVOL_TEST_KEY",
-                      "served_model": "smollm2", "embedder": "hash", "dtype": "fp32", "concurrency": 2,
-                      "max_retries": 1, "backoff": 0.05},
+            "run_dir": str(run_dir),
+            "seed": 0,
+            "model": {
+                "model": "embedded",
+                "engine": "openai",
+                "api_base": proxy.url,
+                "api_key_env": "SEMIEVOL_TEST_KEY",
+                "served_model": "smollm2",
+                "embedder": "hash",
+                "dtype": "fp32",
+                "concurrency": 2,
+                "max_retries": 1,
+                "backoff": 0.05,
+            },
             "task": {s: str(task / f"{s}.csv") for s in ("labeled", "unlabeled", "test")},
             "sft": {"max_steps": 1, "batch_size": 2, "micro_batch_size": 2, "max_length": 128},
             "propagate": {"k": 1, "configs": ["base:0:0", "base:1:0.7"], "chunk_size": 4},

@@ -16,8 +16,16 @@ from semievol.jsonio import read_jsonl
 from semievol.pipeline import COMMANDS, make_context, run
 from semievol.rundir import StageMissing
 
-ADAPTER = {"adapter_config.json", "adapter_model.safetensors", "train_log.jsonl", "train_summary.json",
-           "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "manifest.json"}
+ADAPTER = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "train_log.jsonl",
+    "train_summary.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "manifest.json",
+}
 
 
 def _cfg(tiny_model: Path, task: Path, run_dir: Path, **over):
@@ -45,8 +53,13 @@ def test_full_run_writes_the_expected_files(tiny_model, choice_task, tmp_path):
     assert {"votes.jsonl", "configs.json", "manifest.json"} <= _files(rd / "propagate")
     assert _files(rd / "select") == {"pseudo_labels.jsonl", "selection.json", "manifest.json"}
     assert "train_data.jsonl" in _files(rd / "evolve") and "adapter_config.json" in _files(rd / "evolve")
-    assert _files(rd / "evaluate") == {"metrics.json", "manifest.json", "predictions_base.jsonl",
-                                       "predictions_warm.jsonl", "predictions_evolved.jsonl"}
+    assert _files(rd / "evaluate") == {
+        "metrics.json",
+        "manifest.json",
+        "predictions_base.jsonl",
+        "predictions_warm.jsonl",
+        "predictions_evolved.jsonl",
+    }
     assert not list(rd.rglob("*.tmp")) and not list(rd.rglob(".pending"))
 
     pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
@@ -72,8 +85,12 @@ def test_rerun_skips_finished_stages_and_a_change_reruns_only_downstream(tiny_mo
     run(make_context(_cfg(tiny_model, choice_task, rd), quiet=True))
     assert _manifest_mtimes(rd) == before
     # memory settings say how training fits, not what it learns: a run that ran out of memory resumes
-    run(make_context(_cfg(tiny_model, choice_task, rd, sft={"micro_batch_tokens": 64, "gradient_checkpointing": True}),
-                     quiet=True))
+    run(
+        make_context(
+            _cfg(tiny_model, choice_task, rd, sft={"micro_batch_tokens": 64, "gradient_checkpointing": True}),
+            quiet=True,
+        )
+    )
     assert _manifest_mtimes(rd) == before
 
     run(make_context(_cfg(tiny_model, choice_task, rd, select={"theta": 25}), quiet=True))
@@ -108,16 +125,20 @@ def test_unlabeled_gold_answers_never_reach_training_or_selection(tiny_model, tm
         task = write_choice_task(tmp_path / f"task{seed}")
         _scramble_unlabeled_gold(task, seed)
         rd = tmp_path / f"run{seed}"
-        run(make_context(_cfg(tiny_model, task, rd, evaluate={"models": ["base"]}), quiet=True),
-            ("sft", "propagate", "select", "evolve"))
+        run(
+            make_context(_cfg(tiny_model, task, rd, evaluate={"models": ["base"]}), quiet=True),
+            ("sft", "propagate", "select", "evolve"),
+        )
         pl = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
-        outputs.append({
-            "votes": (rd / "propagate" / "votes.jsonl").read_bytes(),
-            "selection": [(r["id"], r["answer"], r["score"], r["selected"]) for r in pl],
-            "train": (rd / "evolve" / "train_data.jsonl").read_bytes(),
-            "adapter": (rd / "evolve" / "adapter_model.safetensors").read_bytes(),
-            "gold": [r["gold"] for r in pl],
-        })
+        outputs.append(
+            {
+                "votes": (rd / "propagate" / "votes.jsonl").read_bytes(),
+                "selection": [(r["id"], r["answer"], r["score"], r["selected"]) for r in pl],
+                "train": (rd / "evolve" / "train_data.jsonl").read_bytes(),
+                "adapter": (rd / "evolve" / "adapter_model.safetensors").read_bytes(),
+                "gold": [r["gold"] for r in pl],
+            }
+        )
     a, b = outputs
     assert a["gold"] != b["gold"]  # the scramble did change the column
     for key in ("votes", "selection", "train", "adapter"):
@@ -133,7 +154,9 @@ def test_killed_propagate_resumes_without_losing_or_repeating_rows(tiny_model, c
     lines = votes.read_bytes().splitlines(keepends=True)
     # as if killed in the middle of writing the second chunk: the manifest is gone and the last line torn
     (rd / "propagate" / "manifest.json").unlink()
-    (rd / "propagate" / ".pending").write_text(json.loads((full / "propagate" / "manifest.json").read_text())["fingerprint"])
+    (rd / "propagate" / ".pending").write_text(
+        json.loads((full / "propagate" / "manifest.json").read_text())["fingerprint"]
+    )
     votes.write_bytes(b"".join(lines[:13]) + lines[13][:20])
     ctx = make_context(_cfg(tiny_model, choice_task, rd), quiet=True)
     scored = []
@@ -157,17 +180,31 @@ def test_free_form_task_runs_every_stage(tiny_model, tmp_path):
     for split, n in (("labeled", 8), ("unlabeled", 10), ("test", 4)):
         with open(task / f"{split}.jsonl", "w") as f:
             for i in range(n):
-                f.write(json.dumps({"id": f"{split}-{i}", "question": f"What is {i} plus {i + 1}?",
-                                    "answer": str(2 * i + 1), "rationale": f"{i} + {i + 1} = {2 * i + 1}."}) + "\n")
-    cfg = build_config({
-        "run_dir": str(tmp_path / "run"),
-        "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "max_new_tokens": 8},
-        "task": {"labeled": str(task / "labeled.jsonl"), "unlabeled": str(task / "unlabeled.jsonl"),
-                 "test": str(task / "test.jsonl")},
-        "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
-        "propagate": {"k": 2, "configs": ["warm:0:1.0", "base:2:1.0"]},
-        "select": {"confidence": "nll", "rule": "all"},
-    })
+                f.write(
+                    json.dumps(
+                        {
+                            "id": f"{split}-{i}",
+                            "question": f"What is {i} plus {i + 1}?",
+                            "answer": str(2 * i + 1),
+                            "rationale": f"{i} + {i + 1} = {2 * i + 1}.",
+                        }
+                    )
+                    + "\n"
+                )
+    cfg = build_config(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "max_new_tokens": 8},
+            "task": {
+                "labeled": str(task / "labeled.jsonl"),
+                "unlabeled": str(task / "unlabeled.jsonl"),
+                "test": str(task / "test.jsonl"),
+            },
+            "sft": {"lr": 5e-3, "epochs": 1, "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
+            "propagate": {"k": 2, "configs": ["warm:0:1.0", "base:2:1.0"]},
+            "select": {"confidence": "nll", "rule": "all"},
+        }
+    )
     res = run(make_context(cfg, quiet=True, need_test=True, engine=FakeEngine()))
     pl = read_jsonl(tmp_path / "run" / "select" / "pseudo_labels.jsonl")
     assert all(r["answer"] is not None and r["selected"] for r in pl)
@@ -207,12 +244,33 @@ def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task,
     assert gold_nll(exs, preds) == pytest.approx(-(math.log(0.8) + math.log(0.6) + math.log(0.1)) / 3)
 
     out = tmp_path / "val.json"
-    rc = main(["--quiet", "eval", "--model", str(tiny_model), "--dtype", "fp32", "--embedder", "hash",
-               "--labeled", str(choice_task / "labeled.csv"), "--unlabeled", str(choice_task / "unlabeled.csv"),
-               "--test", str(choice_task / "test.csv"), "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+    rc = main(
+        [
+            "--quiet",
+            "eval",
+            "--model",
+            str(tiny_model),
+            "--dtype",
+            "fp32",
+            "--embedder",
+            "hash",
+            "--labeled",
+            str(choice_task / "labeled.csv"),
+            "--unlabeled",
+            str(choice_task / "unlabeled.csv"),
+            "--test",
+            str(choice_task / "test.csv"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     val = json.loads(out.read_text())
-    assert val["gold_nll"] > 0 and sum(val["prediction_counts"].values()) == val["n"] == sum(val["gold_counts"].values())
+    assert val["gold_nll"] > 0 and sum(val["prediction_counts"].values()) == val["n"] == sum(
+        val["gold_counts"].values()
+    )
     # the evaluate stage writes the same record format
     assert {"accuracy", "ci95", "seconds", "prediction_counts", "gold_counts", "gold_nll"} <= set(val)
 
@@ -226,8 +284,9 @@ def test_calibrated_justification_reruns_select_only_and_answers_from_candidates
     raw = read_jsonl(rd / "select" / "pseudo_labels.jsonl")
     assert not json.loads((rd / "select" / "selection.json").read_text())["calibrated"]
 
-    run(make_context(_cfg(tiny_model, choice_task, rd, select={"calibrate": True, "candidates_only": True}),
-                     quiet=True))
+    run(
+        make_context(_cfg(tiny_model, choice_task, rd, select={"calibrate": True, "candidates_only": True}), quiet=True)
+    )
     after = _manifest_mtimes(rd)
     assert after["sft"] == before["sft"] and after["propagate"] == before["propagate"]
     assert after["select"] != before["select"]
@@ -273,9 +332,13 @@ def test_with_pseudo_keeps_gold_rows_and_replaces_a_reselected_row():
     from semievol.tasks import Example
 
     gold = [Example(id="x", question="q", options=["a", "b"], answer="A")]
-    old = [Example(id="u1", question="q1", options=["a", "b"], answer="A"),
-           Example(id="u2", question="q2", options=["a", "b"], answer="A")]
-    new = [Example(id="u2", question="q2", options=["a", "b"], answer="B"),
-           Example(id="x", question="unlabeled row with a labeled row's id", options=["a", "b"], answer="B")]
+    old = [
+        Example(id="u1", question="q1", options=["a", "b"], answer="A"),
+        Example(id="u2", question="q2", options=["a", "b"], answer="A"),
+    ]
+    new = [
+        Example(id="u2", question="q2", options=["a", "b"], answer="B"),
+        Example(id="x", question="unlabeled row with a labeled row's id", options=["a", "b"], answer="B"),
+    ]
     out = with_pseudo(gold + old, new, 1)
     assert [(e.id, e.answer) for e in out] == [("x", "A"), ("u1", "A"), ("u2", "B"), ("x", "B")]

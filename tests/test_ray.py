@@ -61,8 +61,24 @@ def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_acto
     shutil.copytree(single / "sft", on_ray / "sft")
 
     codes: list[int] = []
-    run = threading.Thread(target=lambda: codes.append(
-        main(["--quiet", "propagate", many, "--ray.address", cluster.address, "--ray.actors", "2", "--ray.num_cpus", "1"])), daemon=True)
+    run = threading.Thread(
+        target=lambda: codes.append(
+            main(
+                [
+                    "--quiet",
+                    "propagate",
+                    many,
+                    "--ray.address",
+                    cluster.address,
+                    "--ray.actors",
+                    "2",
+                    "--ray.num_cpus",
+                    "1",
+                ]
+            )
+        ),
+        daemon=True,
+    )
     run.start()
     votes = on_ray / "propagate" / "votes.jsonl"
     seen: set[int] = set()
@@ -98,8 +114,10 @@ def test_propagate_on_a_ray_cluster_is_byte_identical_and_survives_a_killed_acto
 
 def test_spooled_rows_are_one_ascii_line_a_chunk_without_gold_answers(tmp_path):
     """Ray Data splits a text file at every line break, U+2028 and U+0085 included."""
-    rows = [(Example(id="u1", question="one\u2028two\u0085three", options=["x", "y"], answer="A", row=2), [1, 0]),
-            (Example(id="u2", question="plain", options=["x", "y"], answer="B", row=3), [0, 1])]
+    rows = [
+        (Example(id="u1", question="one\u2028two\u0085three", options=["x", "y"], answer="A", row=2), [1, 0]),
+        (Example(id="u2", question="plain", options=["x", "y"], answer="B", row=3), [0, 1]),
+    ]
     files = spool([rows, rows[:1]], tmp_path / "spool")
     text = files[0].read_text(encoding="ascii")
     assert len(text.splitlines()) == 2

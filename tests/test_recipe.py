@@ -32,8 +32,14 @@ def write_sentiment_task(folder: Path, n_labeled: int = 18, n_unlabeled: int = 3
             w.writerow(["id", "question", "options", "answer"])
             for i in range(n):
                 a = rng.choice("AABBBBCCC")
-                w.writerow([f"{split}-{i}", f"Sentiment of ({split}): profits {rng.choice(words[a])} {i}",
-                            json.dumps(SENTIMENT), a])
+                w.writerow(
+                    [
+                        f"{split}-{i}",
+                        f"Sentiment of ({split}): profits {rng.choice(words[a])} {i}",
+                        json.dumps(SENTIMENT),
+                        a,
+                    ]
+                )
     return folder
 
 
@@ -74,8 +80,9 @@ def test_the_view_needs_one_shared_option_list():
         shared_options(mixed)
 
 
-@pytest.mark.parametrize("text,ok", [("knn:8:0", True), ("probe:0:0.5", True), ("knn:0:0", False),
-                                     ("probe:2:0", False), ("tree:1:0", False)])
+@pytest.mark.parametrize(
+    "text,ok", [("knn:8:0", True), ("probe:0:0.5", True), ("knn:0:0", False), ("probe:2:0", False), ("tree:1:0", False)]
+)
 def test_view_configurations_parse(text, ok):
     if ok:
         assert parse_answer_config(text).is_view
@@ -90,8 +97,9 @@ def test_view_configurations_parse(text, ok):
 def test_class_quota_shares_the_budget_by_the_labeled_class_shares():
     scores = [0.1, 0.2, 0.3, 0.4, 0.05, 0.5, 0.6, 0.15]
     groups = ["A", "A", "A", "A", "B", "B", "B", "C"]
-    keep, info = select_mask(scores, SelectConfig(rule="class_quota", theta=50), groups=groups,
-                             shares={"A": 0.25, "B": 0.5, "C": 0.25})
+    keep, info = select_mask(
+        scores, SelectConfig(rule="class_quota", theta=50), groups=groups, shares={"A": 0.25, "B": 0.5, "C": 0.25}
+    )
     # 4 of 8 rows: 1 A, 2 B, 1 C, each the most confident of its class
     assert info["quota_per_class"] == {"A": 1, "B": 2, "C": 1}
     assert keep == [True, False, False, False, True, True, False, True]
@@ -101,8 +109,9 @@ def test_alignment_divisor_moves_answers_toward_the_labeled_shares():
     # the rows lean to B; the labeled rows are mostly A: aligned, the doubtful row goes to A
     dists = [[0.45, 0.55], [0.1, 0.9], [0.2, 0.8]]
     mean = np.mean(dists, axis=0)
-    shares = class_shares([Example(id=str(i), question="q", options=["x", "y"], answer="A" if i < 3 else "B")
-                           for i in range(4)])[2]
+    shares = class_shares(
+        [Example(id=str(i), question="q", options=["x", "y"], answer="A" if i < 3 else "B") for i in range(4)]
+    )[2]
     assert shares[0] > shares[1]
     assert decide(dists[0], None, None, "entropy")[0] == "B"
     assert decide(dists[0], None, mean / shares, "entropy")[0] == "A"
@@ -135,13 +144,16 @@ def test_a_one_hot_soft_target_is_the_hard_loss_and_weights_scale_rows(tiny_mode
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from semievol.losses import response_loss, row_targets
     from semievol.prompts import Prompt
-    from semievol.training import response_loss, row_targets, tokenize_pairs
+    from semievol.training import tokenize_pairs
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    pairs = [(Prompt([("user", "Which? A, B or C")], ""), "Answer: B"),
-             (Prompt([("user", "Another one, longer than the first")], ""), "Answer: C")]
+    pairs = [
+        (Prompt([("user", "Which? A, B or C")], ""), "Answer: B"),
+        (Prompt([("user", "Another one, longer than the first")], ""), "Answer: C"),
+    ]
     data = tokenize_pairs(tok, pairs, 64)
     ids, mask, labels = padded_batch(data, tok.pad_token_id)
     with torch.no_grad():
@@ -165,8 +177,14 @@ def recipe_config(tiny_model: Path, task: Path, run_dir: Path, **select) -> RunC
     d = tiny_config_dict(tiny_model, task, run_dir)
     d["propagate"]["configs"] = ["warm:0:0", "knn:4:0", "probe:0:0"]
     d["select"] = {"justify": "none", "vote": "mean", "align": True, "rule": "class_quota", "theta": 60} | select
-    d["evolve"] = {"mode": "warm_start", "targets": "soft", "sharpen": 0.5, "weighting": "confidence",
-                   "labeled_repeat": 2, "train_epochs": 1}
+    d["evolve"] = {
+        "mode": "warm_start",
+        "targets": "soft",
+        "sharpen": 0.5,
+        "weighting": "confidence",
+        "labeled_repeat": 2,
+        "train_epochs": 1,
+    }
     d["evaluate"] = {"models": ["warm", "evolved"]}
     return build_config(d)
 
@@ -184,8 +202,7 @@ def test_the_recipe_runs_every_stage_on_a_classification_task(tiny_model, tmp_pa
         for v in row["votes"]:
             assert len(v["dist"]) == 3 and v["answer"] == "ABC"[int(np.argmax(v["dist"]))]
     pseudo = [json.loads(x) for x in (run_dir / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
-    assert all(len(r["target_dist"]) == 3 and r["answer"] == "ABC"[int(np.argmax(r["target_dist"]))]
-               for r in pseudo)
+    assert all(len(r["target_dist"]) == 3 and r["answer"] == "ABC"[int(np.argmax(r["target_dist"]))] for r in pseudo)
     selection = json.loads((run_dir / "select" / "selection.json").read_text())
     assert selection["aligned"] and selection["vote"] == "mean"
     kept = Counter(r["answer"] for r in pseudo if r["selected"])
@@ -267,6 +284,8 @@ def test_compute_matched_sft_counts_the_warm_steps_when_evolve_starts_from_them(
     d["evolve"] = {"mode": "warm_start"}
     d["evaluate"] = {"models": ["evolved", "sft_matched"]}
     run(make_context(build_config(d), quiet=True, need_test=True))
-    steps = {name: json.loads((tmp_path / "run" / name / "train_summary.json").read_text())["steps"]
-             for name in ("sft", "evolve", "sft_matched")}
+    steps = {
+        name: json.loads((tmp_path / "run" / name / "train_summary.json").read_text())["steps"]
+        for name in ("sft", "evolve", "sft_matched")
+    }
     assert steps["sft_matched"] == steps["sft"] + steps["evolve"]

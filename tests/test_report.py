@@ -16,7 +16,8 @@ from conftest import stub_manifest, write_jsonl
 from semievol.browse import PseudoFilter, common_prefix, filter_rows
 from semievol.cli import main
 from semievol.config import build_config, to_dict
-from semievol.report import SECTIONS, accuracy_coverage_curve, write_report
+from semievol.report import SECTIONS, write_report
+from semievol.report_sections import accuracy_coverage_curve
 from semievol.rundir import StageMissing
 from semievol.stages.evaluate import accuracy_record, pseudo_label_metrics, verdict
 
@@ -31,10 +32,18 @@ def pseudo_rows(n: int = 40, gold: bool = True, seed: int = 0) -> list[dict]:
         votes = [str(rng.choice(list("ABC"))) for _ in CONFIGS]
         answer = max(set(votes), key=votes.count)
         score = round(float(rng.uniform(0, 1)), 6)
-        r = {"id": f"unlabeled-{i}", "row": i, "question": f"Sentence {i}: the quarter went {'well' if i % 2 else 'badly'}.",
-             "options": OPTIONS, "unanimous": len(set(votes)) == 1, "justified": True, "answer": answer,
-             "score": score, "selected": score <= 0.5,
-             "votes": [{"config": c, "answer": v, "dist": [0.2, 0.3, 0.5]} for c, v in zip(CONFIGS, votes, strict=True)]}
+        r = {
+            "id": f"unlabeled-{i}",
+            "row": i,
+            "question": f"Sentence {i}: the quarter went {'well' if i % 2 else 'badly'}.",
+            "options": OPTIONS,
+            "unanimous": len(set(votes)) == 1,
+            "justified": True,
+            "answer": answer,
+            "score": score,
+            "selected": score <= 0.5,
+            "votes": [{"config": c, "answer": v, "dist": [0.2, 0.3, 0.5]} for c, v in zip(CONFIGS, votes, strict=True)],
+        }
         if gold:
             r["gold"] = answer if rng.uniform() > score else "ABC"[(("ABC".index(answer)) + 1) % 3]
             r["correct"] = r["gold"] == answer
@@ -56,34 +65,73 @@ def make_run(root: Path, gold: bool = True, stages: tuple[str, ...] = ("sft", "s
             if name not in stages:
                 continue
             d = run / name
-            write_jsonl(d / "train_log.jsonl", [{"step": s, "loss": start / s, "lr": 1e-4, "tokens": 100, "seconds": s}
-                                           for s in range(1, 6)])
-            (d / "train_summary.json").write_text(json.dumps({"steps": 5, "examples": 40, "final_loss": start / 5,
-                                                              "seconds": 12.5, "lr": 1e-4}))
+            write_jsonl(
+                d / "train_log.jsonl",
+                [{"step": s, "loss": start / s, "lr": 1e-4, "tokens": 100, "seconds": s} for s in range(1, 6)],
+            )
+            (d / "train_summary.json").write_text(
+                json.dumps({"steps": 5, "examples": 40, "final_loss": start / 5, "seconds": 12.5, "lr": 1e-4})
+            )
             stub_manifest(d, name)
     if "select" in stages:
         d = run / "select"
         write_jsonl(d / "pseudo_labels.jsonl", rows)
-        (d / "selection.json").write_text(json.dumps({
-            "rule": "percentile", "tau": 0.5, "theta": 50.0, "confidence": "entropy",
-            "confidence_note": "normalised option entropy", "rows": len(rows), "selected": sum(r["selected"] for r in rows),
-        }))
+        (d / "selection.json").write_text(
+            json.dumps(
+                {
+                    "rule": "percentile",
+                    "tau": 0.5,
+                    "theta": 50.0,
+                    "confidence": "entropy",
+                    "confidence_note": "normalised option entropy",
+                    "rows": len(rows),
+                    "selected": sum(r["selected"] for r in rows),
+                }
+            )
+        )
         stub_manifest(d, "select")
     if "select" in stages:  # and a label audit (`semievol audit`), two labeled rows flagged
-        write_jsonl(run / "audit" / "audit.jsonl", [
-            {"rank": i + 1, "id": f"labeled-{i}", "question": f"Sentence {i}.", "given_text": "neutral",
-             "confident_text": "positive" if i < 2 else None, "p_given": 0.1, "p_confident": 0.8 if i < 2 else None,
-             "flagged": i < 2} for i in range(5)])
-        (run / "audit" / "audit.json").write_text(json.dumps({
-            "rows": 5, "flagged": 2, "folds": 5, "embedder": "embedded", "out_of_fold_accuracy": 0.6,
-            "thresholds": {"negative": 0.4, "neutral": 0.5, "positive": 0.45}}))
+        write_jsonl(
+            run / "audit" / "audit.jsonl",
+            [
+                {
+                    "rank": i + 1,
+                    "id": f"labeled-{i}",
+                    "question": f"Sentence {i}.",
+                    "given_text": "neutral",
+                    "confident_text": "positive" if i < 2 else None,
+                    "p_given": 0.1,
+                    "p_confident": 0.8 if i < 2 else None,
+                    "flagged": i < 2,
+                }
+                for i in range(5)
+            ],
+        )
+        (run / "audit" / "audit.json").write_text(
+            json.dumps(
+                {
+                    "rows": 5,
+                    "flagged": 2,
+                    "folds": 5,
+                    "embedder": "embedded",
+                    "out_of_fold_accuracy": 0.6,
+                    "thresholds": {"negative": 0.4, "neutral": 0.5, "positive": 0.45},
+                }
+            )
+        )
     if "evaluate" in stages:
         d = run / "evaluate"
         d.mkdir()
         rng = np.random.default_rng(1)
-        right = {m: [bool(x) for x in rng.uniform(size=30) < p] for m, p in (("base", 0.3), ("warm", 0.5), ("evolved", 0.6))}
-        metrics = {"task": "fpb", "kind": "choice", "models": {m: accuracy_record(c) for m, c in right.items()},
-                   "verdict": verdict(right)}  # as the evaluate stage writes it
+        right = {
+            m: [bool(x) for x in rng.uniform(size=30) < p] for m, p in (("base", 0.3), ("warm", 0.5), ("evolved", 0.6))
+        }
+        metrics = {
+            "task": "fpb",
+            "kind": "choice",
+            "models": {m: accuracy_record(c) for m, c in right.items()},
+            "verdict": verdict(right),
+        }  # as the evaluate stage writes it
         if gold:
             metrics["pseudo_labels"] = pseudo_label_metrics(rows)
         (d / "metrics.json").write_text(json.dumps(metrics))
@@ -151,11 +199,25 @@ def test_report_free_form_task(tmp_path):
         votes = [str(int(x)) if i > 0 else None for x in rng.integers(0, 28, size=3)]  # row 0: no answer
         answer = next((v for v in votes if v is not None), None)
         score = float("inf") if answer is None else round(float(rng.exponential(0.5)), 6)
-        rows.append({"id": f"u{i}", "row": i, "question": f"What is {i} + {i}?", "options": None, "unanimous": False,
-                     "justified": True, "answer": answer, "score": score, "selected": score < 0.4,
-                     "votes": [{"config": c, "answer": v, "text": f"Answer: {v}", "mean_nll": 0.3} for c, v in
-                               zip(CONFIGS, votes, strict=False)],
-                     "gold": str(2 * i), "correct": answer == str(2 * i)})
+        rows.append(
+            {
+                "id": f"u{i}",
+                "row": i,
+                "question": f"What is {i} + {i}?",
+                "options": None,
+                "unanimous": False,
+                "justified": True,
+                "answer": answer,
+                "score": score,
+                "selected": score < 0.4,
+                "votes": [
+                    {"config": c, "answer": v, "text": f"Answer: {v}", "mean_nll": 0.3}
+                    for c, v in zip(CONFIGS, votes, strict=False)
+                ],
+                "gold": str(2 * i),
+                "correct": answer == str(2 * i),
+            }
+        )
     write_jsonl(run / "select" / "pseudo_labels.jsonl", rows)
     (run / "select" / "selection.json").write_text(json.dumps({"rule": "fixed", "tau": 0.4, "confidence": "nll"}))
     page = write_report(run).read_text()
@@ -165,8 +227,12 @@ def test_report_free_form_task(tmp_path):
 
 
 def test_accuracy_coverage_curve_ranks_by_score():
-    rows = [{"score": 0.1, "correct": True}, {"score": 0.9, "correct": False}, {"score": 0.5, "correct": True},
-            {"score": 0.7, "correct": False}]
+    rows = [
+        {"score": 0.1, "correct": True},
+        {"score": 0.9, "correct": False},
+        {"score": 0.5, "correct": True},
+        {"score": 0.7, "correct": False},
+    ]
     assert accuracy_coverage_curve(rows) == [(0.25, 1.0), (0.5, 1.0), (0.75, 2 / 3), (1.0, 0.5)]
 
 
@@ -189,7 +255,8 @@ window.addEventListener('load', function () {
   var out = {errors: window.__errors, sections: {}, images: [0, document.images.length]};
   document.querySelectorAll('section[id]').forEach(function (s) {
     var r = s.getBoundingClientRect(), h = s.querySelector('h2');
-    out.sections[s.id] = r.height > 0 && r.width > 0 && getComputedStyle(s).display !== 'none' && !!h && h.textContent.length > 0;
+    out.sections[s.id] = r.height > 0 && r.width > 0 && getComputedStyle(s).display !== 'none'
+      && !!h && h.textContent.length > 0;
   });
   for (var i = 0; i < document.images.length; i++) {
     if (document.images[i].complete && document.images[i].naturalWidth > 0) out.images[0]++;
@@ -200,18 +267,33 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
-                    reason="needs Chromium: apt-get install -y chromium")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
+    reason="needs Chromium: apt-get install -y chromium",
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     run = make_run(tmp_path)
     page = write_report(run).read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("<head>", "<head>" + PROBE, 1))  # the listener sits before any other script
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     m = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.S)
@@ -239,10 +321,14 @@ def test_filter_rows():
 
 
 def test_common_prefix():
-    assert common_prefix(["Judge the sentiment of this:\nProfit rose.", "Judge the sentiment of this:\nSales fell."]) == \
-        "Judge the sentiment of this:\n"
-    assert common_prefix(["Judge the sentiment of the quarter", "Judge the sentiment of the quota"]) == \
-        "Judge the sentiment of the "
+    assert (
+        common_prefix(["Judge the sentiment of this:\nProfit rose.", "Judge the sentiment of this:\nSales fell."])
+        == "Judge the sentiment of this:\n"
+    )
+    assert (
+        common_prefix(["Judge the sentiment of the quarter", "Judge the sentiment of the quota"])
+        == "Judge the sentiment of the "
+    )
     assert common_prefix(["What is 2+2?", "What is 3+3?"]) == ""  # too short to be an instruction
     assert common_prefix(["only one question here, long enough"]) == ""
 

@@ -51,8 +51,12 @@ def _write_config(tiny_model: Path, task: Path, run_dir: Path) -> Path:
 
 
 def _start(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "semievol", "--quiet", "run", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "semievol", "--quiet", "run", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 120) -> None:
@@ -60,7 +64,9 @@ def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str, tim
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before the kill point in {what}: {proc.stderr.read()}")
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before the kill point in {what}: {proc.stderr.read()}"
+            )
         if ready():
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -97,8 +103,12 @@ def reference(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("resume")
     task = write_choice_task(root / "task", n_labeled=12, n_unlabeled=16, n_test=6)
     run_dir = root / "reference"
-    proc = subprocess.run([sys.executable, "-m", "semievol", "--quiet", "run",
-                           str(_write_config(tiny_model, task, run_dir))], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "semievol", "--quiet", "run", str(_write_config(tiny_model, task, run_dir))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return task, run_dir
 
@@ -122,8 +132,12 @@ def test_kill_9_in_every_stage_then_rerun_gives_identical_artifacts(tiny_model, 
         if stage == "select":
             # select takes a tenth of a second once propagate has loaded the engine in the same process; with
             # propagate finished by its own command, select loads the engine itself and lasts long enough to hit
-            done = subprocess.run([sys.executable, "-m", "semievol", "--quiet", "propagate", str(config)],
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [sys.executable, "-m", "semievol", "--quiet", "propagate", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done.returncode == 0, done.stderr
         _kill_when(_start(config), ready, stage)
         # the kill landed inside the stage: in progress, not finished
@@ -131,8 +145,9 @@ def test_kill_9_in_every_stage_then_rerun_gives_identical_artifacts(tiny_model, 
         if stage == "propagate":
             assert 0 < (rd / "propagate" / "votes.jsonl").read_bytes().count(b"\n") < 16  # part of the rows
 
-    proc = subprocess.run([sys.executable, "-m", "semievol", "--quiet", "run", str(config)], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "semievol", "--quiet", "run", str(config)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     for name in COMPARED:
         assert (rd / name).read_bytes() == (ref / name).read_bytes(), name
@@ -184,10 +199,24 @@ def test_nan_loss_is_one_line_and_exit_2_with_no_adapter(tiny_model, reference, 
     task, _ = reference
     rd = tmp_path / "run"
     config = _write_config(tiny_model, task, rd)
-    rc = main(["--quiet", "run", str(config), "--sft.lr", "1e30", "--sft.warmup_ratio", "0", "--sft.epochs", "3",
-               "--sft.batch_size", "2", "--sft.micro_batch_size", "2"])
+    rc = main(
+        [
+            "--quiet",
+            "run",
+            str(config),
+            "--sft.lr",
+            "1e30",
+            "--sft.warmup_ratio",
+            "0",
+            "--sft.epochs",
+            "3",
+            "--sft.batch_size",
+            "2",
+            "--sft.micro_batch_size",
+            "2",
+        ]
+    )
     _one_line_exit_2(rc, capsys.readouterr().err, "nothing was written")
     assert {p.name for p in (rd / "sft").iterdir()} == {".pending"}
     assert not list(rd.rglob("adapter_*")) and not list(rd.rglob("*.tmp"))
     assert not any((rd / s).exists() for s in ("propagate", "select", "evolve", "evaluate"))
-

@@ -78,8 +78,16 @@ def test_a_user_folder_is_refused_before_anything_is_written(tiny_model, choice_
     (proj / "config.yaml").write_text("mine: true\n")
     (proj / "sft" / "notes.txt").write_text("the user's notes")
     before = _snapshot(proj)
-    data = ["--labeled", str(choice_task / "labeled.csv"), "--unlabeled", str(choice_task / "unlabeled.csv"),
-            "--k", "2", "--run-dir", str(proj)]
+    data = [
+        "--labeled",
+        str(choice_task / "labeled.csv"),
+        "--unlabeled",
+        str(choice_task / "unlabeled.csv"),
+        "--k",
+        "2",
+        "--run-dir",
+        str(proj),
+    ]
     assert main(["--quiet", "sft", *data, "--model", str(tmp_path / "nope")]) == 2
     _one_line(capsys, "nope: folder not found")
     assert _snapshot(proj) == before
@@ -93,8 +101,23 @@ def test_a_user_folder_is_refused_before_anything_is_written(tiny_model, choice_
     own.mkdir()
     (own / "cfg.yaml").write_text("run_dir: own\n")
     for folder in (empty, own):
-        assert main(["--quiet", "sft", *data[:-1], str(folder), "--model", str(tiny_model), "--engine", "fake",
-                     "--sft.epochs", "1"]) == 0
+        assert (
+            main(
+                [
+                    "--quiet",
+                    "sft",
+                    *data[:-1],
+                    str(folder),
+                    "--model",
+                    str(tiny_model),
+                    "--engine",
+                    "fake",
+                    "--sft.epochs",
+                    "1",
+                ]
+            )
+            == 0
+        )
         assert (folder / LOCK_FILE).is_file() and (folder / "sft" / "manifest.json").is_file()
     assert (own / "cfg.yaml").read_text() == "run_dir: own\n"
 
@@ -116,8 +139,12 @@ def test_a_second_writer_is_refused_and_the_folder_stays_intact(tiny_model, tmp_
     task = write_choice_task(tmp_path / "task")
     rd = tmp_path / "run"
     config = _config(tiny_model, task, rd, epochs=60)  # sft lasts long enough to be caught
-    proc = subprocess.Popen([sys.executable, "-m", "semievol", "--quiet", "run", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "semievol", "--quiet", "run", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         end = time.time() + 120
         while not (rd / "sft" / ".pending").exists():
@@ -139,10 +166,18 @@ def test_a_second_writer_is_refused_and_the_folder_stays_intact(tiny_model, tmp_
 
 def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
     rd = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from semievol.rundir_guard import run_dir_lock\n"
-                               "with run_dir_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(600)",
-                               str(rd)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from semievol.rundir_guard import run_dir_lock\n"
+            "with run_dir_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(600)",
+            str(rd),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunDirError, match=f"PID {holder.pid}"), run_dir_lock(rd):
@@ -170,8 +205,11 @@ def test_shard_workers_share_the_folder_but_not_with_a_whole_run(tmp_path):
 # ---------------------------------------------------------------- 3. torn and damaged files
 
 
-@pytest.mark.parametrize("tail", [b"\x00" * 4096, b"\x00" * 100 + b"\n", b'{"id": "caf\xe9"}\n', b"\xff\xfe\n",
-                                  b"[" * 100_000 + b"\n"], ids=["nul", "nul-line", "latin1", "bad-utf8", "deep"])
+@pytest.mark.parametrize(
+    "tail",
+    [b"\x00" * 4096, b"\x00" * 100 + b"\n", b'{"id": "caf\xe9"}\n', b"\xff\xfe\n", b"[" * 100_000 + b"\n"],
+    ids=["nul", "nul-line", "latin1", "bad-utf8", "deep"],
+)
 def test_a_garbage_tail_is_cut_back_to_the_last_whole_line(tmp_path, tail):
     path = tmp_path / "votes.jsonl"
     good = b'{"id": "a"}\n{"id": "b"}\n'
@@ -199,8 +237,11 @@ def test_a_votes_file_one_line_short_names_the_file_and_the_command(copy, capsys
     votes.write_bytes(b"".join(whole.splitlines(keepends=True)[:-1]))
     shutil.rmtree(rd / "select")
     assert main(["--quiet", "select", str(config)]) == 2
-    _one_line(capsys, "votes.jsonl has 23 rows where the stage wrote 24: damaged or edited since the propagate "
-                      "stage finished; run `semievol propagate`")
+    _one_line(
+        capsys,
+        "votes.jsonl has 23 rows where the stage wrote 24: damaged or edited since the propagate "
+        "stage finished; run `semievol propagate`",
+    )
     assert main(["--quiet", "propagate", str(config)]) == 0
     assert votes.read_bytes() == whole
     assert main(["--quiet", "select", str(config)]) == 0
@@ -297,8 +338,10 @@ def test_an_edited_input_reruns_the_stages_that_read_it(finished, tiny_model, tm
     votes = [json.loads(line) for line in (rd / "propagate" / "votes.jsonl").read_text().splitlines()]
     assert votes[3]["id"] == "unlabeled-3"
     man = json.loads((rd / "propagate" / "manifest.json").read_text())
-    assert man["inputs"]["unlabeled"]["sha256"] != json.loads(
-        (ref / "propagate" / "manifest.json").read_text())["inputs"]["unlabeled"]["sha256"]
+    assert (
+        man["inputs"]["unlabeled"]["sha256"]
+        != json.loads((ref / "propagate" / "manifest.json").read_text())["inputs"]["unlabeled"]["sha256"]
+    )
 
 
 def test_skipped_rows_are_recorded_in_the_run_folder(tiny_model, tmp_path):
@@ -311,4 +354,7 @@ def test_skipped_rows_are_recorded_in_the_run_folder(tiny_model, tmp_path):
     assert not rd.exists()
     assert main(["--quiet", "sft", str(config), "--bad-rows", "skip"]) == 0
     (line,) = json.loads((rd / "data_warnings.json").read_text())
-    assert line.startswith("labeled split: skipped 1 bad rows of ") and "row 18, column 'options': option B is empty" in line
+    assert (
+        line.startswith("labeled split: skipped 1 bad rows of ")
+        and "row 18, column 'options': option B is empty" in line
+    )

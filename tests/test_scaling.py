@@ -107,15 +107,21 @@ def test_a_bad_shard_flag_is_refused(bad, capsys):
 
 
 def _write_parquet(path: Path, n: int, empty_at: int | None = None) -> None:
-    rows = [{"id": f"u{i}", "question": "" if i == empty_at else f"question {i}?",
-             "options": json.dumps(["yes", "no"])} for i in range(n)]
+    rows = [
+        {"id": f"u{i}", "question": "" if i == empty_at else f"question {i}?", "options": json.dumps(["yes", "no"])}
+        for i in range(n)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=PARQUET_BATCH // 2)
 
 
 def test_parquet_is_read_in_batches_and_errors_name_the_row_past_the_first_batch(tmp_path):
     labeled = tmp_path / "labeled.jsonl"
-    labeled.write_text("".join(json.dumps({"id": f"l{i}", "question": f"l {i}", "options": ["yes", "no"],
-                                           "answer": "A"}) + "\n" for i in range(4)))
+    labeled.write_text(
+        "".join(
+            json.dumps({"id": f"l{i}", "question": f"l {i}", "options": ["yes", "no"], "answer": "A"}) + "\n"
+            for i in range(4)
+        )
+    )
     n = 2 * PARQUET_BATCH + 5
     good = tmp_path / "unlabeled.parquet"
     _write_parquet(good, n)

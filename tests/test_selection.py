@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from semievol.config import SelectConfig
-from semievol.stages.propagate import draw_vote, row_rng
 from semievol.stages.scoring import (
     decide,
     lean_from_counts,
@@ -18,6 +17,7 @@ from semievol.stages.scoring import (
     normalized_entropy,
     select_mask,
 )
+from semievol.stages.voting import draw_vote, row_rng
 
 
 def test_percentile_keeps_scores_at_or_below_the_median():
@@ -145,7 +145,9 @@ def test_justifier_lean_flags_one_option_the_votes_do_not_back():
     lean = justifier_lean(rows)
     assert lean == {"answer": "C", "share": 0.93, "vote_share": pytest.approx(0.31, abs=0.01), "rows": 100}
     # the same share of C backed by the votes (a majority class, not a lean): nothing flagged
-    backed = [_justified("C", ["C", "C", "C"]) for _ in range(93)] + [_justified("A", ["A", "A", "B"]) for _ in range(7)]
+    backed = [_justified("C", ["C", "C", "C"]) for _ in range(93)] + [
+        _justified("A", ["A", "A", "B"]) for _ in range(7)
+    ]
     assert justifier_lean(backed) is None
     assert justifier_lean(rows[:19]) is None  # too few rows to say
     # rows not justified (majority vote) and free-form rows do not count

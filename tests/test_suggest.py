@@ -27,10 +27,17 @@ def _unit(v: list[float]) -> np.ndarray:
     return a / np.linalg.norm(a)
 
 
-@pytest.mark.parametrize(("answers", "split"), [
-    (["A", "A", "A", "A"], 0.0), (["A", "A", "A", "B"], 1 / 3), (["A", "A", "B", "B"], 2 / 3),
-    (["A", "B", "C", "D"], 1.0), (["A"], 0.0), (["A", None, None, "A"], 2 / 3),
-])
+@pytest.mark.parametrize(
+    ("answers", "split"),
+    [
+        (["A", "A", "A", "A"], 0.0),
+        (["A", "A", "A", "B"], 1 / 3),
+        (["A", "A", "B", "B"], 2 / 3),
+        (["A", "B", "C", "D"], 1.0),
+        (["A"], 0.0),
+        (["A", None, None, "A"], 2 / 3),
+    ],
+)
 def test_vote_split(answers, split):
     assert vote_split(answers) == pytest.approx(split)
 
@@ -40,8 +47,14 @@ def test_row_signal_reads_the_justified_distribution_and_the_votes():
     sure = row_signal({"answer": "A", "votes": votes, "justify_dist": [0.9, 0.08, 0.02]}, "choice")
     assert (sure.guess, sure.runner_up) == ("A", "B") and sure.confidence == pytest.approx(0.9)
     assert sure.uncertainty == pytest.approx(0.5 * (1 - 0.82))
-    torn = row_signal({"answer": "C", "votes": [dict(v, answer=a) for v, a in zip(votes, "ABCC", strict=True)],
-                       "justify_dist": [0.3, 0.3, 0.4]}, "choice")
+    torn = row_signal(
+        {
+            "answer": "C",
+            "votes": [dict(v, answer=a) for v, a in zip(votes, "ABCC", strict=True)],
+            "justify_dist": [0.3, 0.3, 0.4],
+        },
+        "choice",
+    )
     assert torn.guess == "C" and torn.runner_up == "A" and torn.uncertainty > 0.7
     no_justification = row_signal({"answer": "A", "votes": votes}, "choice")  # the votes' mean distribution
     assert no_justification.confidence == pytest.approx(0.6)
@@ -73,7 +86,10 @@ def test_coverage_and_mix_reach_for_a_class_with_no_labels():
         picks = choose(sig, classes, emb, np.zeros((0, 4), np.float32), counts, 2, strategy)
         assert picks[0].index == 3, strategy  # its runner-up is the class nobody labeled
         assert picks[0].need == pytest.approx(1.0)
-    assert [p.index for p in choose(sig, classes, emb, np.zeros((0, 4), np.float32), counts, 2, "uncertainty")] == [0, 1]
+    assert [p.index for p in choose(sig, classes, emb, np.zeros((0, 4), np.float32), counts, 2, "uncertainty")] == [
+        0,
+        1,
+    ]
 
 
 def _run(tiny_model: Path, task: Path, rd: Path, add: list[str] | None = None):
@@ -136,12 +152,27 @@ def test_suggest_then_add_labels_round_trip(tiny_model, choice_task, tmp_path, c
     assert "holds labels this run was given (task.add_labels)" in capsys.readouterr().err
     assert filled.read_text() == kept
     # suggesting again from the new run never proposes a row already labeled
-    assert main(["--quiet", "suggest", str(rd), "--n", "5", "--strategy", "diversity", "--out",
-                 str(tmp_path / "next.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "suggest",
+                str(rd),
+                "--n",
+                "5",
+                "--strategy",
+                "diversity",
+                "--out",
+                str(tmp_path / "next.jsonl"),
+            ]
+        )
+        == 0
+    )
     nxt = [json.loads(x) for x in (tmp_path / "next.jsonl").read_text().splitlines()]
     assert len(nxt) == 5 and not {r["id"] for r in nxt} & {r["id"] for r in rows}
-    assert all(r["answer"] is None and isinstance(r["options"], list) and r["suggest_strategy"] == "diversity"
-               for r in nxt)
+    assert all(
+        r["answer"] is None and isinstance(r["options"], list) and r["suggest_strategy"] == "diversity" for r in nxt
+    )
 
 
 def test_suggest_refuses_a_run_without_pseudo_labels_and_bad_flags(tmp_path, capsys):
@@ -153,8 +184,14 @@ def test_suggest_refuses_a_run_without_pseudo_labels_and_bad_flags(tmp_path, cap
 
 def test_mix_caps_the_distance_so_an_outlier_does_not_win():
     labeled = np.stack([_unit([1, 0, 0, 0, 0])])
-    emb = np.stack([_unit([0, 1, 0, 0, 0]), _unit([0.7, 0, 0.714, 0, 0]), _unit([0.7, 0, 0, 0.714, 0]),
-                    _unit([0.7, 0, 0, 0, 0.714])])
+    emb = np.stack(
+        [
+            _unit([0, 1, 0, 0, 0]),
+            _unit([0.7, 0, 0.714, 0, 0]),
+            _unit([0.7, 0, 0, 0.714, 0]),
+            _unit([0.7, 0, 0, 0, 0.714]),
+        ]
+    )
     sig = [_sig(u) for u in (0.6, 0.7, 0.65, 0.62)]
     picks = choose(sig, [(None, None)] * 4, emb, labeled, Counter(), 1, "mix")
     assert picks[0].index == 1  # as far as a typical candidate is far enough; the outlier (row 0) is not preferred

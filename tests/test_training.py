@@ -30,7 +30,7 @@ def test_response_only_loss_masks_the_prompt(tiny_model):
     from semievol.models import load_tokenizer
 
     tok = load_tokenizer(ModelSource(str(tiny_model)))
-    (ids, labels), = tokenize_pairs(tok, _pairs(1), 512)
+    ((ids, labels),) = tokenize_pairs(tok, _pairs(1), 512)
     assert len(ids) == len(labels)
     target = [t for t in labels if t != -100]
     assert tok.decode(target).startswith("Answer: A")
@@ -55,7 +55,8 @@ def test_lora_moves_adapter_weights_and_leaves_base_frozen(tiny_model, tmp_path)
     res = train_lora(ModelSource(str(tiny_model)), _pairs(), cfg, tmp_path / "adapter", seed=0)
     out = res.adapter_dir
     assert {"adapter_config.json", "adapter_model.safetensors", "train_log.jsonl", "train_summary.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert res.steps == 6  # 12 examples / batch 4 = 3 steps per epoch, 2 epochs
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 6 and all(r["loss"] > 0 for r in log)
@@ -87,8 +88,8 @@ def test_loss_from_the_selected_head_positions_equals_the_full_loss(tiny_model):
     """The output head run only where a target follows gives the full-logits loss and gradients."""
     from transformers import AutoModelForCausalLM
 
+    from semievol.losses import response_loss
     from semievol.models import load_tokenizer
-    from semievol.training import response_loss
 
     tok = load_tokenizer(ModelSource(str(tiny_model)))
     data = tokenize_pairs(tok, _pairs(5), 256)
@@ -122,16 +123,19 @@ def test_memory_settings_train_the_same_adapter(tiny_model, tmp_path, memory):
     """Splitting micro-batches by tokens, or recomputing activations, changes memory, not the result."""
     from safetensors.torch import load_file
 
-    common = dict(lr=1e-2, epochs=2, batch_size=4, micro_batch_size=4, max_length=256, lora_dropout=0.0,
-                  micro_batch_tokens=0)
+    common = dict(
+        lr=1e-2, epochs=2, batch_size=4, micro_batch_size=4, max_length=256, lora_dropout=0.0, micro_batch_tokens=0
+    )
     pairs = _pairs()
     if "micro_batch_tokens" in memory:  # the budget must split this data's 4-row micro-batches, or nothing is tested
         from semievol.models import load_tokenizer
 
         lengths = [len(x) for x, _ in tokenize_pairs(load_tokenizer(ModelSource(str(tiny_model))), pairs, 256)]
         assert len(split_by_tokens([0, 1, 2, 3], lengths, memory["micro_batch_tokens"])) > 1
-    res = [train_lora(ModelSource(str(tiny_model)), pairs, TrainConfig(**(common | extra)), tmp_path / str(k), seed=0)
-           for k, extra in enumerate([{}, memory])]
+    res = [
+        train_lora(ModelSource(str(tiny_model)), pairs, TrainConfig(**(common | extra)), tmp_path / str(k), seed=0)
+        for k, extra in enumerate([{}, memory])
+    ]
     logs = [[json.loads(x) for x in (r.adapter_dir / "train_log.jsonl").read_text().splitlines()] for r in res]
     assert [r["tokens"] for r in logs[0]] == [r["tokens"] for r in logs[1]]
     assert [r["loss"] for r in logs[0]] == pytest.approx([r["loss"] for r in logs[1]], rel=1e-4)

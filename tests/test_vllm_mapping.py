@@ -70,15 +70,23 @@ def test_ray_rows_for_n_samples_and_back():
     assert all(r["model"] == "/adapters/warm" and r["sampling_params"]["n"] == 1 for r in rows)
     assert len({r["sampling_params"]["seed"] for r in rows}) == 6
     assert "model" not in vm.processor_row(0, "p", vm.score_params(), None)
-    out = [{"semievol_index": r["semievol_index"], "generated_text": f"t{r['semievol_index']}",
-            "generated_tokens": [7], "logprobs": [{"7": {"logprob": -0.1 * r["semievol_index"]}}]} for r in rows]
+    out = [
+        {
+            "semievol_index": r["semievol_index"],
+            "generated_text": f"t{r['semievol_index']}",
+            "generated_tokens": [7],
+            "logprobs": [{"7": {"logprob": -0.1 * r["semievol_index"]}}],
+        }
+        for r in rows
+    ]
     samples = vm.gather_samples(out[::-1], 2, 3, 0.8, [2])  # rows come back in any order
     assert [[s.text for s in per] for per in samples] == [["t0", "t1", "t2"], ["t3", "t4", "t5"]]
     assert samples[1][2].logprobs == [pytest.approx(-0.5)]
     greedy = vm.sample_rows(["p0"], ["k0"], 3, 0.0, 5, 16, [2], None)
     assert len(greedy) == 1
-    back = vm.gather_samples([{"semievol_index": 0, "generated_text": "g", "generated_tokens": [], "logprobs": None}],
-                             1, 3, 0.0, [2])
+    back = vm.gather_samples(
+        [{"semievol_index": 0, "generated_text": "g", "generated_tokens": [], "logprobs": None}], 1, 3, 0.0, [2]
+    )
     assert [s.text for s in back[0]] == ["g", "g", "g"]
     with pytest.raises(ValueError):
         vm.gather_samples(out[:5], 2, 3, 0.8, [2])
@@ -92,8 +100,9 @@ def test_letter_token_ids_take_the_token_after_a_space():
     assert vm.letter_token_ids(Tok())[:2] == [ord("A"), ord("B")]
 
 
-@pytest.mark.parametrize(("engine", "extra", "module"), [("vllm", "semievol[vllm]", "vllm"),
-                                                         ("ray-vllm", "semievol[ray-vllm]", "vllm")])
+@pytest.mark.parametrize(
+    ("engine", "extra", "module"), [("vllm", "semievol[vllm]", "vllm"), ("ray-vllm", "semievol[ray-vllm]", "vllm")]
+)
 def test_a_missing_engine_package_is_one_line_naming_the_extra(engine, extra, module):
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed here")

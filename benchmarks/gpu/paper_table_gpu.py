@@ -39,12 +39,30 @@ GPU_SET = [
 
 def command(args: argparse.Namespace) -> list[str]:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model.rstrip("/").split("/")[-1]) or "model"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "paper_table.py"), "--data-dir", args.data_dir,
-           "--profile", "session", "--tasks", args.tasks, "--seeds", args.seeds, "--parts", args.parts,
-           "--lr-grid", args.lr_grid, "--epochs-grid", "2",
-           "--out", str(ROOT / "runs" / "paper_gpu" / slug),
-           "--results", str(ROOT / "benchmarks" / "results" / "gpu" / slug),
-           "--set", f"model.model={args.model}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "paper_table.py"),
+        "--data-dir",
+        args.data_dir,
+        "--profile",
+        "session",
+        "--tasks",
+        args.tasks,
+        "--seeds",
+        args.seeds,
+        "--parts",
+        args.parts,
+        "--lr-grid",
+        args.lr_grid,
+        "--epochs-grid",
+        "2",
+        "--out",
+        str(ROOT / "runs" / "paper_gpu" / slug),
+        "--results",
+        str(ROOT / "benchmarks" / "results" / "gpu" / slug),
+        "--set",
+        f"model.model={args.model}",
+    ]
     for s in GPU_SET + args.set:
         cmd += ["--set", s]
     return cmd
@@ -79,8 +97,11 @@ def main() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        print("paper_table_gpu: torch sees no CUDA device; this script is for a GPU machine "
-              "(benchmarks/paper_table.py runs the table on the CPU)", file=sys.stderr)
+        print(
+            "paper_table_gpu: torch sees no CUDA device; this script is for a GPU machine "
+            "(benchmarks/paper_table.py runs the table on the CPU)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     try:
         rc = subprocess.run(cmd, timeout=args.minutes * 60).returncode

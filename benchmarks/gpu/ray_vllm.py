@@ -30,8 +30,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=1, help="vLLM replicas (ray-vllm)")
     args = ap.parse_args()
     words = ["apple", "river", "stone", "cloud", "engine", "violin", "tiger", "copper"]
-    examples = [Example(f"q{i}", f"Which of these comes first in the alphabet? (question {i})",
-                        [words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8], "none of them"]) for i in range(args.n)]
+    examples = [
+        Example(
+            f"q{i}",
+            f"Which of these comes first in the alphabet? (question {i})",
+            [words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8], "none of them"],
+        )
+        for i in range(args.n)
+    ]
     prompts = [answer_prompt(e, "choice") for e in examples]
     t = time.time()
     engine = make_engine(args.engine, model=args.model, concurrency=args.concurrency)
@@ -43,11 +49,19 @@ def main() -> None:
     t = time.time()
     engine.generate(free, 4, 0.7, 0, 128, None)
     gen_s = time.time() - t
-    res = {"engine": args.engine, "model": args.model, "n": args.n, "load_seconds": round(load_s, 1),
-           "score_seconds": round(score_s, 1), "scored_per_second": round(args.n / score_s, 1),
-           "sampled_prompts": len(free), "sample_seconds": round(gen_s, 1),
-           "letters_outside_top_logprobs": engine.options_outside_top, "model_id": engine.model_id(),
-           "mean_top_option_probability": round(float(sum(d.max() for d in dists) / len(dists)), 4)}
+    res = {
+        "engine": args.engine,
+        "model": args.model,
+        "n": args.n,
+        "load_seconds": round(load_s, 1),
+        "score_seconds": round(score_s, 1),
+        "scored_per_second": round(args.n / score_s, 1),
+        "sampled_prompts": len(free),
+        "sample_seconds": round(gen_s, 1),
+        "letters_outside_top_logprobs": engine.options_outside_top,
+        "model_id": engine.model_id(),
+        "mean_top_option_probability": round(float(sum(d.max() for d in dists) / len(dists)), 4),
+    }
     out = Path(__file__).resolve().parents[1] / "results" / f"gpu_{args.engine}.json"
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

@@ -40,13 +40,8 @@ def main_results(tdir: Path, profile: str, task: str, runs: dict[int, Any]) -> d
     done = [s for s, r in runs.items() if r]
     # each seed's test rows, right or wrong, per model (read once, used by the three summaries below)
     preds = {s: {m: predictions(tdir / f"s{s}" / "semievol", m) for m in MODEL_NAMES} for s in done}
-    right = {
-        s: {m: [bool(r["correct"]) for r in p] if p else None for m, p in per.items()}
-        for s, per in preds.items()
-    }
-    rec["class_right"] = {
-        s: {m: class_right(p) if p else None for m, p in per.items()} for s, per in preds.items()
-    }
+    right = {s: {m: [bool(r["correct"]) for r in p] if p else None for m, p in per.items()} for s, per in preds.items()}
+    rec["class_right"] = {s: {m: class_right(p) if p else None for m, p in per.items()} for s, per in preds.items()}
     rec["row_paired"] = {
         name: row_paired({s: (r["evolved"], r[other]) for s, r in right.items() if r["evolved"] and r[other]})
         for other, name in (("warm", "vs_sft"), ("sft_matched", "vs_matched"))
@@ -99,11 +94,7 @@ def variant_results(tdir: Path, runs: dict[int, Any]) -> dict[str, Any]:
                     ]
                 ),
                 "coverage": stats(
-                    [
-                        x["metrics"]["pseudo_labels"]["coverage"]
-                        for x in vs
-                        if x["metrics"].get("pseudo_labels")
-                    ]
+                    [x["metrics"]["pseudo_labels"]["coverage"] for x in vs if x["metrics"].get("pseudo_labels")]
                 ),
                 "steps": [last_evolve_steps(x) for x in vs],
                 "answers": [x["metrics"]["models"].get("evolved", {}).get("prediction_counts") for x in vs],

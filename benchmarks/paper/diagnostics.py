@@ -35,20 +35,14 @@ def class_right(preds: list[dict[str, Any]]) -> dict[str, list[int]]:
 def last_evolve_steps(summary: dict[str, Any]) -> int | None:
     """Optimizer steps of the run's last evolve stage (``evolve``, ``evolve_r2``, ...)."""
     training = summary["metrics"].get("training", {})
-    rounds = sorted(
-        (int(k.partition("_r")[2] or 1), v) for k, v in training.items() if k.split("_r")[0] == "evolve"
-    )
+    rounds = sorted((int(k.partition("_r")[2] or 1), v) for k, v in training.items() if k.split("_r")[0] == "evolve")
     return rounds[-1][1].get("steps") if rounds else None
 
 
 def selected_counts(run_dir: Path) -> dict[str, int] | None:
     """Pseudo-labels kept by the last round's selection, by answer (the class balance the evolved model is
     trained on)."""
-    found = [
-        d / "pseudo_labels.jsonl"
-        for d in stage_dirs(run_dir, "select")
-        if (d / "pseudo_labels.jsonl").exists()
-    ]
+    found = [d / "pseudo_labels.jsonl" for d in stage_dirs(run_dir, "select") if (d / "pseudo_labels.jsonl").exists()]
     if not found:
         return None
     p = found[-1]
@@ -79,9 +73,7 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
 
     out = {}
     for i, v in enumerate(rows[0]["votes"]):
-        out[f"config {v['config']}"] = rate(
-            [r["votes"][i]["answer"] if len(r["votes"]) > i else None for r in rows]
-        )
+        out[f"config {v['config']}"] = rate([r["votes"][i]["answer"] if len(r["votes"]) > i else None for r in rows])
     out["majority vote"] = rate([Counter(v["answer"] for v in r["votes"]).most_common(1)[0][0] for r in rows])
     if all(r.get("justify_dist") for r in rows):
         priors = mean_distributions([r["justify_dist"] for r in rows])
@@ -89,9 +81,7 @@ def alternatives(rows: list[dict[str, Any]]) -> dict[str, float]:
         def pick(r: dict[str, Any], calibrate: bool) -> str:
             d = r["justify_dist"]
             # the select stage's own rule (select.candidates_only, select.calibrate): ties to the first letter
-            return decide(
-                d, [v["answer"] for v in r["votes"]], priors[len(d)] if calibrate else None, "entropy"
-            )[0]
+            return decide(d, [v["answer"] for v in r["votes"]], priors[len(d)] if calibrate else None, "entropy")[0]
 
         out["justified, kept to the candidates"] = rate([pick(r, False) for r in rows])
         out["justified, candidates, batch-calibrated"] = rate([pick(r, True) for r in rows])

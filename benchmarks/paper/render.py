@@ -44,9 +44,7 @@ def _main_table(res: dict[str, Any], machine: str, command: str) -> list[str]:
         f"{res.get('model', 'Embedded SmolLM2-135M-Instruct')}; {machine}; profile `{res['profile']}`; command: `{command}`.",
         "",
         "Rows per split (seeded subsample, seed 12345, the same for every run seed): "
-        + "; ".join(
-            f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items()
-        )
+        + "; ".join(f"{t}: " + ", ".join(f"{k} {v or 'all'}" for k, v in s.items()) for t, s in res["sizes"].items())
         + ".",
         "Cells: test accuracy in %, mean ± standard deviation over seeds [lowest, highest seed]; with one seed, "
         "the accuracy [95% Wilson interval over the test rows].",
@@ -250,8 +248,7 @@ def _scarcity_table(res: dict[str, Any]) -> list[str]:
 def diagnose_text(run_dir: str, x: dict[str, Any]) -> str:
     """One run folder's diagnostics (``diagnostics.diagnose``) as a markdown list item."""
     per = "; ".join(
-        f"{a}: {v['n']} rows, {pct(v['accuracy'])} right, median score {v['median_score']:.2f}, "
-        f"{v['selected']} kept"
+        f"{a}: {v['n']} rows, {pct(v['accuracy'])} right, median score {v['median_score']:.2f}, {v['selected']} kept"
         for a, v in x["by_answer"].items()
     )
     return (

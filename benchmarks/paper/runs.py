@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: semievol runs from
 def semievol(args: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
-        r = subprocess.run(
-            [sys.executable, "-m", "semievol", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT
-        )
+        r = subprocess.run([sys.executable, "-m", "semievol", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         raise RuntimeError(f"semievol {' '.join(args)} failed (exit {r.returncode}); see {log}")
 
@@ -55,17 +53,13 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     out = {
         "metrics": json.loads(metrics.read_text()),
         "wall_seconds": round(time.time() - t, 1),
-        "timings": json.loads((run_dir / "timings.json").read_text())
-        if (run_dir / "timings.json").exists()
-        else {},
+        "timings": json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {},
     }
     summary.write_text(json.dumps(out, indent=2))
     return out
 
 
-def choose_sft(
-    settings: Settings, task: str, data: Path, lrs: list[float], epochs: list[int]
-) -> dict[str, Any]:
+def choose_sft(settings: Settings, task: str, data: Path, lrs: list[float], epochs: list[int]) -> dict[str, Any]:
     """Warm-model accuracy on the validation slice for each (learning rate, epochs); the best pair is used.
 
     Epochs are tuned as well as the rate: too few steps leave a small model answering the majority class,
@@ -160,11 +154,7 @@ def run_main(settings: Settings, task: str, data_dir: Path) -> None:
             r = run_config(sdir / "semievol", settings.task_config(task, data, seed, tune))
             print(
                 f"{task} seed {seed} semievol: "
-                + (
-                    ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items())
-                    if r
-                    else "failed"
-                ),
+                + (", ".join(f"{k} {v['accuracy']:.3f}" for k, v in r["metrics"]["models"].items()) if r else "failed"),
                 flush=True,
             )
 

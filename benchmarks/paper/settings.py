@@ -25,9 +25,7 @@ PROFILES: dict[str, dict[str, dict[str, int]]] = {
     },
     # 'session' with the whole test split: the same labeled and unlabeled rows (so the same tuning and
     # training), 453 FPB / 518 ARC test rows instead of 200, which narrows each run's test-sample noise
-    "session_fulltest": {
-        t: {"labeled": 128, "unlabeled": 192, "test": 0} for t in ("fpb", "pubmedqa", "arc")
-    },
+    "session_fulltest": {t: {"labeled": 128, "unlabeled": 192, "test": 0} for t in ("fpb", "pubmedqa", "arc")},
     "full": {t: {"labeled": 0, "unlabeled": 0, "test": 0} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},
     # checks that the table runs at all (a new model, engine or machine): minutes, numbers meaningless
     "smoke": {t: {"labeled": 20, "unlabeled": 8, "test": 8} for t in ("fpb", "pubmedqa", "arc", "gsm8k")},

@@ -69,16 +69,12 @@ def fmt_delta(s: dict[str, Any]) -> str:
 def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> dict[str, Any]:
     """Stats of accuracy(a, model_a) - accuracy(b, model_b) over the seeds where both were measured."""
     diffs = [
-        x - y
-        for s in sorted(a)
-        if (x := acc(a[s], model_a)) is not None and (y := acc(b.get(s), model_b)) is not None
+        x - y for s in sorted(a) if (x := acc(a[s], model_a)) is not None and (y := acc(b.get(s), model_b)) is not None
     ]
     return stats(diffs)
 
 
-def row_paired(
-    pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0
-) -> dict[str, Any]:
+def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Model A minus model B over the test rows, per seed and pooled: is a difference larger than the noise of
     drawing these test rows, and than the noise of training on another seed?
 

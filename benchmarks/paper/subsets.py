@@ -37,9 +37,7 @@ def subset(task: str, data_dir: Path, sizes: dict[str, int], out: Path) -> Path:
     dest = out / "data" / task
     dest.mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
-        src = next(
-            p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists()
-        )
+        src = next(p for p in (data_dir / task / f"{split}.csv", data_dir / task / f"{split}.jsonl") if p.exists())
         target = dest / src.name
         header, rows = read_rows(src)
         if target.exists():

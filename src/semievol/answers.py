@@ -23,8 +23,10 @@ _BARE_IS = re.compile(r"is\W*", re.IGNORECASE)  # what the tag leaves of "The an
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _LETTER_AT_START = re.compile(r"^\W*\(?([A-Z])\)?(?:[\s.,:;)*]|$)")
 # after an 'Answer:' tag: 'B', 'Option B', '(b)', a lone 'b' or 'b.' (but 'a good one' is a word, not A)
-_TAGGED_LETTER = re.compile(r"^\W*(?:(?i:option|choice)\s*)?"
-                            r"(?:\(([A-Za-z])\)|([A-Z])(?:[\s.,:;)*]|$)|([a-z])(?:[.,:;)*]|$))")
+_TAGGED_LETTER = re.compile(
+    r"^\W*(?:(?i:option|choice)\s*)?"
+    r"(?:\(([A-Za-z])\)|([A-Z])(?:[\s.,:;)*]|$)|([a-z])(?:[.,:;)*]|$))"
+)
 _DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 _PUNCT = re.escape(string.punctuation)
 _PUNCT_NOT_IN_NUMBER = re.compile(rf"(?<!\d)[{_PUNCT}]|[{_PUNCT}](?!\d)")

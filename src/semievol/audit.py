@@ -72,8 +72,9 @@ def fold_of(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int,
-                l2: float | None = None) -> np.ndarray:
+def out_of_fold(
+    x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int, l2: float | None = None
+) -> np.ndarray:
     """Class probabilities of every row from a model fit on the other folds. ``l2`` defaults to
     1 / (training rows), the scale of scikit-learn's C = 1."""
     fold = fold_of(y, folds, seed)
@@ -101,8 +102,14 @@ def confident_learning(probs: np.ndarray, given: np.ndarray) -> dict[str, np.nda
     # flagged rows by margin (largest first), then the rest by self-confidence (lowest first); ties by row
     key = np.where(flagged, -margin - 2.0, self_conf)
     order = np.lexsort((np.arange(n), key))
-    return {"thresholds": thresholds, "confident": confident, "flagged": flagged, "margin": margin,
-            "self_confidence": self_conf, "order": order}
+    return {
+        "thresholds": thresholds,
+        "confident": confident,
+        "flagged": flagged,
+        "margin": margin,
+        "self_confidence": self_conf,
+        "order": order,
+    }
 
 
 def audit(run_dir: Path, folds: int = FOLDS, seed: int | None = None) -> Path:
@@ -112,8 +119,10 @@ def audit(run_dir: Path, folds: int = FOLDS, seed: int | None = None) -> Path:
     task = load_task(cfg.task, seed=cfg.seed)
     names = label_names(task)
     if names is None:
-        raise ConfigError("audit: needs a multiple-choice task whose rows all share one option list (a closed "
-                          "label set such as FPB's sentiments): the out-of-fold classifier predicts those classes")
+        raise ConfigError(
+            "audit: needs a multiple-choice task whose rows all share one option list (a closed "
+            "label set such as FPB's sentiments): the out-of-fold classifier predicts those classes"
+        )
     labeled = task.labeled.examples
     y = np.array([LETTERS.index(e.answer) for e in labeled if e.answer is not None])
     if folds < 2:
@@ -127,25 +136,42 @@ def audit(run_dir: Path, folds: int = FOLDS, seed: int | None = None) -> Path:
     rows: list[dict[str, Any]] = []
     for rank, i in enumerate(cl["order"], start=1):
         e, c = labeled[i], int(cl["confident"][i])
-        rows.append({
-            "rank": rank, "id": e.id, "row": e.row, "question": e.question, "options": e.options,
-            "given": e.answer, "given_text": names[y[i]], "p_given": round(float(cl["self_confidence"][i]), 4),
-            "confident": LETTERS[c] if c >= 0 else None, "confident_text": names[c] if c >= 0 else None,
-            "p_confident": round(float(probs[i, c]), 4) if c >= 0 else None,
-            "margin": round(float(cl["margin"][i]), 4), "flagged": bool(cl["flagged"][i]),
-            "probs": {n: round(float(p), 4) for n, p in zip(names, probs[i], strict=True)},
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "id": e.id,
+                "row": e.row,
+                "question": e.question,
+                "options": e.options,
+                "given": e.answer,
+                "given_text": names[y[i]],
+                "p_given": round(float(cl["self_confidence"][i]), 4),
+                "confident": LETTERS[c] if c >= 0 else None,
+                "confident_text": names[c] if c >= 0 else None,
+                "p_confident": round(float(probs[i, c]), 4) if c >= 0 else None,
+                "margin": round(float(cl["margin"][i]), 4),
+                "flagged": bool(cl["flagged"][i]),
+                "probs": {n: round(float(p), 4) for n, p in zip(names, probs[i], strict=True)},
+            }
+        )
     out = run_dir / "audit"
     atomic_write_jsonl(out / "audit.jsonl", rows)
-    atomic_write_json(out / "audit.json", {
-        "method": "confident learning (per-class thresholds = mean self-confidence) on out-of-fold probabilities "
-                  "of a softmax regression on question embeddings",
-        "embedder": cfg.model.embedder, "folds": folds, "seed": seed, "rows": len(labeled),
-        "flagged": int(cl["flagged"].sum()), "classes": names,
-        "thresholds": {n: round(float(t), 4) for n, t in zip(names, cl["thresholds"], strict=True)},
-        "given_per_class": {names[j]: int(k) for j, k in sorted(Counter(y.tolist()).items())},
-        "out_of_fold_accuracy": round(float((probs.argmax(axis=1) == y).mean()), 4),
-    })
+    atomic_write_json(
+        out / "audit.json",
+        {
+            "method": "confident learning (per-class thresholds = mean self-confidence) on out-of-fold probabilities "
+            "of a softmax regression on question embeddings",
+            "embedder": cfg.model.embedder,
+            "folds": folds,
+            "seed": seed,
+            "rows": len(labeled),
+            "flagged": int(cl["flagged"].sum()),
+            "classes": names,
+            "thresholds": {n: round(float(t), 4) for n, t in zip(names, cl["thresholds"], strict=True)},
+            "given_per_class": {names[j]: int(k) for j, k in sorted(Counter(y.tolist()).items())},
+            "out_of_fold_accuracy": round(float((probs.argmax(axis=1) == y).mean()), 4),
+        },
+    )
     return out / "audit.jsonl"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import ConfigError
-from .report import option_names
+from .report_sections import option_names
 from .rundir import load_pseudo_labels, need_run_dir
 
 SortKey = Literal["row", "score"]
@@ -38,10 +38,13 @@ class PseudoFilter:
 
 
 def filter_rows(rows: list[dict[str, Any]], f: PseudoFilter) -> list[dict[str, Any]]:
-    out = [r for r in rows
-           if (not f.disagree or not r["unanimous"])
-           and (f.answer is None or str(r["answer"]) == f.answer)
-           and (f.selected is None or bool(r["selected"]) == f.selected)]
+    out = [
+        r
+        for r in rows
+        if (not f.disagree or not r["unanimous"])
+        and (f.answer is None or str(r["answer"]) == f.answer)
+        and (f.selected is None or bool(r["selected"]) == f.selected)
+    ]
     out.sort(key=lambda r: r[f.sort], reverse=f.reverse)
     return out[: f.limit] if f.limit > 0 else out
 
@@ -57,7 +60,7 @@ def common_prefix(questions: list[str]) -> str:
 
 
 def _question(text: str, prefix: str, width: int = 70) -> str:
-    q = " ".join(text[len(prefix):].split())
+    q = " ".join(text[len(prefix) :].split())
     q = ("… " if prefix else "") + q
     return q if len(q) <= width else q[: width - 1] + "…"
 
@@ -74,9 +77,11 @@ def pseudo_table(run_dir: Path, f: PseudoFilter) -> Any:
     matched = len(filter_rows(rows, replace(f, limit=0)))
     prefix = common_prefix([str(r["question"]) for r in rows])
     names = option_names(rows)
-    caption = (f"{len(shown)} shown of {matched} matching, {len(rows)} in all; "
-               f"{selection.get('selected', sum(r['selected'] for r in rows))} selected by rule "
-               f"'{selection.get('rule', '?')}'; score: lower is more confident")
+    caption = (
+        f"{len(shown)} shown of {matched} matching, {len(rows)} in all; "
+        f"{selection.get('selected', sum(r['selected'] for r in rows))} selected by rule "
+        f"'{selection.get('rule', '?')}'; score: lower is more confident"
+    )
     if names:
         caption += "\noptions: " + ", ".join(names.values())
     if prefix:
@@ -113,6 +118,7 @@ def pseudo_command(args: Any) -> int:
     """``semievol pseudo RUN_DIR``: the pseudo-label table, filtered and sorted as the flags say."""
     if args.limit < 0:
         raise ConfigError(f"--limit: must be 0 or more, got {args.limit}")
-    print_pseudo(args.run_dir, PseudoFilter(args.disagree, args.answer, args.selected, args.sort, args.reverse,
-                                            args.limit))
+    print_pseudo(
+        args.run_dir, PseudoFilter(args.disagree, args.answer, args.selected, args.sort, args.reverse, args.limit)
+    )
     return 0

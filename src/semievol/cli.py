@@ -38,9 +38,13 @@ class Command:
 
 
 def _shard_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shard", metavar="I/N", type=parse_shard,
-                   help="vote on the I-th of N contiguous parts of the unlabeled split only (I from 1), into "
-                        "propagate/votes.shard-I-of-N.jsonl; the next `select` merges all N")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        type=parse_shard,
+        help="vote on the I-th of N contiguous parts of the unlabeled split only (I from 1), into "
+        "propagate/votes.shard-I-of-N.jsonl; the next `select` merges all N",
+    )
 
 
 def _eval_flags(p: argparse.ArgumentParser) -> None:
@@ -49,8 +53,11 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["check"],
-                   help="check: rows, answer distribution, options per question, prompt length per split")
+    p.add_argument(
+        "action",
+        choices=["check"],
+        help="check: rows, answer distribution, options per question, prompt length per split",
+    )
 
 
 def _run_dir(p: argparse.ArgumentParser) -> None:
@@ -59,8 +66,12 @@ def _run_dir(p: argparse.ArgumentParser) -> None:
 
 def _report_flags(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
-    p.add_argument("--out", type=Path, metavar="FILE",
-                   help="where to write the report (default: RUN_DIR/report.html; the run folder is otherwise only read)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="where to write the report (default: RUN_DIR/report.html; the run folder is otherwise only read)",
+    )
 
 
 def _pseudo_flags(p: argparse.ArgumentParser) -> None:
@@ -68,11 +79,16 @@ def _pseudo_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disagree", action="store_true", help="only questions whose votes were not unanimous")
     p.add_argument("--class", dest="answer", metavar="X", help="only questions whose final answer is X")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--selected", dest="selected", action="store_true", default=None,
-                       help="only pseudo-labels the selection kept")
+    which.add_argument(
+        "--selected", dest="selected", action="store_true", default=None, help="only pseudo-labels the selection kept"
+    )
     which.add_argument("--rejected", dest="selected", action="store_false", help="only pseudo-labels it dropped")
-    p.add_argument("--sort", choices=["row", "score"], default="row",
-                   help="order by row (default) or by score, most confident first")
+    p.add_argument(
+        "--sort",
+        choices=["row", "score"],
+        default="row",
+        help="order by row (default) or by score, most confident first",
+    )
     p.add_argument("--reverse", action="store_true", help="reverse the order (least confident first with --sort score)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N rows, 0 = all (default: 50)")
 
@@ -89,8 +105,12 @@ def _merge_flags(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/merged_ADAPTER)")
     p.add_argument("--adapter", choices=["evolved", "warm"], default="evolved", help="which adapter (default: evolved)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="dtype of the saved weights; the merge itself runs in fp32 (default: fp32)")
+    p.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="dtype of the saved weights; the merge itself runs in fp32 (default: fp32)",
+    )
 
 
 def _suggest_flags(p: argparse.ArgumentParser) -> None:
@@ -98,15 +118,25 @@ def _suggest_flags(p: argparse.ArgumentParser) -> None:
 
     _run_dir(p)
     p.add_argument("--n", type=int, default=50, metavar="N", help="how many rows to suggest (default: 50)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="mix",
-                   help="uncertainty, diversity (k-center over embeddings), class coverage, or their mix (default)")
-    p.add_argument("--out", type=Path, metavar="FILE",
-                   help="a .csv or .jsonl file (default: RUN_DIR/suggest/suggest.csv, or .jsonl after the task's format)")
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="mix",
+        help="uncertainty, diversity (k-center over embeddings), class coverage, or their mix (default)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="a .csv or .jsonl file (default: RUN_DIR/suggest/suggest.csv, or .jsonl after the task's format)",
+    )
 
 
 def _audit_flags(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
-    p.add_argument("--folds", type=int, default=5, metavar="K", help="out-of-fold splits of the labeled rows (default: 5)")
+    p.add_argument(
+        "--folds", type=int, default=5, metavar="K", help="out-of-fold splits of the labeled rows (default: 5)"
+    )
 
 
 # The demo: the generated task, with the few-label training that task needs at 135M parameters (the
@@ -121,33 +151,69 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 _STAGE = "semievol.pipeline:stage_command"
 COMMANDS: dict[str, Command] = {
-    "run": Command("run every stage in the run directory (finished stages are skipped)",
-                   "semievol.pipeline:run_command", config=True),
-    "sft": Command("in-weight propagation: LoRA fine-tune the base model on the labeled split (the warm model)",
-                   _STAGE, config=True),
-    "propagate": Command("in-context propagation and collaborative pseudo-labelling: n configurations vote on "
-                         "every unlabeled question", _STAGE, config=True, flags=_shard_flag),
+    "run": Command(
+        "run every stage in the run directory (finished stages are skipped)",
+        "semievol.pipeline:run_command",
+        config=True,
+    ),
+    "sft": Command(
+        "in-weight propagation: LoRA fine-tune the base model on the labeled split (the warm model)",
+        _STAGE,
+        config=True,
+    ),
+    "propagate": Command(
+        "in-context propagation and collaborative pseudo-labelling: n configurations vote on every unlabeled question",
+        _STAGE,
+        config=True,
+        flags=_shard_flag,
+    ),
     "select": Command("self-justification, confidence and adaptive selection of pseudo-labels", _STAGE, config=True),
     "evolve": Command("fine-tune on labeled plus selected pseudo-labels (the evolved model)", _STAGE, config=True),
     "evaluate": Command("test accuracy of base, warm and evolved models; pseudo-label accuracy", _STAGE, config=True),
-    "eval": Command("accuracy of a model (optionally with an adapter) on the test split",
-                    "semievol.stages.evaluate:eval_command", config=True, flags=_eval_flags),
+    "eval": Command(
+        "accuracy of a model (optionally with an adapter) on the test split",
+        "semievol.stages.evaluate:eval_command",
+        config=True,
+        flags=_eval_flags,
+    ),
     "data": Command("inspect a task's data", "semievol.tasks.data_check:data_command", config=True, flags=_data_flags),
-    "demo": Command("the whole method offline on the embedded models and a generated task",
-                    "semievol.pipeline:run_command", config=True, defaults=DEMO_DEFAULTS),
-    "report": Command("write RUN_DIR/report.html: accuracy, pseudo-label quality, selection, loss curves, config, "
-                      "timings", "semievol.report:report_command", flags=_report_flags),
-    "pseudo": Command("print a table of the run's pseudo-labels (filter by disagreement, class, selection)",
-                      "semievol.browse:pseudo_command", flags=_pseudo_flags),
-    "export": Command("write labeled + selected training data for LLaMA-Factory, TRL or axolotl",
-                      "semievol.export:export_command", flags=_export_flags),
-    "merge": Command("merge the evolved LoRA adapter into the base model and save a full transformers model",
-                     "semievol.export:merge_command", flags=_merge_flags),
-    "suggest": Command("the unlabeled rows to label next (uncertain, spread out, covering every class), in the "
-                       "task's own columns with the answer left empty, from what the run stored",
-                       "semievol.suggest:suggest_command", flags=_suggest_flags),
-    "audit": Command("labeled rows whose given answer looks wrong: confident learning on out-of-fold predictions",
-                     "semievol.audit:audit_command", flags=_audit_flags),
+    "demo": Command(
+        "the whole method offline on the embedded models and a generated task",
+        "semievol.pipeline:run_command",
+        config=True,
+        defaults=DEMO_DEFAULTS,
+    ),
+    "report": Command(
+        "write RUN_DIR/report.html: accuracy, pseudo-label quality, selection, loss curves, config, timings",
+        "semievol.report:report_command",
+        flags=_report_flags,
+    ),
+    "pseudo": Command(
+        "print a table of the run's pseudo-labels (filter by disagreement, class, selection)",
+        "semievol.browse:pseudo_command",
+        flags=_pseudo_flags,
+    ),
+    "export": Command(
+        "write labeled + selected training data for LLaMA-Factory, TRL or axolotl",
+        "semievol.export:export_command",
+        flags=_export_flags,
+    ),
+    "merge": Command(
+        "merge the evolved LoRA adapter into the base model and save a full transformers model",
+        "semievol.export:merge_command",
+        flags=_merge_flags,
+    ),
+    "suggest": Command(
+        "the unlabeled rows to label next (uncertain, spread out, covering every class), in the "
+        "task's own columns with the answer left empty, from what the run stored",
+        "semievol.suggest:suggest_command",
+        flags=_suggest_flags,
+    ),
+    "audit": Command(
+        "labeled rows whose given answer looks wrong: confident learning on out-of-fold predictions",
+        "semievol.audit:audit_command",
+        flags=_audit_flags,
+    ),
 }
 
 
@@ -181,8 +247,13 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         elif not sec:
             names = [f"--{dotted.replace('_', '-')}"]
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        g.add_argument(*names, dest=f"cfg:{dotted}", metavar=_type_name(tp), default=argparse.SUPPRESS,
-                       help=f"{docs[sec].get(fname, '')} (default: {shown})")
+        g.add_argument(
+            *names,
+            dest=f"cfg:{dotted}",
+            metavar=_type_name(tp),
+            default=argparse.SUPPRESS,
+            help=f"{docs[sec].get(fname, '')} (default: {shown})",
+        )
 
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> RunConfig:

@@ -65,8 +65,16 @@ def launch_command(cfg: TrainConfig, stage: str, config_file: Path, quiet: bool)
         # also runs CPU processes, which then train over gloo
         if cfg.num_processes != 1 and (cfg.num_processes > 1 or torch.cuda.device_count() > 1):
             cmd += ["--multi_gpu"]
-        cmd += ["--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
+        cmd += [
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ]
     cmd += ["-m", "semievol"] + (["--quiet"] if quiet else []) + [stage, str(config_file)]
     return cmd
 

@@ -33,7 +33,7 @@ from .config import ConfigError, RunConfig, build_config, load_yaml
 from .jsonio import atomic_write_json, atomic_write_text, read_jsonl
 from .progress import log
 from .prompts import TEMPLATE_IDS, training_pair
-from .rundir import StageMissing, last_finished, need_run_dir, stage_dirs
+from .rundir import StageMissing, last_finished, need_run_dir
 from .tasks import Example
 
 ExportFormat = Literal["alpaca", "sharegpt", "messages", "prompt-completion"]
@@ -51,43 +51,24 @@ def run_config(run_dir: Path) -> RunConfig:
 # ---------------------------------------------------------------- training rows
 
 
-def _pseudo_rationales(run_dir: Path) -> dict[str, str | None]:
-    """Reasoning of justified free-form pseudo-labels by id, as evolve trained on them (later rounds win)."""
-    from .stages.select import reasoning
-
-    out: dict[str, str | None] = {}
-    for s in stage_dirs(run_dir, "select"):
-        if (s / "pseudo_labels.jsonl").exists():
-            for r in read_jsonl(s / "pseudo_labels.jsonl"):
-                if r.get("justify_text"):
-                    out[r["id"]] = reasoning(r["justify_text"])
-    return out
-
-
-def _labeled_rationales(cfg: RunConfig) -> dict[str, str | None]:
-    from .tasks import load_task
-
-    return {e.id: e.rationale for e in load_task(cfg.task, seed=cfg.seed).labeled.examples}
-
-
 def training_examples(run_dir: Path) -> tuple[list[tuple[Example, str]], RunConfig, Path]:
-    """The last round's evolve training rows as (example, source) pairs, with rationales restored."""
+    """The last round's evolve training rows as (example, source) pairs."""
     cfg = run_config(run_dir)
     e_dir = last_finished(run_dir, "evolve")
     if e_dir is None or not (e_dir / "train_data.jsonl").exists():
-        raise StageMissing(f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first")
+        raise StageMissing(
+            f"{run_dir}: the evolve stage has not finished; run `semievol evolve` (or `semievol run`) first"
+        )
     rows = read_jsonl(e_dir / "train_data.jsonl")
-    rationale: dict[str, str | None] = {}
-    free = any(not r.get("options") for r in rows)
-    if free and cfg.sft.use_rationale and any("rationale" not in r for r in rows):
-        # older train_data.jsonl files do not carry the rationale: rebuild it from the task and the selection
-        if any(r["source"] == "labeled" and "rationale" not in r for r in rows):
-            rationale |= _labeled_rationales(cfg)
-        rationale |= _pseudo_rationales(run_dir)
     out = []
     for r in rows:
-        ex = Example(id=r["id"], question=r["question"], options=r.get("options"), answer=r["answer"],
-                     rationale=r.get("rationale", rationale.get(r["id"])))
+        ex = Example(
+            id=r["id"],
+            question=r["question"],
+            options=r.get("options"),
+            answer=r["answer"],
+            rationale=r.get("rationale"),
+        )
         out.append((ex, r["source"]))
     return out, cfg, e_dir
 
@@ -121,34 +102,70 @@ def format_row(msgs: list[dict[str, str]], fmt: ExportFormat) -> dict[str, Any]:
 def dataset_info(name: str, fmt: ExportFormat) -> dict[str, Any] | None:
     """LLaMA-Factory's entry for the exported file, or None where it has no reader for the layout."""
     if fmt == "alpaca":
-        return {name: {"file_name": DATA_FILE, "formatting": "alpaca", "columns": {
-            "prompt": "instruction", "query": "input", "response": "output", "system": "system"}}}
+        return {
+            name: {
+                "file_name": DATA_FILE,
+                "formatting": "alpaca",
+                "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
+            }
+        }
     if fmt == "sharegpt":
-        return {name: {"file_name": DATA_FILE, "formatting": "sharegpt", "columns": {"messages": "conversations"},
-                       "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human",
-                                "assistant_tag": "gpt", "system_tag": "system"}}}
+        return {
+            name: {
+                "file_name": DATA_FILE,
+                "formatting": "sharegpt",
+                "columns": {"messages": "conversations"},
+                "tags": {
+                    "role_tag": "from",
+                    "content_tag": "value",
+                    "user_tag": "human",
+                    "assistant_tag": "gpt",
+                    "system_tag": "system",
+                },
+            }
+        }
     if fmt == "messages":
-        return {name: {"file_name": DATA_FILE, "formatting": "sharegpt", "columns": {"messages": "messages"},
-                       "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                                "assistant_tag": "assistant", "system_tag": "system"}}}
+        return {
+            name: {
+                "file_name": DATA_FILE,
+                "formatting": "sharegpt",
+                "columns": {"messages": "messages"},
+                "tags": {
+                    "role_tag": "role",
+                    "content_tag": "content",
+                    "user_tag": "user",
+                    "assistant_tag": "assistant",
+                    "system_tag": "system",
+                },
+            }
+        }
     return None
 
 
 def _usage(name: str, fmt: ExportFormat, out: Path) -> str:
     data = out / DATA_FILE
-    trl = (f"from datasets import load_dataset\nds = load_dataset('json', data_files='{data}', split='train')\n"
-           "# trl.SFTTrainer(model=..., train_dataset=ds) applies the model's chat template")
+    trl = (
+        f"from datasets import load_dataset\nds = load_dataset('json', data_files='{data}', split='train')\n"
+        "# trl.SFTTrainer(model=..., train_dataset=ds) applies the model's chat template"
+    )
     lf = f"dataset_dir: {out}\ndataset: {name}"
     axolotl = {
         "alpaca": f"datasets:\n  - path: {data}\n    ds_type: json\n    type: alpaca",
-        "sharegpt": (f"datasets:\n  - path: {data}\n    ds_type: json\n    type: chat_template\n"
-                     "    field_messages: conversations\n    message_property_mappings:\n      role: from\n"
-                     "      content: value"),
-        "messages": f"datasets:\n  - path: {data}\n    ds_type: json\n    type: chat_template\n    field_messages: messages",
+        "sharegpt": (
+            f"datasets:\n  - path: {data}\n    ds_type: json\n    type: chat_template\n"
+            "    field_messages: conversations\n    message_property_mappings:\n      role: from\n"
+            "      content: value"
+        ),
+        "messages": (
+            f"datasets:\n  - path: {data}\n    ds_type: json\n    type: chat_template\n    field_messages: messages"
+        ),
     }
-    parts = [f"# semievol export: {name} ({fmt})", "",
-             f"`{DATA_FILE}` holds labeled plus selected pseudo-labelled rows with the prompt text semievol trained on.",
-             "The system message and question match `semievol.prompts.training_pair`; the response is the target."]
+    parts = [
+        f"# semievol export: {name} ({fmt})",
+        "",
+        f"`{DATA_FILE}` holds labeled plus selected pseudo-labelled rows with the prompt text semievol trained on.",
+        "The system message and question match `semievol.prompts.training_pair`; the response is the target.",
+    ]
     if fmt in ("messages", "prompt-completion"):
         parts += ["", "## TRL", "", "```python", trl, "```"]
     if fmt != "prompt-completion":
@@ -213,14 +230,25 @@ def export_data(run_dir: Path, fmt: ExportFormat, out: Path | None = None) -> Pa
     trained = json.loads((run_dir / "templates.json").read_text()) if (run_dir / "templates.json").exists() else {}
     changed = sorted(k for k in ("choice", "free") if k in trained and trained[k] != TEMPLATE_IDS[k])
     if changed:
-        log(f"export: warning: the run trained with templates {[trained[k] for k in changed]}, this export uses "
-            f"{[TEMPLATE_IDS[k] for k in changed]}; the prompt text may differ from what the adapter saw")
-    atomic_write_json(tmp / EXPORT_MARKER, {
-        "format": fmt, "dataset": name, "file": DATA_FILE, "rows": len(rows),
-        "labeled": sources.count("labeled"), "pseudo": sources.count("pseudo"),
-        "source": str((e_dir / "train_data.jsonl").resolve()), "templates": TEMPLATE_IDS,
-        "run_templates": trained, "use_rationale": cfg.sft.use_rationale,
-    })
+        log(
+            f"export: warning: the run trained with templates {[trained[k] for k in changed]}, this export uses "
+            f"{[TEMPLATE_IDS[k] for k in changed]}; the prompt text may differ from what the adapter saw"
+        )
+    atomic_write_json(
+        tmp / EXPORT_MARKER,
+        {
+            "format": fmt,
+            "dataset": name,
+            "file": DATA_FILE,
+            "rows": len(rows),
+            "labeled": sources.count("labeled"),
+            "pseudo": sources.count("pseudo"),
+            "source": str((e_dir / "train_data.jsonl").resolve()),
+            "templates": TEMPLATE_IDS,
+            "run_templates": trained,
+            "use_rationale": cfg.sft.use_rationale,
+        },
+    )
     _replace_folder(tmp, out)
     return out
 
@@ -230,8 +258,9 @@ def export_data(run_dir: Path, fmt: ExportFormat, out: Path | None = None) -> Pa
 MergeDtype = Literal["fp32", "bf16", "fp16"]
 
 
-def merge_adapter(run_dir: Path, out: Path | None = None, adapter: Literal["evolved", "warm"] = "evolved",
-                  dtype: MergeDtype = "fp32") -> Path:
+def merge_adapter(
+    run_dir: Path, out: Path | None = None, adapter: Literal["evolved", "warm"] = "evolved", dtype: MergeDtype = "fp32"
+) -> Path:
     """Fold the run's LoRA adapter into its base model; save safetensors and the tokenizer to ``out``.
 
     The merge runs in fp32 on the CPU; the weights are then cast to ``dtype`` for saving.
@@ -258,10 +287,14 @@ def merge_adapter(run_dir: Path, out: Path | None = None, adapter: Literal["evol
     if q is not None and (q.get("quant_method") if isinstance(q, dict) else getattr(q, "quant_method", None)) == "gguf":
         del merged.config.quantization_config  # a GGUF base was dequantised on load: the weights are plain
     merged.save_pretrained(str(tmp))
-    tok = load_tokenizer(resolve_model(str(a_dir))) if (a_dir / "tokenizer_config.json").exists() else load_tokenizer(src)
+    tok = (
+        load_tokenizer(resolve_model(str(a_dir))) if (a_dir / "tokenizer_config.json").exists() else load_tokenizer(src)
+    )
     tok.save_pretrained(str(tmp))
-    atomic_write_json(tmp / MERGE_MARKER, {"base_model": src.label, "adapter": str(a_dir.resolve()),
-                                           "adapter_stage": a_dir.name, "dtype": dtype})
+    atomic_write_json(
+        tmp / MERGE_MARKER,
+        {"base_model": src.label, "adapter": str(a_dir.resolve()), "adapter_stage": a_dir.name, "dtype": dtype},
+    )
     _replace_folder(tmp, out)
     return out
 

@@ -108,7 +108,10 @@ def cpu_bf16_is_faster() -> bool:
         return False
     # alternating rounds, fastest of each: on shared cores a burst of load during one dtype's loop made
     # the probe pick fp32 for a whole benchmark run
-    mats = {dt: (torch.randn(512, 576, dtype=dt), torch.randn(1536, 576, dtype=dt)) for dt in (torch.float32, torch.bfloat16)}
+    mats = {
+        dt: (torch.randn(512, 576, dtype=dt), torch.randn(1536, 576, dtype=dt))
+        for dt in (torch.float32, torch.bfloat16)
+    }
     best = {dt: float("inf") for dt in mats}
     for _ in range(7):
         for dt, (x, w) in mats.items():
@@ -231,10 +234,9 @@ def dequantised_folder(src: ModelSource) -> Path | None:
     """A model folder (config + fp32 safetensors) with the weights of a local GGUF file, written once.
 
     Dequantising a GGUF file takes seconds and holds an fp32 copy of every weight; from the folder,
-    ``from_pretrained`` loads straight into the wanted dtype (the embedded model's process then holds 270 MB
-    of bf16 weights instead of those plus a 540 MB fp32 copy). The key is a hash of the file's bytes (a
-    reinstalled package or a fresh clone's environment brings the same file with a new mtime, and each would
-    otherwise leave another 514 MB folder behind; hashing the embedded file takes well under a second) and
+    ``from_pretrained`` loads straight into the wanted dtype, without an fp32 copy beside it. The key is a hash
+    of the file's bytes (a reinstalled package or a fresh clone's environment brings the same file with a new
+    mtime, and each would otherwise leave another folder behind) and
     the transformers version that dequantised it (the hash is remembered per path, size and mtime, so a
     multi-GB file is read once). None when the file is not local (a Hub GGUF) or the cache cannot be
     written; the caller then dequantises in memory.
@@ -268,8 +270,9 @@ def dequantised_folder(src: ModelSource) -> Path | None:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("cannot cache the dequantised GGUF under %s (%s); it will be dequantised on every load",
-                    folder.parent, e)
+        log.warning(
+            "cannot cache the dequantised GGUF under %s (%s); it will be dequantised on every load", folder.parent, e
+        )
         return None
     return folder if (folder / "model.safetensors").is_file() else None
 

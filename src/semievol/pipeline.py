@@ -116,12 +116,20 @@ def stage_fingerprint(ctx: RunContext, name: str, upstream: list[str | None], *e
 def base_fingerprint(cfg: RunConfig, task: Task) -> str:
     """What every stage builds on: the model settings, the task's rows and the seed. The unlabeled split's
     gold answers are left out: they are read only to score the pseudo-labels."""
-    def digest(split: Any) -> str | None:
-        return None if split is None else fingerprint_items(
-            (e.id, e.question, e.options, e.answer, e.rationale) for e in split.iter_examples())
 
-    rows = {"kind": task.kind, "labeled": digest(task.labeled), "test": digest(task.test),
-            "unlabeled": fingerprint_items((e.id, e.question, e.options) for e in task.unlabeled.iter_examples())}
+    def digest(split: Any) -> str | None:
+        return (
+            None
+            if split is None
+            else fingerprint_items((e.id, e.question, e.options, e.answer, e.rationale) for e in split.iter_examples())
+        )
+
+    rows = {
+        "kind": task.kind,
+        "labeled": digest(task.labeled),
+        "test": digest(task.test),
+        "unlabeled": fingerprint_items((e.id, e.question, e.options) for e in task.unlabeled.iter_examples()),
+    }
     return fingerprint(fingerprint_settings(cfg.model), rows, cfg.seed)
 
 
@@ -139,14 +147,30 @@ def steps(ctx: RunContext) -> Iterator[Step]:
     evolves: list[Step] = []
     select = None
     for r in range(1, cfg.evolve.rounds + 1):
-        prop = Step(BY_NAME["propagate"], stage_dir(run_dir, "propagate", r), partial(fp, "propagate", [before.fp]),
-                    partial(_propagate, ctx, pool, warm), (before,), partial(_shard, ctx, pool, warm))
+        prop = Step(
+            BY_NAME["propagate"],
+            stage_dir(run_dir, "propagate", r),
+            partial(fp, "propagate", [before.fp]),
+            partial(_propagate, ctx, pool, warm),
+            (before,),
+            partial(_shard, ctx, pool, warm),
+        )
         yield prop
-        select = Step(BY_NAME["select"], stage_dir(run_dir, "select", r), partial(fp, "select", [prop.fp]),
-                      partial(_select, ctx, prop.out / "votes.jsonl", warm), (prop,))
+        select = Step(
+            BY_NAME["select"],
+            stage_dir(run_dir, "select", r),
+            partial(fp, "select", [prop.fp]),
+            partial(_select, ctx, prop.out / "votes.jsonl", warm),
+            (prop,),
+        )
         yield select
-        evolve = Step(BY_NAME["evolve"], stage_dir(run_dir, "evolve", r), partial(fp, "evolve", [select.fp]),
-                      partial(_evolve, ctx, pool, select.out / "pseudo_labels.jsonl", warm), (select,))
+        evolve = Step(
+            BY_NAME["evolve"],
+            stage_dir(run_dir, "evolve", r),
+            partial(fp, "evolve", [select.fp]),
+            partial(_evolve, ctx, pool, select.out / "pseudo_labels.jsonl", warm),
+            (select,),
+        )
         yield evolve
         if finished(select.out, select.fp):
             pool = with_pseudo(pool, selected_examples(select.out / "pseudo_labels.jsonl", ctx.task.unlabeled), n_gold)
@@ -157,21 +181,31 @@ def steps(ctx: RunContext) -> Iterator[Step]:
     chain = [last.out] if cfg.evolve.mode == "fresh" else [sft.out] + [e.out for e in evolves]
     matched = None
     if "sft_matched" in cfg.evaluate.models:
-        matched = Step(BY_NAME["sft_matched"], stage_dir(run_dir, "sft_matched"),
-                       lambda: fp("sft_matched", [sft.fp], trained_steps(chain)),
-                       lambda out: run_sft_matched(ctx, out, trained_steps(chain)), (last,))
+        matched = Step(
+            BY_NAME["sft_matched"],
+            stage_dir(run_dir, "sft_matched"),
+            lambda: fp("sft_matched", [sft.fp], trained_steps(chain)),
+            lambda out: run_sft_matched(ctx, out, trained_steps(chain)),
+            (last,),
+        )
         yield matched
     # each model evaluated, with its adapter (None: the base model) and the step that trained it
-    trained = {"base": (None, None), "warm": (Adapter("warm", sft.out, sft.fp), sft),
-               "evolved": (Adapter("evolved", last.out, last.fp), last)}
+    trained = {
+        "base": (None, None),
+        "warm": (Adapter("warm", sft.out, sft.fp), sft),
+        "evolved": (Adapter("evolved", last.out, last.fp), last),
+    }
     if matched is not None:
         trained["sft_matched"] = (Adapter("matched", matched.out, matched.fp), matched)
     models = {m: trained[m][0] for m in cfg.evaluate.models}
     summaries = [d.out for d in (last, sft, matched) if d is not None]
-    yield Step(BY_NAME["evaluate"], stage_dir(run_dir, "evaluate"),
-               lambda: fp("evaluate", [last.fp, sft.fp, matched.fp if matched else None]),
-               lambda out: run_evaluate(ctx, out, models, summaries, select.out if select else None),
-               tuple(s for m in cfg.evaluate.models if (s := trained[m][1]) is not None))
+    yield Step(
+        BY_NAME["evaluate"],
+        stage_dir(run_dir, "evaluate"),
+        lambda: fp("evaluate", [last.fp, sft.fp, matched.fp if matched else None]),
+        lambda out: run_evaluate(ctx, out, models, summaries, select.out if select else None),
+        tuple(s for m in cfg.evaluate.models if (s := trained[m][1]) is not None),
+    )
 
 
 def _propagate(ctx: RunContext, pool: list[Example], warm: Adapter, out: Path) -> None:
@@ -198,9 +232,11 @@ def run(ctx: RunContext, stages: tuple[str, ...] = COMMANDS, shard: tuple[int, i
     held throughout (shared between shard workers).
     """
     if world_size() > 1 and set(stages) - {"sft", "evolve"}:
-        raise StageMissing(f"{', '.join(s for s in stages if s not in ('sft', 'evolve'))}: only sft and evolve run "
-                           "under accelerate launch; run the other stages in one process (propagate scales out "
-                           "with --shard)")
+        raise StageMissing(
+            f"{', '.join(s for s in stages if s not in ('sft', 'evolve'))}: only sft and evolve run "
+            "under accelerate launch; run the other stages in one process (propagate scales out "
+            "with --shard)"
+        )
     check_model_source(ctx.cfg, stages)
     with run_dir_lock(ctx.run_dir, shared=shard is not None), disk_errors("run_dir"):
         return _run(ctx, stages, shard)
@@ -278,8 +314,10 @@ def _train_stage(ctx: RunContext, step: Step) -> None:
         _stage(ctx, step)
         return
     if ctx.cfg.evolve.rounds > 1:
-        raise TrainingError("sft.launcher: accelerate runs one evolve round (evolve.rounds 1); for more rounds start "
-                            "each stage under accelerate launch yourself")
+        raise TrainingError(
+            "sft.launcher: accelerate runs one evolve round (evolve.rounds 1); for more rounds start "
+            "each stage under accelerate launch yourself"
+        )
     log(f"{name}: starting under accelerate launch")
     t = time.time()
     code = relaunch(ctx.cfg.sft, name, ctx.run_dir / "config.yaml", ctx.quiet)
@@ -308,8 +346,7 @@ def write_run_header(ctx: RunContext) -> None:
     atomic_write_json(ctx.run_dir / "data_warnings.json", ctx.task.warnings)  # skipped rows, overlaps, ...
 
 
-def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False,
-                 engine: Any = None) -> RunContext:
+def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False, engine: Any = None) -> RunContext:
     """The task loaded for ``cfg`` (its warnings logged) and the context the stages share."""
     task = load_task(cfg.task, seed=cfg.seed, need_test=need_test, min_labeled=cfg.propagate.k)
     for w in task.warnings:
@@ -329,6 +366,9 @@ def run_command(cfg: RunConfig, args: Any) -> int:
 
 def stage_command(cfg: RunConfig, args: Any) -> int:
     """``semievol sft|propagate|select|evolve|evaluate``: that stage alone (``--shard I/N`` for propagate)."""
-    run(make_context(cfg, quiet=args.quiet, need_test=args.command == "evaluate"), (args.command,),
-        shard=getattr(args, "shard", None))
+    run(
+        make_context(cfg, quiet=args.quiet, need_test=args.command == "evaluate"),
+        (args.command,),
+        shard=getattr(args, "shard", None),
+    )
     return 0

@@ -2,8 +2,7 @@
 
 A prompt is a list of chat messages plus an assistant prefix; the engine renders it with the model's chat
 template and appends the prefix (``Answer:`` for option scoring). Retrieved demos go into the system message
-as worked examples, not as earlier chat turns: a small model copied the demos' answers when they came as
-turns (measured on FPB before the project began: about 25% accuracy against about 40% with no demos).
+as worked examples, not as earlier chat turns, which a small model copies the answers of.
 Artifacts record ``TEMPLATE_IDS`` so a change of wording is visible in a run directory.
 """
 
@@ -64,7 +63,9 @@ def _system(demos: list[Example], kind: str) -> str:
         return SYSTEM
     parts = [SYSTEM, "", "Worked examples of similar questions:"]
     for i, d in enumerate(demos, 1):
-        parts.append(f"\nExample {i}:\n{format_question(d)}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}")
+        parts.append(
+            f"\nExample {i}:\n{format_question(d)}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}"
+        )
     return "\n".join(parts)
 
 
@@ -77,18 +78,20 @@ def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) ->
 
 def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[str] | None = None) -> Prompt:
     """Self-justification: the question with the n candidate answers, asking for the final one."""
-    # v2 keeps the user turn exactly as the warm model saw it in training and puts the candidates in the
-    # system message. v1 appended them to the question: on the demo task the warm model then answered
-    # 29% correctly, against 59% for the same model asked the plain question.
+    # the user turn stays exactly as the warm model saw it in training; the candidates go in the system
+    # message (appended to the question, they changed the prompt enough to cost the small model accuracy)
     lines = []
     for i, c in enumerate(candidates, 1):
-        r = (reasons[i - 1].strip() if reasons and reasons[i - 1] else "")
+        r = reasons[i - 1].strip() if reasons and reasons[i - 1] else ""
         if r and kind == "free":
             lines.append(f"Attempt {i}: {r}\n(final: {c})")
         else:
             lines.append(f"Attempt {i}: {c}")
-    system = (f"{SYSTEM}\n\nEarlier attempts at the next question answered:\n" + "\n".join(lines) +
-              "\nThey may be wrong. Weigh them and give the correct answer.")
+    system = (
+        f"{SYSTEM}\n\nEarlier attempts at the next question answered:\n"
+        + "\n".join(lines)
+        + "\nThey may be wrong. Weigh them and give the correct answer."
+    )
     msgs = (("system", system), ("user", format_question(ex)))
     return Prompt(msgs, "Answer:" if kind == "choice" else "")
 

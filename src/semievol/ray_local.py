@@ -86,10 +86,29 @@ def local_cluster(num_cpus: int = 2, log: Path | None = None) -> Iterator[LocalC
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
     out = open(log, "wb") if log else subprocess.DEVNULL
     head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-         "--port", str(port), "--num-cpus", str(num_cpus), "--num-gpus", "0", "--include-dashboard", "false",
-         "--disable-usage-stats", "--temp-dir", str(temp)],
-        start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            str(num_cpus),
+            "--num-gpus",
+            "0",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(temp),
+        ],
+        start_new_session=True,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     cluster = LocalCluster(head, f"127.0.0.1:{port}")
     try:
         deadline = time.time() + 120

@@ -18,8 +18,9 @@ FAISS_FROM = 20_000
 
 
 def embed(texts: list[str], embedder: Any, batch_size: int = 64) -> np.ndarray:
-    vecs = embedder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-                           convert_to_numpy=True)
+    vecs = embedder.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+    )
     return np.asarray(vecs, dtype=np.float32)
 
 
@@ -52,13 +53,16 @@ def have_faiss() -> bool:
 
 
 def nearest(
-    keys: np.ndarray, queries: np.ndarray, k: int, index: Literal["auto", "numpy", "faiss"] = "auto",
+    keys: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    index: Literal["auto", "numpy", "faiss"] = "auto",
     block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, similarities) of the k most similar keys per query, best first. Vectors are unit-normalised.
 
     NumPy search takes ``block`` queries at a time; by default as many as keep the similarity matrix near
-    64 MB (4,096 queries against 100,000 keys took 9.7 GB of temporaries)."""
+    64 MB, so the temporaries stay bounded however many queries there are."""
     k = min(k, len(keys))
     if k == 0:
         return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
@@ -67,7 +71,9 @@ def nearest(
         try:
             import faiss
         except ImportError:
-            raise RuntimeError("propagate.index is 'faiss' but faiss is not installed: pip install 'semievol[faiss]'") from None
+            raise RuntimeError(
+                "propagate.index is 'faiss' but faiss is not installed: pip install 'semievol[faiss]'"
+            ) from None
         ix = faiss.IndexFlatIP(keys.shape[1])
         ix.add(np.ascontiguousarray(keys, dtype=np.float32))
         sims, idx = ix.search(np.ascontiguousarray(queries, dtype=np.float32), k)
@@ -102,8 +108,12 @@ def cached_embeddings(path: Path, texts: list[str], make: Any) -> np.ndarray:
     if f.exists():
         try:
             vecs = np.load(f, allow_pickle=False)
-            if (vecs.ndim == 2 and len(vecs) == len(texts) and np.isfinite(vecs).all()
-                    and (not texts or np.allclose(vecs[0], make(texts[:1])[0], atol=1e-3))):
+            if (
+                vecs.ndim == 2
+                and len(vecs) == len(texts)
+                and np.isfinite(vecs).all()
+                and (not texts or np.allclose(vecs[0], make(texts[:1])[0], atol=1e-3))
+            ):
                 return vecs
         except (OSError, ValueError, EOFError):
             pass

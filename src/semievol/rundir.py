@@ -69,27 +69,32 @@ def need_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise StageMissing(f"{run_dir}: no such run directory")
     if not (run_dir / "config.yaml").exists():
-        raise StageMissing(f"{run_dir}: not a run directory (no config.yaml); start one with "
-                           f"`semievol run --run-dir {run_dir}`")
+        raise StageMissing(
+            f"{run_dir}: not a run directory (no config.yaml); start one with `semievol run --run-dir {run_dir}`"
+        )
 
 
 def need(out: Path, fp: str, what: str) -> None:
     """Stop unless the ``what`` stage in ``out`` is finished for ``fp``, saying which command makes it."""
     man = read_manifest(out)
     if man is not None and man.get("fingerprint") == fp and (problem := manifest_problem(out, man)):
-        raise StageMissing(f"{out}: {problem}: damaged or edited since the {what} stage finished; run "
-                           f"`semievol {what}` (or `semievol run`) to redo it")
+        raise StageMissing(
+            f"{out}: {problem}: damaged or edited since the {what} stage finished; run "
+            f"`semievol {what}` (or `semievol run`) to redo it"
+        )
     if not finished(out, fp):
-        raise StageMissing(f"{out}: the {what} stage has not finished for this config; run `semievol {what}` "
-                           "(or `semievol run`) first")
+        raise StageMissing(
+            f"{out}: the {what} stage has not finished for this config; run `semievol {what}` (or `semievol run`) first"
+        )
 
 
 def load_pseudo_labels(run_dir: Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """(select folder, pseudo-label rows, selection.json) of the last finished select stage."""
     s = last_finished(run_dir, "select")
     if s is None:
-        raise StageMissing(f"{run_dir}: the select stage has not finished; run `semievol select` "
-                           "(or `semievol run`) first")
+        raise StageMissing(
+            f"{run_dir}: the select stage has not finished; run `semievol select` (or `semievol run`) first"
+        )
     selection = s / "selection.json"
     return s, read_jsonl(s / "pseudo_labels.jsonl"), json.loads(selection.read_text()) if selection.exists() else {}
 
@@ -178,8 +183,10 @@ def manifest_problem(stage_dir: Path, man: dict[str, Any] | None = None) -> str 
 
 def write_manifest(stage_dir: Path, stage: str, fp: str, files: list[str], **extra: Any) -> None:
     digests = {f: file_record(stage_dir / f) for f in sorted(files) if (stage_dir / f).is_file()}
-    atomic_write_json(manifest_path(stage_dir), {"stage": stage, "fingerprint": fp, "files": sorted(files),
-                                                 "digests": digests, **extra})
+    atomic_write_json(
+        manifest_path(stage_dir),
+        {"stage": stage, "fingerprint": fp, "files": sorted(files), "digests": digests, **extra},
+    )
 
 
 def finish_stage(out: Path, stage: str, fp: str, inputs: dict[str, Any] | None = None) -> None:
@@ -187,8 +194,13 @@ def finish_stage(out: Path, stage: str, fp: str, inputs: dict[str, Any] | None =
     data files the run read (``input_records``), recorded with the stage."""
     (out / PENDING).unlink(missing_ok=True)
     extra = {} if inputs is None else {"inputs": inputs}
-    write_manifest(out, stage, fp, [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")],
-                   **extra)
+    write_manifest(
+        out,
+        stage,
+        fp,
+        [p.name for p in out.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")],
+        **extra,
+    )
 
 
 def input_records(task: Task) -> dict[str, Any]:
@@ -238,5 +250,3 @@ def clear_unfinished(out: Path, fp: str) -> None:
             shutil.rmtree(p)
         else:
             p.unlink()
-
-

@@ -1,15 +1,14 @@
 """Guards of a run folder: whose it is, one writer at a time, and one-line errors when the disk refuses.
 
-A folder is a semievol run folder when it holds ``LOCK_FILE`` (created before any other file of a run), a
-stage folder semievol wrote, or, for runs made before the lock file existed, ``config.yaml`` with
-``versions.json``. Before a byte is written, ``run_dir_lock`` refuses any other folder that holds a name
-semievol would write (``config.yaml``, a stage's folder, ...); a folder of the user's own other files (a
+A folder is a semievol run folder when it holds ``LOCK_FILE`` (created before any other file of a run) or a
+stage folder semievol wrote. Before a byte is written, ``run_dir_lock`` refuses any other folder that holds a
+name semievol would write (``config.yaml``, a stage's folder, ...); a folder of the user's own other files (a
 config file kept beside its run, notes) is taken, and those files are never touched. It then takes an
-exclusive ``flock`` on ``LOCK_FILE`` for as long as the command writes. The operating system releases the
-lock when the process ends, however it ends, so a killed run never leaves a stale lock; the holder's PID is written in the file
-so that a second writer is told who holds it. ``owned_stage_dir`` tells the clean-up of unfinished stages
-whether a stage-named folder is one semievol wrote, and ``disk_errors`` turns a full or read-only disk into
-one line naming the stage.
+exclusive ``flock`` on ``LOCK_FILE`` for as long as the command writes. The operating system releases the lock
+when the process ends, however it ends, so a killed run never leaves a stale lock; the holder's PID is written
+in the file so that a second writer is told who holds it. ``owned_stage_dir`` tells the clean-up of unfinished
+stages whether a stage-named folder is one semievol wrote, and ``disk_errors`` turns a full or read-only disk
+into one line naming the stage.
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 # every name semievol writes directly in a run folder (files and folders)
 _WRITTEN_BY_SEMIEVOL = re.compile(
     r"config\.yaml|versions\.json|templates\.json|timings\.json|data_warnings\.json|report\.html|eval_.*\.json"
-    r"|cache|tensorboard|export|merged_.*|(sft|propagate|select|evolve|evaluate|sft_matched)(_r\d+)?")
+    r"|cache|tensorboard|export|merged_.*|(sft|propagate|select|evolve|evaluate|sft_matched)(_r\d+)?"
+)
 _SEMIEVOL_STAGE_FILES = re.compile(r"manifest\.json|\.pending|votes\.shard-\d+-of-\d+\.jsonl(\.done|\.pending|\.lock)?")
 
 
@@ -40,9 +40,9 @@ class RunDirError(ConfigError):
 
 
 def is_run_dir(path: Path) -> bool:
-    """True where ``path`` holds a semievol run: its lock file, the header files of an older run, or a stage
-    folder semievol wrote (one copied in from another run, as the warm adapter of a sharded propagate is)."""
-    if (path / LOCK_FILE).is_file() or ((path / "config.yaml").is_file() and (path / "versions.json").is_file()):
+    """True where ``path`` holds a semievol run: its lock file, or a stage folder semievol wrote (one copied in
+    from another run, as the warm adapter of a sharded propagate is)."""
+    if (path / LOCK_FILE).is_file():
         return True
     return any(p.is_dir() and ((p / "manifest.json").is_file() or (p / ".pending").is_file()) for p in path.iterdir())
 
@@ -61,8 +61,10 @@ def check_run_dir(path: Path) -> None:
         return
     clash = sorted(p.name for p in path.iterdir() if _WRITTEN_BY_SEMIEVOL.fullmatch(p.name))
     if clash:
-        raise RunDirError(f"run_dir: {path} exists and is not a semievol run folder (no {LOCK_FILE}), and "
-                          f"semievol would write over its {', '.join(clash[:3])}; choose a new or empty folder")
+        raise RunDirError(
+            f"run_dir: {path} exists and is not a semievol run folder (no {LOCK_FILE}), and "
+            f"semievol would write over its {', '.join(clash[:3])}; choose a new or empty folder"
+        )
 
 
 def owned_stage_dir(folder: Path) -> bool:
@@ -72,8 +74,10 @@ def owned_stage_dir(folder: Path) -> bool:
 
 
 def not_owned(folder: Path) -> RunDirError:
-    return RunDirError(f"{folder}: this folder has a stage's name but semievol did not write it (no manifest.json "
-                       "or .pending); move it out of the run folder, nothing in it was changed")
+    return RunDirError(
+        f"{folder}: this folder has a stage's name but semievol did not write it (no manifest.json "
+        "or .pending); move it out of the run folder, nothing in it was changed"
+    )
 
 
 def _holder(fd: int) -> str:
@@ -98,14 +102,18 @@ def file_lock(lock: Path, what: str, shared: bool = False) -> Iterator[None]:
     except OSError as e:
         if e.errno not in DISK_ERRNOS:
             raise
-        raise RunDirError(f"{what}: cannot write in {lock.parent} ({e.strerror}); a finished run can still be "
-                          "read (semievol report RUN_DIR --out FILE, semievol pseudo RUN_DIR)") from None
+        raise RunDirError(
+            f"{what}: cannot write in {lock.parent} ({e.strerror}); a finished run can still be "
+            "read (semievol report RUN_DIR --out FILE, semievol pseudo RUN_DIR)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunDirError(f"{what}: {lock.parent} is being written by another semievol process "
-                              f"({_holder(fd)}); wait for it to end, or use another run_dir") from None
+            raise RunDirError(
+                f"{what}: {lock.parent} is being written by another semievol process "
+                f"({_holder(fd)}); wait for it to end, or use another run_dir"
+            ) from None
         if not shared:
             with disk_errors(what):
                 os.ftruncate(fd, 0)
@@ -147,9 +155,14 @@ def disk_errors(where: str, more: str = "") -> Iterator[None]:
         if e.errno not in DISK_ERRNOS:
             raise
         what = f" writing {e.filename}" if e.filename else ""
-        hint = ("free some space and run the command again: finished work and finished rows are kept"
-                if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "check the folder's permissions")
-        raise RunDirError(f"{where}: {e.strerror or os.strerror(e.errno)}{what}; {hint}{' ' + more if more else ''}") from None
+        hint = (
+            "free some space and run the command again: finished work and finished rows are kept"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check the folder's permissions"
+        )
+        raise RunDirError(
+            f"{where}: {e.strerror or os.strerror(e.errno)}{what}; {hint}{' ' + more if more else ''}"
+        ) from None
 
 
 def check_model_source(cfg: RunConfig, stages: tuple[str, ...]) -> None:

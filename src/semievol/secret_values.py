@@ -13,18 +13,25 @@ import json
 import re
 from typing import Any
 
-from .config import ConfigError
+from .config.fields import ConfigError
 
 _EDGE = r"(?<![A-Za-z0-9])"
 KEY_SHAPES: list[tuple[str, re.Pattern[str]]] = [
     ("a Hugging Face token (hf_...)", re.compile(_EDGE + r"hf_[A-Za-z0-9]{30,}")),
-    ("a live or test secret key (sk_live_..., rk_test_...)", re.compile(_EDGE + r"[sr]k_(?:live|test)_[A-Za-z0-9]{8,}")),
+    (
+        "a live or test secret key (sk_live_..., rk_test_...)",
+        re.compile(_EDGE + r"[sr]k_(?:live|test)_[A-Za-z0-9]{8,}"),
+    ),
     ("an API key (sk-...)", re.compile(_EDGE + r"sk-[A-Za-z0-9_\-]{20,}")),
     ("a GitHub token (ghp_...)", re.compile(_EDGE + r"gh[pousr]_[A-Za-z0-9]{30,}")),
     ("an AWS access key id (AKIA...)", re.compile(_EDGE + r"AKIA[0-9A-Z]{16}(?![A-Za-z0-9])")),
-    ("a URL with a key in its query string", re.compile(
-        r"[?&;](?:api[_-]?key|key|token|access[_-]?token|auth|secret|password|sig|signature|x-amz-signature)=[^&#\s]+",
-        re.IGNORECASE)),
+    (
+        "a URL with a key in its query string",
+        re.compile(
+            r"[?&;](?:api[_-]?key|key|token|access[_-]?token|auth|secret|password|sig|signature|x-amz-signature)=[^&#\s]+",
+            re.IGNORECASE,
+        ),
+    ),
 ]  # a password in a URL (user:pass@host) is refused by model.api_base's own check, with its own message
 
 
@@ -51,8 +58,10 @@ def check_no_secrets(values: Any, where: str = "") -> None:
         raise ConfigError(f"{where.rstrip('.') or 'config'}: the value looks like {what}; {_ADVICE}")
 
 
-_ADVICE = ("a key is never a setting (settings are saved in RUN_DIR/config.yaml): put it in the environment "
-           "variable that model.api_key_env names")
+_ADVICE = (
+    "a key is never a setting (settings are saved in RUN_DIR/config.yaml): put it in the environment "
+    "variable that model.api_key_env names"
+)
 
 
 def secret_forms(secret: str) -> list[str]:

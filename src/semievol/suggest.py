@@ -17,9 +17,7 @@ class with the fewest labels at each step, with its most uncertain row; ``mix`` 
 ``POOL_FACTOR * n`` most uncertain rows, at each step the one with the largest uncertainty x (1 + class
 need) x distance, the distance counted only up to the pool's median distance to the labeled rows: a row
 close to one already labeled or chosen is worth less, but a row far from everything is worth no more than
-a typical one (farthest-point alone chases outliers: on FPB with the embedder classifier, 8.8 points below
-random rows after three rounds; the first mix, with the distance uncapped, gained 2.9 points over random
-where uncertainty alone gained 2.7; benchmarks/results/label_next_fpb_mix1.md). Every strategy skips a row
+a typical one (farthest-point alone chases outliers; docs/results/label_next.md). Every strategy skips a row
 at cosine similarity ``DUP_SIM`` or more to a row already chosen, so no two suggestions are near-duplicates.
 
 The output is in the task's own input shape (id, question, options, and the answer column left empty) plus
@@ -89,8 +87,14 @@ def row_signal(r: dict[str, Any], kind: str) -> Signal:
         runner = int(others[0]) if others else None
         conf = float(p[g])
         margin = max(0.0, conf - (float(p[runner]) if runner is not None else 0.0))
-        return Signal(guess, LETTERS[runner] if runner is not None else None, conf, margin, split,
-                      0.5 * (1 - margin) + 0.5 * split)
+        return Signal(
+            guess,
+            LETTERS[runner] if runner is not None else None,
+            conf,
+            margin,
+            split,
+            0.5 * (1 - margin) + 0.5 * split,
+        )
     score = r.get("score")
     conf = math.exp(-score) if isinstance(score, int | float) and math.isfinite(score) else 0.0
     counts = Counter(a for a in votes if a is not None and a != guess)
@@ -105,9 +109,17 @@ class Pick:
     need: float
 
 
-def choose(signals: list[Signal], classes: list[tuple[str | None, str | None]], emb_unlabeled: np.ndarray,
-           emb_labeled: np.ndarray, labeled_counts: Counter[str], n: int, strategy: str,
-           dup_sim: float = DUP_SIM, pool_factor: int = POOL_FACTOR) -> list[Pick]:
+def choose(
+    signals: list[Signal],
+    classes: list[tuple[str | None, str | None]],
+    emb_unlabeled: np.ndarray,
+    emb_labeled: np.ndarray,
+    labeled_counts: Counter[str],
+    n: int,
+    strategy: str,
+    dup_sim: float = DUP_SIM,
+    pool_factor: int = POOL_FACTOR,
+) -> list[Pick]:
     """Up to ``n`` rows by ``strategy`` (see the module docstring), in the order they were chosen.
 
     ``classes``: per row, the class of its guess and of its runner-up (None where classes do not apply);
@@ -159,8 +171,7 @@ def _need(classes: list[tuple[str | None, str | None]], counts: Counter[str]) ->
         return np.zeros(len(classes))
     share = sum(counts.values()) / len(counts)
     need_of = {c: max(0.0, 1.0 - k / share) if share else 1.0 for c, k in counts.items()}
-    return np.array([max(need_of.get(g, 0.0) if g else 0.0, need_of.get(r, 0.0) if r else 0.0)
-                     for g, r in classes])
+    return np.array([max(need_of.get(g, 0.0) if g else 0.0, need_of.get(r, 0.0) if r else 0.0) for g, r in classes])
 
 
 def _serves_neediest(classes: list[tuple[str | None, str | None]], counts: Counter[str], ok: np.ndarray) -> np.ndarray:
@@ -187,7 +198,8 @@ def label_names(task: Task) -> list[str] | None:
         return None
     first = task.labeled.examples[0].options
     if all(e.options == first for e in task.labeled.examples) and all(
-            e.options == first for e in task.unlabeled.iter_examples()):
+        e.options == first for e in task.unlabeled.iter_examples()
+    ):
         return list(first or [])
     return None
 
@@ -236,12 +248,16 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
         raise ConfigError("--strategy: 'coverage' needs a multiple-choice task (free-form answers have no classes)")
     examples = {e.id: e for e in task.unlabeled.iter_examples()}
     if len(rows) != len(examples) or any(r["id"] not in examples for r in rows):
-        raise StageMissing(f"{s_dir}: the pseudo-labels are not those of the task's unlabeled split as it loads now "
-                            "(task.add_labels or the data changed since); run `semievol run` first")
+        raise StageMissing(
+            f"{s_dir}: the pseudo-labels are not those of the task's unlabeled split as it loads now "
+            "(task.add_labels or the data changed since); run `semievol run` first"
+        )
     names = label_names(task)
     signals = [row_signal(r, task.kind) for r in rows]
-    classes = [(class_of(s.guess, names), class_of(s.runner_up, names)) if task.kind == "choice" else (None, None)
-               for s in signals]
+    classes = [
+        (class_of(s.guess, names), class_of(s.runner_up, names)) if task.kind == "choice" else (None, None)
+        for s in signals
+    ]
     if task.kind == "choice":
         counts: Counter[str] = Counter({c: 0 for c in names} if names else {})
         counts.update(c for e in task.labeled.examples if (c := class_of(e.answer, names)) is not None)
@@ -256,26 +272,46 @@ def suggest(run_dir: Path, n: int = 50, strategy: str = "mix", out: Path | None 
     if fmt not in ("csv", "jsonl"):
         raise ConfigError(f"--out: {dest}: write a .csv or a .jsonl file")
     if any(Path(f).resolve() == dest.resolve() for f in cfg.task.add_labels):
-        raise ConfigError(f"--out: {dest} holds labels this run was given (task.add_labels); write the new "
-                          "suggestions to another file")
+        raise ConfigError(
+            f"--out: {dest} holds labels this run was given (task.add_labels); write the new "
+            "suggestions to another file"
+        )
     chosen = []
     for rank, p in enumerate(picks, start=1):
         r, s = rows[p.index], signals[p.index]
-        extra: dict[str, Any] = {"suggest_rank": rank, "suggest_guess": s.guess,
-                 "suggest_guess_text": class_of(s.guess, examples[r["id"]].options) if task.kind == "choice" else s.guess,
-                 "suggest_confidence": round(s.confidence, 4), "suggest_uncertainty": round(s.uncertainty, 4),
-                 "suggest_votes": ",".join(str(v["answer"]) for v in r["votes"]),
-                 "suggest_distance": round(p.distance, 4), "suggest_class_need": round(p.need, 4),
-                 "suggest_strategy": strategy}
+        extra: dict[str, Any] = {
+            "suggest_rank": rank,
+            "suggest_guess": s.guess,
+            "suggest_guess_text": class_of(s.guess, examples[r["id"]].options) if task.kind == "choice" else s.guess,
+            "suggest_confidence": round(s.confidence, 4),
+            "suggest_uncertainty": round(s.uncertainty, 4),
+            "suggest_votes": ",".join(str(v["answer"]) for v in r["votes"]),
+            "suggest_distance": round(p.distance, 4),
+            "suggest_class_need": round(p.need, 4),
+            "suggest_strategy": strategy,
+        }
         chosen.append((examples[r["id"]], extra))
     write_task_rows(dest, chosen, cfg.task, fmt)
-    atomic_write_json(run_dir / "suggest" / "suggest.json", {
-        "strategy": strategy, "asked": n, "written": len(chosen), "file": str(dest), "select_dir": s_dir.name,
-        "unlabeled_rows": len(rows), "embedder": cfg.model.embedder, "dup_sim": DUP_SIM, "pool_factor": POOL_FACTOR,
-        "labels_per_class": dict(counts), "guesses": dict(Counter(str(x["suggest_guess_text"]) for _, x in chosen)),
-        "mean_uncertainty": {"suggested": _mean([x["suggest_uncertainty"] for _, x in chosen]),
-                             "all": _mean([s.uncertainty for s in signals])},
-    })
+    atomic_write_json(
+        run_dir / "suggest" / "suggest.json",
+        {
+            "strategy": strategy,
+            "asked": n,
+            "written": len(chosen),
+            "file": str(dest),
+            "select_dir": s_dir.name,
+            "unlabeled_rows": len(rows),
+            "embedder": cfg.model.embedder,
+            "dup_sim": DUP_SIM,
+            "pool_factor": POOL_FACTOR,
+            "labels_per_class": dict(counts),
+            "guesses": dict(Counter(str(x["suggest_guess_text"]) for _, x in chosen)),
+            "mean_uncertainty": {
+                "suggested": _mean([x["suggest_uncertainty"] for _, x in chosen]),
+                "all": _mean([s.uncertainty for s in signals]),
+            },
+        },
+    )
     return dest
 
 
@@ -302,8 +338,13 @@ def task_record(e: Example, cfg: TaskConfig, fmt: str, answer: str | None = None
     return rec
 
 
-def write_task_rows(dest: Path, rows: list[tuple[Example, dict[str, Any]]], cfg: TaskConfig, fmt: str,
-                    answers: list[str | None] | None = None) -> None:
+def write_task_rows(
+    dest: Path,
+    rows: list[tuple[Example, dict[str, Any]]],
+    cfg: TaskConfig,
+    fmt: str,
+    answers: list[str | None] | None = None,
+) -> None:
     """Rows in the task's input shape plus extra columns, as CSV or JSONL, written atomically."""
     recs = [task_record(e, cfg, fmt, answers[i] if answers else None) | extra for i, (e, extra) in enumerate(rows)]
     if fmt == "jsonl":

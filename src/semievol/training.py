@@ -2,8 +2,8 @@
 
 The loss covers the response tokens only. Batches are grouped by length (sorted within shuffled pools),
 gradients accumulate to the effective batch, the schedule is linear warm-up then cosine, and on a GPU with
-bf16 the forward and backward run under bf16 autocast over fp32 weights (on CPU fp32 measured faster). A NaN or infinite loss stops
-training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
+bf16 the forward and backward run under bf16 autocast over fp32 weights (on CPU, fp32). A NaN or infinite
+loss stops training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
 name, fsynced and renamed (``save_adapter``).
 
 Under ``accelerate launch`` (several processes) the model is wrapped by accelerate (DDP, or FSDP/DeepSpeed
@@ -29,15 +29,11 @@ from typing import Any
 
 from .config import TrainConfig
 from .distributed import is_main, world_size
-from .errors import UserError
 from .jsonio import fsync_dir
+from .losses import TrainingError, response_loss, row_targets
 from .models import ModelSource, default_device, load_model, load_tokenizer
 from .progress import log, progress
 from .prompts import Prompt, render
-
-
-class TrainingError(UserError):
-    """Training cannot go on (for example a non-finite loss); nothing was written."""
 
 
 @dataclass
@@ -58,7 +54,7 @@ def tokenize_pairs(tok: Any, pairs: list[tuple[Prompt, str]], max_length: int) -
     for prompt, response in pairs:
         p = tok(render(tok, prompt), add_special_tokens=False)["input_ids"]
         r = tok(response + end, add_special_tokens=False)["input_ids"]
-        r = r[:max_length // 2] if len(r) > max_length // 2 else r
+        r = r[: max_length // 2] if len(r) > max_length // 2 else r
         p = p[-(max_length - len(r)) :]
         out.append((p + r, [-100] * len(p) + r))
     return out
@@ -82,9 +78,8 @@ def split_by_tokens(batch: list[int], lengths: list[int], budget: int) -> list[l
     """``batch`` cut, in order, into runs of rows whose padded size (rows x longest row) is at most
     ``budget`` tokens; a row longer than the budget goes alone. 0 = no limit.
 
-    Activation memory grows with the padded tokens of a forward pass, so eight 600-token PubMedQA rows in
-    one micro-batch took 15 GB on a CPU; the loss is normalised by the whole step's target tokens, so the
-    pieces add up to the same gradient.
+    Activation memory grows with the padded tokens of a forward pass; the loss is normalised by the whole
+    step's target tokens, so the pieces add up to the same gradient.
     """
     if budget <= 0:
         return [batch]
@@ -143,8 +138,10 @@ def train_lora(
     accum = cfg.batch_size // cfg.micro_batch_size
     world = world_size()
     if accum % world:
-        raise TrainingError(f"{desc}: sft.batch_size / sft.micro_batch_size ({accum}) must be a multiple of the "
-                            f"number of processes ({world})")
+        raise TrainingError(
+            f"{desc}: sft.batch_size / sft.micro_batch_size ({accum}) must be a multiple of the "
+            f"number of processes ({world})"
+        )
     accelerator = None
     if world > 1:
         from accelerate import Accelerator
@@ -158,12 +155,18 @@ def train_lora(
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     else:
-        targets: Any = cfg.target_modules if cfg.target_modules == "all-linear" else [
-            t.strip() for t in cfg.target_modules.split(",") if t.strip()
-        ]
+        targets: Any = (
+            cfg.target_modules
+            if cfg.target_modules == "all-linear"
+            else [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+        )
         lcfg = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=targets, task_type="CAUSAL_LM", bias="none",
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+            bias="none",
         )
         model = get_peft_model(model, lcfg)
     if cfg.gradient_checkpointing:
@@ -234,15 +237,24 @@ def train_lora(
                 mask[r, : len(x)] = 1
             ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
             # gradients are averaged over processes only after the last micro-batch of the step
-            sync = contextlib.nullcontext() if accelerator is None or j == len(pieces) - 1 else accelerator.no_sync(model)
+            sync = (
+                contextlib.nullcontext() if accelerator is None or j == len(pieces) - 1 else accelerator.no_sync(model)
+            )
             with sync:
                 # token-weighted mean over the whole effective batch (every process's micro-batches)
-                loss = response_loss(model, ids, mask, labels, bf16, head_select,
-                                     targets and [targets[i] for i in mb]) / max(n_target, 1)
-                bad = total_over_processes(0.0 if torch.isfinite(loss) else 1.0) if accelerator else not torch.isfinite(loss)
+                loss = response_loss(
+                    model, ids, mask, labels, bf16, head_select, targets and [targets[i] for i in mb]
+                ) / max(n_target, 1)
+                bad = (
+                    total_over_processes(0.0 if torch.isfinite(loss) else 1.0)
+                    if accelerator
+                    else not torch.isfinite(loss)
+                )
                 if bad:
-                    raise TrainingError(f"{desc}: loss is {loss.item() if not torch.isfinite(loss) else 'not finite'} at "
-                                        f"step {step + 1}; nothing was written (lower the learning rate or check the data)")
+                    raise TrainingError(
+                        f"{desc}: loss is {loss.item() if not torch.isfinite(loss) else 'not finite'} at "
+                        f"step {step + 1}; nothing was written (lower the learning rate or check the data)"
+                    )
                 # DDP averages gradients over the W processes; scaling by W makes that average their sum
                 (loss * world).backward()
             step_loss += loss.item()
@@ -256,8 +268,15 @@ def train_lora(
         opt.step()
         sched.step()
         loss_value = step_loss
-        history.append({"step": step + 1, "loss": round(step_loss, 6), "lr": sched.get_last_lr()[0],
-                        "tokens": tokens_in_step, "seconds": round(time.time() - start, 3)})
+        history.append(
+            {
+                "step": step + 1,
+                "loss": round(step_loss, 6),
+                "lr": sched.get_last_lr()[0],
+                "tokens": tokens_in_step,
+                "seconds": round(time.time() - start, 3),
+            }
+        )
         bar.set_postfix_str(f"loss {step_loss:.4f}")
         if writer is not None:
             writer.add_scalar("train/loss", step_loss, step + 1)
@@ -267,8 +286,13 @@ def train_lora(
         writer.close()
     seconds = time.time() - start
     summary = {
-        "steps": total, "examples": len(data), "final_loss": loss_value, "seconds": round(seconds, 2),
-        "bf16_autocast": bf16, "lr": lr or cfg.lr, "effective_batch": cfg.batch_size,
+        "steps": total,
+        "examples": len(data),
+        "final_loss": loss_value,
+        "seconds": round(seconds, 2),
+        "bf16_autocast": bf16,
+        "lr": lr or cfg.lr,
+        "effective_batch": cfg.batch_size,
         "init_adapter": str(init_adapter) if init_adapter else None,
     }
     if accelerator is None:
@@ -285,86 +309,20 @@ def train_lora(
             save_adapter(accelerator.unwrap_model(model), tok, history, summary, out_dir, state_dict=state)
         accelerator.wait_for_everyone()
     if is_main():
-        log(f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}")
+        log(
+            f"{desc}: {total} steps on {len(data)} examples in {seconds:.0f}s, final loss {loss_value:.4f} -> {out_dir}"
+        )
     return TrainResult(out_dir, total, loss_value, seconds, len(data))
 
 
-@dataclass
-class RowTarget:
-    """How one training row's loss departs from plain cross-entropy: a weight, and optionally a soft target
-    (``dist`` over the option tokens ``token_ids``) at label position ``position``."""
-
-    weight: float = 1.0
-    position: int = -1
-    token_ids: list[int] | None = None
-    dist: list[float] | None = None
-
-
-def letter_token_ids(tok: Any, n: int) -> list[int]:
-    """Token ids of ' A', ' B', ... as they follow 'Answer:' (the engines score the same tokens)."""
-    from .answers import LETTERS
-
-    return [tok.encode(" " + letter, add_special_tokens=False)[-1] for letter in LETTERS[:n]]
-
-
-def row_targets(tok: Any, data: list[tuple[list[int], list[int]]], weights: list[float] | None,
-                soft: list[list[float] | None] | None, desc: str) -> list[RowTarget] | None:
-    """One RowTarget per row, or None when every row is a plain hard target of weight 1."""
-    if weights is None and soft is None:
-        return None
-    out = []
-    for i, (_, labels) in enumerate(data):
-        t = RowTarget(weight=float(weights[i]) if weights is not None else 1.0)
-        q = soft[i] if soft is not None else None
-        if q is not None:
-            ids = letter_token_ids(tok, len(q))
-            found = [j for j, y in enumerate(labels) if y in ids]
-            if not found:
-                raise TrainingError(f"{desc}: row {i} has a soft target but no option letter in its response")
-            t.position, t.token_ids, t.dist = found[-1], ids, [float(x) for x in q]
-        out.append(t)
-    return out
-
-
-def response_loss(model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head_select: bool,
-                  targets: list[RowTarget] | None = None) -> Any:
-    """Summed cross-entropy of the target tokens (labels != -100) given everything before them.
-
-    With ``head_select`` the output head runs only at the positions where some row has a target next
-    (``logits_to_keep`` as indices): for a short response after a long prompt that is a few positions out
-    of hundreds, and the [rows, positions, vocabulary] logits took most of a step's memory. ``targets``
-    (one per row) weights each row's tokens and puts soft targets at answer letters.
-    """
-    import torch
-
-    kind = "cuda" if ids.device.type == "cuda" else "cpu"
-    keep = torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(-1)
-    kw = {"logits_to_keep": keep} if head_select else {}
-    with torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(input_ids=ids, attention_mask=mask, **kw).logits
-    if head_select:
-        logits, target = logits.float(), labels[:, keep + 1]
-    else:
-        logits, target = logits[:, :-1].float(), labels[:, 1:]
-    if targets is None:
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                 ignore_index=-100, reduction="sum")
-    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                  ignore_index=-100, reduction="none").view(target.shape)
-    for r, t in enumerate(targets):
-        if t.dist is None:
-            continue
-        # the logits that predict label position t.position sit at position - 1 of the input
-        col = int(torch.nonzero(keep == t.position - 1)[0, 0]) if head_select else t.position - 1
-        logp = torch.log_softmax(logits[r, col], dim=-1)[torch.tensor(t.token_ids, device=logits.device)]
-        q = torch.tensor(t.dist, dtype=logp.dtype, device=logp.device)
-        per_token[r, col] = -(q / q.sum() * logp).sum()
-    w = torch.tensor([t.weight for t in targets], dtype=per_token.dtype, device=per_token.device)
-    return (per_token * w[:, None]).sum()
-
-
-def save_adapter(model: Any, tok: Any, history: list[dict[str, float]], summary: dict[str, Any], out_dir: Path,
-                 state_dict: dict[str, Any] | None = None) -> None:
+def save_adapter(
+    model: Any,
+    tok: Any,
+    history: list[dict[str, float]],
+    summary: dict[str, Any],
+    out_dir: Path,
+    state_dict: dict[str, Any] | None = None,
+) -> None:
     """Write the PEFT folder under a hidden temporary name, fsync it, then rename it into place.
 
     A new ``out_dir`` is one rename. Into an existing one (a stage folder holding its in-progress marker)

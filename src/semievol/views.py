@@ -30,14 +30,18 @@ def shared_options(pool: list[Example]) -> list[str]:
     if not options or not options[0]:
         raise ViewError("propagate.configs: the knn and probe configurations need labeled multiple-choice rows")
     if any(o != options[0] for o in options):
-        raise ViewError("propagate.configs: the knn and probe configurations need every row to share one option list (a "
-                        "classification task); this task's rows have different options")
+        raise ViewError(
+            "propagate.configs: the knn and probe configurations need every row to share one option list (a "
+            "classification task); this task's rows have different options"
+        )
     return list(options[0])
 
 
 def label_indices(pool: list[Example], n_options: int) -> np.ndarray:
-    return np.asarray([LETTERS.index(e.answer) for e in pool if e.answer is not None and
-                       e.answer in LETTERS[:n_options]], dtype=np.int64)
+    return np.asarray(
+        [LETTERS.index(e.answer) for e in pool if e.answer is not None and e.answer in LETTERS[:n_options]],
+        dtype=np.int64,
+    )
 
 
 def _smooth(p: np.ndarray) -> np.ndarray:
@@ -45,8 +49,7 @@ def _smooth(p: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=-1, keepdims=True)
 
 
-def knn_distributions(keys: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int,
-                      n_options: int) -> np.ndarray:
+def knn_distributions(keys: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, n_options: int) -> np.ndarray:
     """[rows, options]: similarity-weighted labels of each query's ``k`` nearest keys (unit vectors)."""
     sims = queries @ keys.T
     k = min(k, keys.shape[0])

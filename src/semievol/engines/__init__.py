@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from .base import CallsFailed, Engine, EngineError, Sample
+from .base import ACTOR_ENGINE, CallsFailed, Engine, EngineError, Sample
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
 __all__ = ["ACTOR_ENGINE", "CallsFailed", "Engine", "EngineError", "Sample", "make_engine", "engine_for"]
-
-# engines whose propagate runs on a Ray cluster (``ray_pool``), and the engine each of their actors holds
-ACTOR_ENGINE = {"ray": "hf", "ray-vllm": "vllm"}
 
 
 def make_engine(name: str, **kwargs: Any) -> Engine:

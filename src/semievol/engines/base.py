@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import UserError
 from ..prompts import Prompt
 
+# engines whose propagate runs on a Ray cluster (``ray_pool``), and the engine each of their actors holds
+ACTOR_ENGINE = {"ray": "hf", "ray-vllm": "vllm"}
+
 
 class EngineError(UserError):
     """An engine cannot be built or a call failed for good."""
@@ -68,4 +71,3 @@ class Engine(Protocol):
     ) -> list[list[Sample]]:
         """n responses per prompt; temperature 0 is greedy (then n copies are identical)."""
         ...
-

@@ -103,7 +103,6 @@ class CallCache:
         return out
 
 
-
 class CachedEngine:
     """``engine`` with its option scores and generations remembered in ``cache``.
 
@@ -136,8 +135,9 @@ class CachedEngine:
 
         return [np.asarray(v, dtype=np.float64) for v in self.cache.chunked(keys, compute, self.chunk)]
 
-    def generate(self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int,
-                 adapter: str | None) -> list[list[Sample]]:
+    def generate(
+        self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
+    ) -> list[list[Sample]]:
         params: dict[str, Any] = {"temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens}
         if n != 1:
             params["n"] = n

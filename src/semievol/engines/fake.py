@@ -33,7 +33,7 @@ class FakeEngine:
     def score_options(self, prompts: list[Prompt], n_options: list[int], adapter: str | None) -> list[np.ndarray]:
         out = []
         for p, n in zip(prompts, n_options, strict=True):
-            logits = _rng("score", p.key(), adapter) .normal(size=n) * 2.0
+            logits = _rng("score", p.key(), adapter).normal(size=n) * 2.0
             e = np.exp(logits - logits.max())
             out.append(e / e.sum())
         return out
@@ -49,4 +49,3 @@ class FakeEngine:
                 samples.append(Sample(f"Let me think.\nAnswer: {value}", [float(x) for x in lp]))
             out.append(samples)
         return out
-

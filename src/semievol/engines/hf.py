@@ -25,9 +25,8 @@ def _contiguous_input(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Hand the output head a contiguous input.
 
     With ``logits_to_keep=1`` the head gets ``hidden[:, -1:, :]``, a strided view; torch's CPU linear on
-    such a view computed logits for every position of the batch (measured here: 870 MB of fp32 for 16 x 255
-    tokens, about a quarter of the forward pass's FLOPs) before keeping the last one. A copy of one row per
-    prompt avoids both.
+    such a view computes logits for every position of the batch before keeping the last one (memory and
+    FLOPs for nothing). A copy of one row per prompt avoids both.
     """
     return (args[0].contiguous(), *args[1:])
 
@@ -74,8 +73,11 @@ class HFEngine:
         return self.source.label
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.name, "model": self.source.label,
-                "logprob_mode": "exact: softmax of the next-token logits over the option-letter tokens after the prompt"}
+        return {
+            "engine": self.name,
+            "model": self.source.label,
+            "logprob_mode": "exact: softmax of the next-token logits over the option-letter tokens after the prompt",
+        }
 
     def _option_token_ids(self) -> list[int]:
         """Token id of ' A', ' B', ... (the letter as it follows 'Answer:')."""
@@ -142,7 +144,11 @@ class HFEngine:
         for i in order:
             b = batches[-1] if batches else None
             width = lengths[b[0]] + extra if b else 0  # the first (longest) row sets the padded width
-            if b is None or len(b) >= self.batch_size or (self.batch_tokens and (len(b) + 1) * width > self.batch_tokens):
+            if (
+                b is None
+                or len(b) >= self.batch_size
+                or (self.batch_tokens and (len(b) + 1) * width > self.batch_tokens)
+            ):
                 batches.append([i])
             else:
                 b.append(i)
@@ -178,10 +184,14 @@ class HFEngine:
                     batch = [members[j] for j in part]
                     if cache is None:
                         ids, mask = self._pad_left([encoded[i] for i in batch])
-                        # no KV cache: scoring needs none, and building it held about 23 KB a token (~200 MB a batch)
-                        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False).logits[:, -1, :]
+                        # no KV cache: scoring needs none, and building it costs memory per token
+                        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False).logits[
+                            :, -1, :
+                        ]
                     else:
-                        logits = self._last_logits_after_prefix(model, cache, shared, [encoded[i][shared:] for i in batch])
+                        logits = self._last_logits_after_prefix(
+                            model, cache, shared, [encoded[i][shared:] for i in batch]
+                        )
                     logits = logits.float()
                     for row, i in enumerate(batch):
                         sel = logits[row, self._letter_ids[: n_options[i]]]
@@ -206,8 +216,9 @@ class HFEngine:
         key = prompt.messages[0][1]
         turn = self._system_ids.get(key)
         if turn is None:
-            text = self.tokenizer.apply_chat_template([{"role": "system", "content": key}], tokenize=False,
-                                                      add_generation_prompt=False)
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": key}], tokenize=False, add_generation_prompt=False
+            )
             turn = self._system_ids[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         # the turn must be a true token prefix (a template may rewrite it) and leave the prompt a token
         n = len(turn)
@@ -236,8 +247,13 @@ class HFEngine:
         last = torch.tensor([[len(s) - 1] for s in suffixes])
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(suffixes))
-        out = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=last.to(self.device),
-                    use_cache=True, **{self._cache_arg: cache})
+        out = model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            logits_to_keep=last.to(self.device),
+            use_cache=True,
+            **{self._cache_arg: cache},
+        )
         return out.logits[:, -1, :]
 
     def generate(
@@ -248,7 +264,11 @@ class HFEngine:
         encoded = [self.encode(p) for p in prompts]
         out: list[list[Sample]] = [[] for _ in prompts]
         greedy = temperature <= 0
-        stop = [t for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
+        stop = [
+            t
+            for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+            if isinstance(t, int) and t >= 0
+        ]
         with torch.inference_mode(), self._use(adapter) as model:
             for b, batch in enumerate(self._batches([len(e) for e in encoded], "generating")):
                 ids, mask = self._pad_left([encoded[i] for i in batch])
@@ -270,8 +290,13 @@ class HFEngine:
                 new = gen.sequences[:, ids.shape[1] :]
                 # log-probabilities of the chosen tokens under the (temperature-scaled) sampling distribution
                 # one step at a time: a [batch, steps, vocab] copy would be gigabytes for long answers
-                chosen = torch.stack([torch.log_softmax(s.float(), dim=-1).gather(-1, new[:, t : t + 1]).squeeze(-1)
-                                      for t, s in enumerate(gen.scores)], dim=1)
+                chosen = torch.stack(
+                    [
+                        torch.log_softmax(s.float(), dim=-1).gather(-1, new[:, t : t + 1]).squeeze(-1)
+                        for t, s in enumerate(gen.scores)
+                    ],
+                    dim=1,
+                )
                 del gen
                 per = 1 if greedy else n
                 for r in range(new.shape[0]):
@@ -287,4 +312,3 @@ class HFEngine:
         if greedy and n > 1:
             out = [s * n for s in out]
         return out
-

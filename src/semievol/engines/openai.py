@@ -35,52 +35,12 @@ import numpy as np
 from ..answers import LETTERS
 from ..prompts import Prompt
 from .base import CallsFailed, EngineError, Sample
+from .openai_wire import BACKOFF_CAP, FATAL, Failed, letter_distribution, retry_after
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-BACKOFF_CAP = 60.0  # seconds: the longest wait between two tries of a request
-FATAL = {401: "the API key was refused", 403: "access is forbidden", 404: "not found (check model.api_base and model.served_model)"}
 CHAT_SCAN_TOKENS = 8  # chat mode: tokens generated while looking for the option letter
-
-
-class _Failed(Exception):
-    """One request failed for good: retries ran out, or the server refused it in a way retrying cannot mend."""
-
-
-def letter_distribution(top: dict[str, float], n: int) -> tuple[np.ndarray, float, int]:
-    """The probabilities of the first ``n`` option letters from one position's top log-probabilities.
-
-    ``top`` maps a token's text to its log-probability. Tokens that strip to the same letter (' A', 'A')
-    are pooled. A letter absent from the top-k has at most the smallest listed probability, and the
-    letters absent share at most the mass the list leaves out: it gets the smaller of the two. Returns the
-    distribution renormalised over the letters, the mass the letters found in the list covered, and the
-    number of letters that were not in it.
-    """
-    letters = list(LETTERS[:n])  # a list: '' (a whitespace token, stripped) is in every string
-    probs = {t: math.exp(lp) for t, lp in top.items() if lp is not None and math.isfinite(lp)}
-    found = np.zeros(n)
-    for token, p in probs.items():
-        s = token.strip()
-        if s in letters:
-            found[letters.index(s)] += p
-    covered = float(found.sum())
-    missing = found == 0
-    if missing.any():
-        listed = min(probs.values()) if probs else 1.0
-        left = max(0.0, 1.0 - sum(probs.values()))
-        found[missing] = max(min(listed, left / int(missing.sum())), 1e-12)
-    return found / found.sum(), covered, int(missing.sum())
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 class OpenAIEngine:
@@ -145,7 +105,7 @@ class OpenAIEngine:
         return " ".join(scrub(text, self._secrets).split())[:300]
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One request with bounded retries; raises _Failed (or EngineError for 401/403/404)."""
+        """One request with bounded retries; raises Failed (or EngineError for 401/403/404)."""
         httpx = self._httpx
         reason = ""
         for attempt in range(self.max_retries + 1):
@@ -166,20 +126,24 @@ class OpenAIEngine:
                     except ValueError:
                         reason = "the reply was not JSON"
                 elif r.status_code in FATAL:
-                    raise EngineError(self._scrub(
-                        f"model.engine openai: HTTP {r.status_code} from {r.request.url.path}: {FATAL[r.status_code]}"))
+                    raise EngineError(
+                        self._scrub(
+                            f"model.engine openai: HTTP {r.status_code} from {r.request.url.path}: "
+                            f"{FATAL[r.status_code]}"
+                        )
+                    )
                 elif r.status_code in (408, 429) or r.status_code >= 500:
                     reason = f"HTTP {r.status_code}: {r.text}"
-                    wait_s = _retry_after(r.headers)
+                    wait_s = retry_after(r.headers)
                 else:  # 400, 413, 422...: this request is wrong and will stay wrong
-                    raise _Failed(self._scrub(f"HTTP {r.status_code}: {r.text}"))
+                    raise Failed(self._scrub(f"HTTP {r.status_code}: {r.text}"))
             if attempt == self.max_retries:
                 break
             if wait_s is None:
                 step = min(BACKOFF_CAP, self.backoff * 2**attempt)
                 wait_s = step / 2 + self._jitter.uniform(0, step / 2)
             time.sleep(min(wait_s, BACKOFF_CAP))
-        raise _Failed(self._scrub(f"{reason} (after {self.max_retries} retries)"))
+        raise Failed(self._scrub(f"{reason} (after {self.max_retries} retries)"))
 
     def _map(self, fn: Callable[[T], R], items: list[T]) -> list[R]:
         """``fn`` over ``items`` with ``concurrency`` requests in flight; CallsFailed names the failures."""
@@ -192,7 +156,7 @@ class OpenAIEngine:
                 return
             try:
                 results[i] = fn(items[i])
-            except _Failed as e:
+            except Failed as e:
                 errors[i] = str(e)
             except BaseException:
                 stop.set()  # nothing more goes out: the workers skip what is left
@@ -215,7 +179,7 @@ class OpenAIEngine:
         if self._served is None:
             try:
                 listed = [m["id"] for m in self._request("GET", "models").get("data", [])]
-            except _Failed as e:
+            except Failed as e:
                 raise EngineError(f"model.engine openai: cannot list the server's models: {e}") from None
             if not listed:
                 raise EngineError("model.engine openai: the server lists no models; set model.served_model")
@@ -237,21 +201,30 @@ class OpenAIEngine:
 
     def describe(self) -> dict[str, Any]:
         if self.api == "completions":
-            mode = ("top_logprobs of the first token after the prompt, rendered here with the chat template of "
-                    f"'{self.model}' and ending in the 'Answer:' prefix (/v1/completions)")
+            mode = (
+                "top_logprobs of the first token after the prompt, rendered here with the chat template of "
+                f"'{self.model}' and ending in the 'Answer:' prefix (/v1/completions)"
+            )
         else:
-            mode = ("top_logprobs at the first generated token that is an option letter, the server applying "
-                    "its own chat template (/v1/chat/completions)")
+            mode = (
+                "top_logprobs at the first generated token that is an option letter, the server applying "
+                "its own chat template (/v1/chat/completions)"
+            )
         cov = self._covered
         return {
-            "engine": self.name, "api": self.api, "served_model": self._served, "logprob_mode": mode,
+            "engine": self.name,
+            "api": self.api,
+            "served_model": self._served,
+            "logprob_mode": mode,
             "top_logprobs": self.top_logprobs,
-            "floor": "a letter outside the top-k gets min(smallest listed probability, unlisted mass / letters missing)",
+            "floor": "a letter outside the top-k gets min(smallest listed probability, "
+            "unlisted mass / letters missing)",
             "prompts_scored": len(cov),
             "mean_covered_mass": round(float(np.mean(cov)), 6) if cov else None,
             "min_covered_mass": round(float(np.min(cov)), 6) if cov else None,
             "prompts_with_a_letter_missing": self._missing,
-            "requests": self.requests, "retries": self.retries,
+            "requests": self.requests,
+            "retries": self.retries,
         }
 
     def add_adapter(self, name: str, path: str) -> None:
@@ -262,7 +235,7 @@ class OpenAIEngine:
             listed = {m["id"] for m in self._request("GET", "models").get("data", [])}
             if name not in listed:
                 self._request("POST", "load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
-        except (_Failed, EngineError) as e:
+        except (Failed, EngineError) as e:
             raise EngineError(
                 f"model.engine openai: the server cannot serve the adapter '{name}' ({e}); serve it with vLLM "
                 "(--enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, the run directory on the same disk), "
@@ -306,12 +279,24 @@ class OpenAIEngine:
         def one(item: tuple[Prompt, int]) -> np.ndarray:
             prompt, n = item
             if self.api == "completions":
-                body = {"model": model, "prompt": self.render(prompt), "max_tokens": 1, "temperature": 0.0,
-                        "logprobs": self.top_logprobs, "logit_bias": self._no_stop_bias()}
+                body = {
+                    "model": model,
+                    "prompt": self.render(prompt),
+                    "max_tokens": 1,
+                    "temperature": 0.0,
+                    "logprobs": self.top_logprobs,
+                    "logit_bias": self._no_stop_bias(),
+                }
                 top = self._first_top_completions(self._request("POST", "completions", body))
             else:
-                body = {"model": model, "messages": self._messages(prompt), "max_tokens": CHAT_SCAN_TOKENS,
-                        "temperature": 0.0, "logprobs": True, "top_logprobs": self.top_logprobs}
+                body = {
+                    "model": model,
+                    "messages": self._messages(prompt),
+                    "max_tokens": CHAT_SCAN_TOKENS,
+                    "temperature": 0.0,
+                    "logprobs": True,
+                    "top_logprobs": self.top_logprobs,
+                }
                 top = self._letter_top_chat(self._request("POST", "chat/completions", body), n)
             dist, covered, missing = letter_distribution(top, n)
             with self._lock:
@@ -329,7 +314,7 @@ class OpenAIEngine:
                 return tops[0]
         except (KeyError, IndexError, TypeError):
             pass
-        raise _Failed("the server returned no top_logprobs for /v1/completions (does it support logprobs?)")
+        raise Failed("the server returned no top_logprobs for /v1/completions (does it support logprobs?)")
 
     @staticmethod
     def _letter_top_chat(reply: dict[str, Any], n: int) -> dict[str, float]:
@@ -338,7 +323,7 @@ class OpenAIEngine:
         except (KeyError, IndexError, TypeError):
             content = None
         if content is None:
-            raise _Failed("the server returned no logprobs for /v1/chat/completions (does it support top_logprobs?)")
+            raise Failed("the server returned no logprobs for /v1/chat/completions (does it support top_logprobs?)")
         if not content:  # the reply ended at once: no letter, and the floor makes the distribution uniform
             return {}
         for pos in content:
@@ -347,7 +332,9 @@ class OpenAIEngine:
                 break
         else:
             chosen = content[0]  # no letter written: this position's list has none, and the floor is uniform
-        return {t["token"]: t["logprob"] for t in chosen.get("top_logprobs") or []} or {chosen["token"]: chosen["logprob"]}
+        return {t["token"]: t["logprob"] for t in chosen.get("top_logprobs") or []} or {
+            chosen["token"]: chosen["logprob"]
+        }
 
     def generate(
         self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
@@ -359,8 +346,12 @@ class OpenAIEngine:
 
         def one(item: tuple[int, int]) -> Sample:
             i, j = item
-            body: dict[str, Any] = {"model": model, "max_tokens": max_new_tokens, "temperature": max(temperature, 0.0),
-                                    "seed": seed + j}
+            body: dict[str, Any] = {
+                "model": model,
+                "max_tokens": max_new_tokens,
+                "temperature": max(temperature, 0.0),
+                "seed": seed + j,
+            }
             if self.api == "completions":
                 body |= {"prompt": self.render(prompts[i]), "logprobs": 1, "stop": self._stop()}
                 choice = self._request("POST", "completions", body)["choices"][0]
@@ -387,4 +378,3 @@ class OpenAIEngine:
             own = flat[i * draws : (i + 1) * draws]
             out.append(None if i in failed else own * (n // draws))
         return out
-

@@ -28,10 +28,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..prompts import Prompt
-from ..stages.propagate import Voting, vote_chunk
+from ..stages.voting import Voting, vote_chunk
 from ..tasks import Example
-from . import ACTOR_ENGINE, make_engine
-from .base import Engine, EngineError, Sample
+from .base import ACTOR_ENGINE, Engine, EngineError, Sample
 
 SPOOL_CHUNKS = 16  # chunks per spool file; Ray Data reads each file as one block
 ROW_FIELDS = ("id", "question", "options", "subject", "row")  # what a vote needs (never the gold answer)
@@ -44,6 +43,17 @@ def _import_ray() -> Any:
     except ImportError:
         raise EngineError("model.engine 'ray' needs Ray Data: pip install 'semievol[ray]'") from None
     return ray
+
+
+def actor_engine(name: str, settings: dict[str, Any]) -> Engine:
+    """The engine an actor holds: ``hf`` (CPU or GPU) or ``vllm``."""
+    if name == "vllm":
+        from .vllm import VLLMEngine
+
+        return VLLMEngine(**settings)
+    from .hf import HFEngine
+
+    return HFEngine(**settings)
 
 
 class RayEngine:
@@ -60,7 +70,7 @@ class RayEngine:
 
     def local(self) -> Engine:
         if self._local is None:
-            self._local = make_engine("hf", **self.settings)
+            self._local = actor_engine("hf", self.settings)
             for name, path in self.adapters.items():
                 self._local.add_adapter(name, path)
         return self._local
@@ -79,20 +89,29 @@ class RayEngine:
     def score_options(self, prompts: list[Prompt], n_options: list[int], adapter: str | None) -> list[np.ndarray]:
         return self.local().score_options(prompts, n_options, adapter)
 
-    def generate(self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int,
-                 adapter: str | None) -> list[list[Sample]]:
+    def generate(
+        self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
+    ) -> list[list[Sample]]:
         return self.local().generate(prompts, n, temperature, seed, max_new_tokens, adapter)
+
 
 class VoteActor:
     """One actor of the pool: builds its engine once, then votes on one spooled chunk per call."""
 
-    def __init__(self, engine: str, settings: dict[str, Any], adapters: dict[str, str], how: Voting,
-                 pool: list[Example], threads: int) -> None:
+    def __init__(
+        self,
+        engine: str,
+        settings: dict[str, Any],
+        adapters: dict[str, str],
+        how: Voting,
+        pool: list[Example],
+        threads: int,
+    ) -> None:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.engine = make_engine(engine, **settings)
+        self.engine = actor_engine(engine, settings)
         for name, path in adapters.items():
             self.engine.add_adapter(name, path)
         self.how, self.pool = how, pool
@@ -137,21 +156,33 @@ def _one_line(e: BaseException) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
-def vote_on_cluster(cfg: Any, how: Voting, chunks: Iterable[list[tuple[Example, list[int]]]], pool: list[Example],
-                    adapters: dict[str, str], folder: Path, record: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+def vote_on_cluster(
+    cfg: Any,
+    how: Voting,
+    chunks: Iterable[list[tuple[Example, list[int]]]],
+    pool: list[Example],
+    adapters: dict[str, str],
+    folder: Path,
+    record: dict[str, Any],
+) -> Iterator[list[dict[str, Any]]]:
     """The voted rows of each chunk, in the chunks' order, computed by the actor pool ``cfg.ray`` describes.
 
     Joins the cluster (``ray.address``) unless this process is already connected, and leaves it at the end;
     ``record`` receives what the pool ran (for ``configs.json``). The spool folder is removed at the end."""
     ray = _import_ray()
     rc, engine = cfg.ray, ACTOR_ENGINE[cfg.model.engine]
-    record.update({"engine": cfg.model.engine,
-                   "pool": {"actors": rc.actors, "engine": engine, "num_cpus": rc.num_cpus, "num_gpus": rc.num_gpus}})
+    record.update(
+        {
+            "engine": cfg.model.engine,
+            "pool": {"actors": rc.actors, "engine": engine, "num_cpus": rc.num_cpus, "num_gpus": rc.num_gpus},
+        }
+    )
     joined = not ray.is_initialized()
     if joined:
         try:
-            ray.init(address=rc.address or None, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(
+                address=rc.address or None, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+            )
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise EngineError(f"ray.address '{rc.address}': cannot join the Ray cluster: {_one_line(e)}") from None
     try:
@@ -168,10 +199,21 @@ def vote_on_cluster(cfg: Any, how: Voting, chunks: Iterable[list[tuple[Example, 
         ds.context.enable_progress_bars = False
         ds.context.target_max_block_size = 1  # a block per chunk: each streams out, and is retried, on its own
         ds = ds.map_batches(
-            VoteActor, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=rc.actors),
-            num_cpus=rc.num_cpus, num_gpus=rc.num_gpus,
-            fn_constructor_kwargs={"engine": engine, "settings": settings, "adapters": adapters, "how": how,
-                                   "pool": pool, "threads": cfg.model.threads or max(1, int(rc.num_cpus))})
+            VoteActor,
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=rc.actors),
+            num_cpus=rc.num_cpus,
+            num_gpus=rc.num_gpus,
+            fn_constructor_kwargs={
+                "engine": engine,
+                "settings": settings,
+                "adapters": adapters,
+                "how": how,
+                "pool": pool,
+                "threads": cfg.model.threads or max(1, int(rc.num_cpus)),
+            },
+        )
         waiting: dict[int, list[dict[str, Any]]] = {}
         following = 0
         try:

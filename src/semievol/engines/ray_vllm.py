@@ -28,30 +28,52 @@ KEEP = ("semievol_index", "generated_text", "generated_tokens", "logprobs", "pro
 class RayVLLMEngine:
     name = "ray-vllm"
 
-    def __init__(self, model: str = "embedded", dtype: str = "auto", batch_size: int = 64, concurrency: int = 1,
-                 tensor_parallel_size: int = 1, max_lora_rank: int = 64, quiet: bool = False, **_: Any) -> None:
+    def __init__(
+        self,
+        model: str = "embedded",
+        dtype: str = "auto",
+        batch_size: int = 64,
+        concurrency: int = 1,
+        tensor_parallel_size: int = 1,
+        max_lora_rank: int = 64,
+        quiet: bool = False,
+        **_: Any,
+    ) -> None:
         try:
             import ray  # noqa: F401
             import vllm  # noqa: F401
             from ray.data import llm  # noqa: F401
         except ImportError:
-            raise EngineError("model.engine 'ray-vllm' needs Ray Data's LLM support and vLLM: "
-                              "pip install 'semievol[ray-vllm]'") from None
+            raise EngineError(
+                "model.engine 'ray-vllm' needs Ray Data's LLM support and vLLM: pip install 'semievol[ray-vllm]'"
+            ) from None
         from ..models import load_tokenizer, resolve_model
 
         self.source = resolve_model(model)
         self.tokenizer = load_tokenizer(self.source)
         self.letter_ids = vm.letter_token_ids(self.tokenizer)
-        self.stop_ids = [t for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
-                         if isinstance(t, int) and t >= 0]
+        self.stop_ids = [
+            t
+            for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+            if isinstance(t, int) and t >= 0
+        ]
         path = f"{self.source.path}/{self.source.gguf_file}" if self.source.gguf_file else self.source.path
         self.processor_config = {
-            "model_source": path, "batch_size": batch_size, "concurrency": concurrency,
+            "model_source": path,
+            "batch_size": batch_size,
+            "concurrency": concurrency,
             "apply_chat_template": False,  # prompts arrive rendered: the option prefix follows the template
-            "tokenize": True, "detokenize": True,
-            "engine_kwargs": {"dtype": DTYPES[dtype], "enable_prefix_caching": True, "enable_lora": True,
-                              "max_lora_rank": max_lora_rank, "max_logprobs": vm.TOP_LOGPROBS,
-                              "logprobs_mode": vm.LOGPROB_MODE, "tensor_parallel_size": tensor_parallel_size},
+            "tokenize": True,
+            "detokenize": True,
+            "engine_kwargs": {
+                "dtype": DTYPES[dtype],
+                "enable_prefix_caching": True,
+                "enable_lora": True,
+                "max_lora_rank": max_lora_rank,
+                "max_logprobs": vm.TOP_LOGPROBS,
+                "logprobs_mode": vm.LOGPROB_MODE,
+                "tensor_parallel_size": tensor_parallel_size,
+            },
         }
         self.adapters: dict[str, str] = {}
         self.options_outside_top = 0
@@ -74,10 +96,9 @@ class RayVLLMEngine:
         import ray
         from ray.data import llm
 
-        build = getattr(llm, "build_processor", None) or getattr(llm, "build_llm_processor")  # renamed in Ray 2.50
+        build = getattr(llm, "build_processor", None) or llm.build_llm_processor  # type: ignore[attr-defined]
         config: Any = llm.vLLMEngineProcessorConfig
-        processor = build(config(**self.processor_config),
-                          postprocess=lambda row: {k: row.get(k) for k in KEEP})
+        processor = build(config(**self.processor_config), postprocess=lambda row: {k: row.get(k) for k in KEEP})
         return processor(ray.data.from_items(rows)).take_all()
 
     def _texts(self, prompts: list[Prompt]) -> list[str]:
@@ -93,9 +114,17 @@ class RayVLLMEngine:
             self.options_outside_top += missing
         return out
 
-    def generate(self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int,
-                 adapter: str | None) -> list[list[Sample]]:
-        rows = vm.sample_rows(self._texts(prompts), [p.key() for p in prompts], n, temperature, seed, max_new_tokens,
-                              self.stop_ids, self._lora(adapter))
+    def generate(
+        self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
+    ) -> list[list[Sample]]:
+        rows = vm.sample_rows(
+            self._texts(prompts),
+            [p.key() for p in prompts],
+            n,
+            temperature,
+            seed,
+            max_new_tokens,
+            self.stop_ids,
+            self._lora(adapter),
+        )
         return vm.gather_samples(self._run(rows), len(prompts), n, temperature, self.stop_ids)
-

@@ -22,27 +22,41 @@ def import_vllm() -> Any:
     try:
         import vllm
     except ImportError:
-        raise EngineError("model.engine 'vllm' needs the vllm package (a GPU machine): pip install 'semievol[vllm]'") from None
+        raise EngineError(
+            "model.engine 'vllm' needs the vllm package (a GPU machine): pip install 'semievol[vllm]'"
+        ) from None
     return vllm
 
 
 class VLLMEngine:
     name = "vllm"
 
-    def __init__(self, model: str = "embedded", dtype: str = "auto", max_lora_rank: int = 64, quiet: bool = False,
-                 **_: Any) -> None:
+    def __init__(
+        self, model: str = "embedded", dtype: str = "auto", max_lora_rank: int = 64, quiet: bool = False, **_: Any
+    ) -> None:
         vllm = import_vllm()
         from ..models import load_tokenizer, resolve_model
 
         self.source = resolve_model(model)
         path = f"{self.source.path}/{self.source.gguf_file}" if self.source.gguf_file else self.source.path
         self.tokenizer = load_tokenizer(self.source)
-        self.llm = vllm.LLM(model=path, tokenizer=self.source.path, dtype=DTYPES[dtype], enable_prefix_caching=True,
-                            enable_lora=True, max_lora_rank=max_lora_rank, max_logprobs=vm.TOP_LOGPROBS,
-                            logprobs_mode=vm.LOGPROB_MODE, seed=0)
+        self.llm = vllm.LLM(
+            model=path,
+            tokenizer=self.source.path,
+            dtype=DTYPES[dtype],
+            enable_prefix_caching=True,
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            max_logprobs=vm.TOP_LOGPROBS,
+            logprobs_mode=vm.LOGPROB_MODE,
+            seed=0,
+        )
         self.letter_ids = vm.letter_token_ids(self.tokenizer)
-        self.stop_ids = [t for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
-                         if isinstance(t, int) and t >= 0]
+        self.stop_ids = [
+            t
+            for t in {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+            if isinstance(t, int) and t >= 0
+        ]
         self.adapters: dict[str, Any] = {}
         self.quiet = quiet
         self.options_outside_top = 0  # letters scored with the upper bound (outside the top log-probabilities)
@@ -67,8 +81,9 @@ class VLLMEngine:
     def _generate(self, texts: list[str], params: list[dict[str, Any]], adapter: str | None) -> list[Any]:
         from vllm import SamplingParams
 
-        return self.llm.generate(texts, [SamplingParams(**p) for p in params], lora_request=self._lora(adapter),
-                                 use_tqdm=not self.quiet)
+        return self.llm.generate(
+            texts, [SamplingParams(**p) for p in params], lora_request=self._lora(adapter), use_tqdm=not self.quiet
+        )
 
     def score_options(self, prompts: list[Prompt], n_options: list[int], adapter: str | None) -> list[np.ndarray]:
         outs = self._generate([render(self.tokenizer, p) for p in prompts], [vm.score_params()] * len(prompts), adapter)
@@ -79,12 +94,15 @@ class VLLMEngine:
             result.append(dist)
         return result
 
-    def generate(self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int,
-                 adapter: str | None) -> list[list[Sample]]:
-        params = [vm.generate_params(n, temperature, vm.prompt_seed(seed, p.key()), max_new_tokens, self.stop_ids)
-                  for p in prompts]
+    def generate(
+        self, prompts: list[Prompt], n: int, temperature: float, seed: int, max_new_tokens: int, adapter: str | None
+    ) -> list[list[Sample]]:
+        params = [
+            vm.generate_params(n, temperature, vm.prompt_seed(seed, p.key()), max_new_tokens, self.stop_ids)
+            for p in prompts
+        ]
         outs = self._generate([render(self.tokenizer, p) for p in prompts], params, adapter)
-        samples = [[vm.sample_from_output(c.text, c.token_ids, c.logprobs, self.stop_ids) for c in o.outputs]
-                   for o in outs]
+        samples = [
+            [vm.sample_from_output(c.text, c.token_ids, c.logprobs, self.stop_ids) for c in o.outputs] for o in outs
+        ]
         return [s * n for s in samples] if temperature <= 0 and n > 1 else samples
-

@@ -31,10 +31,13 @@ LOGPROB_MODE = "processed_logprobs"  # after temperature, as the hf engine's sam
 
 def describe(engine: str, model_label: str, options_outside_top: int) -> dict[str, Any]:
     """The record of how a vLLM engine got its numbers (``Engine.describe``)."""
-    return {"engine": engine, "model": model_label,
-            "logprob_mode": f"{LOGPROB_MODE}: option letters from the top {TOP_LOGPROBS} log-probabilities of the "
-                            "next token, a letter outside them at the lowest one returned (an upper bound)",
-            "options_outside_top": options_outside_top}
+    return {
+        "engine": engine,
+        "model": model_label,
+        "logprob_mode": f"{LOGPROB_MODE}: option letters from the top {TOP_LOGPROBS} log-probabilities of the "
+        "next token, a letter outside them at the lowest one returned (an upper bound)",
+        "options_outside_top": options_outside_top,
+    }
 
 
 def letter_token_ids(tokenizer: Any) -> list[int]:
@@ -58,11 +61,19 @@ def score_params() -> dict[str, Any]:
     return {"max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
 
 
-def generate_params(n: int, temperature: float, seed: int, max_new_tokens: int, stop_ids: Sequence[int]) -> dict[str, Any]:
+def generate_params(
+    n: int, temperature: float, seed: int, max_new_tokens: int, stop_ids: Sequence[int]
+) -> dict[str, Any]:
     """SamplingParams for ``n`` responses; temperature 0 is greedy with a single response."""
     greedy = temperature <= 0
-    return {"n": 1 if greedy else n, "temperature": 0.0 if greedy else float(temperature), "seed": seed,
-            "max_tokens": max_new_tokens, "logprobs": 0, "stop_token_ids": list(stop_ids)}
+    return {
+        "n": 1 if greedy else n,
+        "temperature": 0.0 if greedy else float(temperature),
+        "seed": seed,
+        "max_tokens": max_new_tokens,
+        "logprobs": 0,
+        "stop_token_ids": list(stop_ids),
+    }
 
 
 def likelihood_params() -> dict[str, Any]:
@@ -94,8 +105,9 @@ def option_distribution(top: Mapping[Any, Any], letter_ids: Sequence[int], n_opt
     return p / p.sum(), missing
 
 
-def sample_from_output(text: str, token_ids: Sequence[int], logprobs: Sequence[Mapping[Any, Any]] | None,
-                       stop_ids: Sequence[int]) -> Sample:
+def sample_from_output(
+    text: str, token_ids: Sequence[int], logprobs: Sequence[Mapping[Any, Any]] | None, stop_ids: Sequence[int]
+) -> Sample:
     """A Sample: the sampled tokens' log-probabilities up to the first stop token (as the hf engine keeps them)."""
     ids = list(token_ids)
     end = next((j for j, t in enumerate(ids) if t in set(stop_ids)), len(ids))
@@ -116,8 +128,16 @@ def processor_row(index: int, prompt_text: str, params: dict[str, Any], lora: st
     return row
 
 
-def sample_rows(prompt_texts: Sequence[str], prompt_keys: Sequence[str], n: int, temperature: float, seed: int,
-                max_new_tokens: int, stop_ids: Sequence[int], lora: str | None) -> list[dict[str, Any]]:
+def sample_rows(
+    prompt_texts: Sequence[str],
+    prompt_keys: Sequence[str],
+    n: int,
+    temperature: float,
+    seed: int,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    lora: str | None,
+) -> list[dict[str, Any]]:
     """Rows for ``generate``: Ray's processor returns one completion a row, so n samples are n rows, each with
     its own seed (index = prompt * n + sample)."""
     rows = []
@@ -129,14 +149,16 @@ def sample_rows(prompt_texts: Sequence[str], prompt_keys: Sequence[str], n: int,
     return rows
 
 
-def gather_samples(out_rows: Sequence[Mapping[str, Any]], n_prompts: int, n: int, temperature: float,
-                   stop_ids: Sequence[int]) -> list[list[Sample]]:
+def gather_samples(
+    out_rows: Sequence[Mapping[str, Any]], n_prompts: int, n: int, temperature: float, stop_ids: Sequence[int]
+) -> list[list[Sample]]:
     """Processor output rows (any order) back into n Samples per prompt; greedy answers are repeated n times."""
     per = 1 if temperature <= 0 else n
     out: list[list[Sample]] = [[] for _ in range(n_prompts)]
     for r in sorted(out_rows, key=lambda r: int(r["semievol_index"])):
         out[int(r["semievol_index"]) // per].append(
-            sample_from_output(r["generated_text"], r["generated_tokens"], r.get("logprobs"), stop_ids))
+            sample_from_output(r["generated_text"], r["generated_tokens"], r.get("logprobs"), stop_ids)
+        )
     if any(len(s) != per for s in out):
         raise ValueError("the processor returned a different number of rows than it was given")
     return [s * n for s in out] if per == 1 and n > 1 else out

@@ -47,12 +47,19 @@ def paired_difference(a: list[bool], b: list[bool], draws: int = 2000, seed: int
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(draws, len(x)))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"difference": float(x.mean()), "ci95": [float(lo), float(hi)], "n": len(x),
-            "only_a": int((x > 0).sum()), "only_b": int((x < 0).sum())}
+    return {
+        "difference": float(x.mean()),
+        "ci95": [float(lo), float(hi)],
+        "n": len(x),
+        "only_a": int((x > 0).sum()),
+        "only_b": int((x < 0).sum()),
+    }
 
 
-VERDICT_AGAINST = {"warm": "the warm model (SFT on the labeled rows)",
-                   "sft_matched": "SFT trained as many steps on the labeled rows alone"}
+VERDICT_AGAINST = {
+    "warm": "the warm model (SFT on the labeled rows)",
+    "sft_matched": "SFT trained as many steps on the labeled rows alone",
+}
 
 
 def verdict(correct: dict[str, list[bool]]) -> dict[str, Any] | None:
@@ -66,11 +73,12 @@ def verdict(correct: dict[str, list[bool]]) -> dict[str, Any] | None:
             continue
         d = paired_difference(correct["evolved"], correct[other])
         lo, hi = d["ci95"]
-        call = ("better than" if lo > 0 else "worse than" if hi < 0
-                else "not distinguishable from")
+        call = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
         out[other] = d
-        out["lines"].append(f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
-                            f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows).")
+        out["lines"].append(
+            f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
+            f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows)."
+        )
     return out
 
 
@@ -80,8 +88,9 @@ def accuracy_record(correct: list[bool]) -> dict[str, Any]:
     return {"accuracy": k / n if n else float("nan"), "correct": k, "n": n, "ci95": [lo, hi]}
 
 
-def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
-            numeric: bool = False) -> list[dict[str, Any]]:
+def predict(
+    engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int, numeric: bool = False
+) -> list[dict[str, Any]]:
     """One prediction per example at temperature 0. ``numeric``: the answers are numbers (see ``extract_free``)."""
     prompts = [answer_prompt(e, kind) for e in examples]
     out = []
@@ -89,14 +98,28 @@ def predict(engine: Engine, examples: list[Example], kind: str, adapter: str | N
         dists = engine.score_options(prompts, [len(e.options or []) for e in examples], adapter)
         for e, d in zip(examples, dists, strict=True):
             pred = LETTERS[int(np.argmax(d))]
-            out.append({"id": e.id, "pred": pred, "gold": e.answer, "correct": pred == e.answer,
-                        "dist": [round(float(x), 5) for x in d]})
+            out.append(
+                {
+                    "id": e.id,
+                    "pred": pred,
+                    "gold": e.answer,
+                    "correct": pred == e.answer,
+                    "dist": [round(float(x), 5) for x in d],
+                }
+            )
     else:
         samples = [r[0] for r in engine.generate(prompts, 1, 0.0, 0, max_new_tokens, adapter)]
         for e, s in zip(examples, samples, strict=True):
             free = extract_free(s.text, numeric)
-            out.append({"id": e.id, "pred": free, "gold": e.answer, "correct": answers_match(free, e.answer, kind),
-                        "text": s.text})
+            out.append(
+                {
+                    "id": e.id,
+                    "pred": free,
+                    "gold": e.answer,
+                    "correct": answers_match(free, e.answer, kind),
+                    "text": s.text,
+                }
+            )
     return out
 
 
@@ -107,13 +130,17 @@ def counts(values: list[Any]) -> dict[str, int]:
 
 def gold_nll(examples: list[Example], preds: list[dict[str, Any]]) -> float:
     """Mean negative log-probability the model gives the gold option (NaN without gold letters)."""
-    nll = [-math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12)) for e, p in zip(examples, preds, strict=True)
-           if e.answer is not None and e.answer in LETTERS[: len(p["dist"])]]
+    nll = [
+        -math.log(max(p["dist"][LETTERS.index(e.answer)], 1e-12))
+        for e, p in zip(examples, preds, strict=True)
+        if e.answer is not None and e.answer in LETTERS[: len(p["dist"])]
+    ]
     return sum(nll) / len(nll) if nll else float("nan")
 
 
-def evaluate_model(engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int,
-                   numeric: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_model(
+    engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int, numeric: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predictions on ``examples`` and their record: accuracy with its interval, seconds, how often each
     answer was predicted and, for multiple choice, the gold option's mean NLL (which tells apart models
     whose accuracies tie, say two that answer the majority class everywhere)."""
@@ -128,8 +155,9 @@ def evaluate_model(engine: Engine, examples: list[Example], kind: str, adapter: 
     return preds, rec
 
 
-def run_evaluate(ctx: RunContext, out: Path, models: dict[str, Adapter | None], trained: list[Path],
-                 select_dir: Path | None) -> None:
+def run_evaluate(
+    ctx: RunContext, out: Path, models: dict[str, Adapter | None], trained: list[Path], select_dir: Path | None
+) -> None:
     """Write ``metrics.json`` and ``predictions_<model>.jsonl`` into ``out``.
 
     ``models``: the name of each model to evaluate and its adapter (None: the base model); ``trained``:
@@ -143,13 +171,21 @@ def run_evaluate(ctx: RunContext, out: Path, models: dict[str, Adapter | None], 
     metrics: dict[str, Any] = {"task": task.name, "kind": task.kind, "models": {}}
     right: dict[str, list[bool]] = {}
     for name, adapter in models.items():
-        preds, rec = evaluate_model(engine, examples, task.kind, ctx.adapter(adapter) if adapter else None,
-                                    cfg.model.max_new_tokens, task.numeric)
+        preds, rec = evaluate_model(
+            engine,
+            examples,
+            task.kind,
+            ctx.adapter(adapter) if adapter else None,
+            cfg.model.max_new_tokens,
+            task.numeric,
+        )
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
         right[name] = [bool(p["correct"]) for p in preds]
         metrics["models"][name] = rec
-        log(f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, "
-            f"n={rec['n']})")
+        log(
+            f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, "
+            f"n={rec['n']})"
+        )
     said = verdict(right)
     if said:
         metrics["verdict"] = said
@@ -179,15 +215,23 @@ def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None
     configs: dict[str, list[bool]] = {}
     for r in gold:
         for v in r["votes"]:
-            configs.setdefault(v["config"], []).append(answers_match(v["answer"], r["gold"], "choice" if r["options"] else "free"))
+            configs.setdefault(v["config"], []).append(
+                answers_match(v["answer"], r["gold"], "choice" if r["options"] else "free")
+            )
     out["per_config"] = {c: accuracy_record(v) for c, v in configs.items()}
     ranked = sorted(gold, key=lambda r: r["score"])
     curve = []
     for pct in range(10, 101, 10):
         m = max(1, round(len(ranked) * pct / 100))
         top = ranked[:m]
-        curve.append({"coverage": pct / 100, "n": m, "accuracy": sum(r["correct"] for r in top) / m,
-                      "max_score": top[-1]["score"]})
+        curve.append(
+            {
+                "coverage": pct / 100,
+                "n": m,
+                "accuracy": sum(r["correct"] for r in top) / m,
+                "max_score": top[-1]["score"],
+            }
+        )
     out["accuracy_vs_coverage"] = curve
     return out
 
@@ -195,7 +239,10 @@ def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None
 def summary_table(m: dict[str, Any]) -> str:
     rows = ["| model | accuracy | 95% interval | n |", "|---|---|---|---|"]
     for name, rec in m["models"].items():
-        rows.append(f"| {name} | {100 * rec['accuracy']:.1f}% | {100 * rec['ci95'][0]:.1f}-{100 * rec['ci95'][1]:.1f}% | {rec['n']} |")
+        rows.append(
+            f"| {name} | {100 * rec['accuracy']:.1f}% | "
+            f"{100 * rec['ci95'][0]:.1f}-{100 * rec['ci95'][1]:.1f}% | {rec['n']} |"
+        )
     pl = m.get("pseudo_labels")
     if pl:
         sel = pl["selected"]
@@ -210,9 +257,6 @@ def summary_table(m: dict[str, Any]) -> str:
     if m.get("verdict"):
         rows += [""] + m["verdict"]["lines"]
     return "\n".join(rows)
-
-
-
 
 
 def eval_command(cfg: RunConfig, args: Any) -> int:
@@ -233,6 +277,8 @@ def eval_command(cfg: RunConfig, args: Any) -> int:
     dest = Path(args.out) if args.out else Path(cfg.run_dir) / f"eval_{task.name}.json"
     atomic_write_json(dest, rec)
     lo, hi = rec["ci95"]
-    print(f"{task.name}: accuracy {100 * rec['accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
-          f"n={rec['n']}, {rec['seconds']:.0f}s -> {dest}")
+    print(
+        f"{task.name}: accuracy {100 * rec['accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+        f"n={rec['n']}, {rec['seconds']:.0f}s -> {dest}"
+    )
     return 0

@@ -57,14 +57,32 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], pseudo_labels: P
     if ecfg.labeled_repeat > 1:  # the labeled rows first, repeated; the batches are shuffled in training
         data, gold = data[:gold] * ecfg.labeled_repeat + data[gold:], gold * ecfg.labeled_repeat
     weights, soft = pseudo_targets(pseudo_labels, data, gold, ecfg, ctx.task.kind)
-    res = train_lora(resolve_model(cfg.model.model), labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
-                     tcfg, out, seed=cfg.seed, init_adapter=init, lr=lr, desc="evolve",
-                     log_dir=tensorboard_dir(ctx, out), weights=weights, soft=soft)
+    res = train_lora(
+        resolve_model(cfg.model.model),
+        labeled_pairs(data, ctx.task.kind, cfg.sft.use_rationale),
+        tcfg,
+        out,
+        seed=cfg.seed,
+        init_adapter=init,
+        lr=lr,
+        desc="evolve",
+        log_dir=tensorboard_dir(ctx, out),
+        weights=weights,
+        soft=soft,
+    )
     if not is_main():
         return
     rows: list[dict[str, Any]] = [
-        {"id": e.id, "question": e.question, "options": e.options, "answer": e.answer, "rationale": e.rationale,
-         "source": "labeled" if i < gold else "pseudo"} for i, e in enumerate(data)]
+        {
+            "id": e.id,
+            "question": e.question,
+            "options": e.options,
+            "answer": e.answer,
+            "rationale": e.rationale,
+            "source": "labeled" if i < gold else "pseudo",
+        }
+        for i, e in enumerate(data)
+    ]
     for i, r in enumerate(rows):
         if weights is not None:
             r["weight"] = round(weights[i], 6)
@@ -75,8 +93,9 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], pseudo_labels: P
     log(f"evolve: {len(data)} examples ({len(data) - gold} pseudo-labelled), {res.steps} steps")
 
 
-def pseudo_targets(pseudo_labels: Path, data: list[Example], gold: int, ecfg: EvolveConfig,
-                   kind: str) -> tuple[list[float] | None, list[list[float] | None] | None]:
+def pseudo_targets(
+    pseudo_labels: Path, data: list[Example], gold: int, ecfg: EvolveConfig, kind: str
+) -> tuple[list[float] | None, list[list[float] | None] | None]:
     """Per-row loss weights and soft targets for the evolve data (the first ``gold`` rows labeled by hand:
     weight 1, hard); (None, None) when evolve trains plain hard targets."""
     soft_on = ecfg.targets == "soft" and kind == "choice"

@@ -21,40 +21,22 @@ never read here.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..answers import LETTERS, extract_free
 from ..config import AnswerConfig, parse_answer_config
-from ..engines import ACTOR_ENGINE, CallsFailed, Engine, EngineError
+from ..engines import ACTOR_ENGINE, EngineError
 from ..jsonio import append_jsonl, atomic_write_json, atomic_write_jsonl, iter_jsonl_prefix, read_jsonl_prefix
 from ..progress import log, progress
-from ..prompts import TEMPLATE_IDS, answer_prompt
+from ..prompts import TEMPLATE_IDS
 from ..retrieval import cached_embeddings, nearest, text_embedder
 from ..runctx import Adapter, RunContext
 from ..tasks import Example, Split
 from ..views import Probe, ViewError, knn_distributions, label_indices, shared_options
-
-
-def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
-    h = hashlib.sha256(f"{seed}\x00{config_index}\x00{row_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(h[:8], "little"))
-
-
-def draw_vote(dist: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Argmax at temperature 0, else a draw from dist ** (1 / T), renormalised."""
-    if temperature <= 0:
-        return int(np.argmax(dist))
-    logits = np.log(np.clip(dist, 1e-30, 1.0)) / temperature
-    p = np.exp(logits - logits.max())
-    p /= p.sum()
-    return int(rng.choice(len(p), p=p))
-
+from .voting import Voting, vote_chunk
 
 NN_BLOCK = 4096  # unlabeled rows embedded and searched together
 
@@ -109,10 +91,13 @@ class EmbedderView:
         labeled = [i for i, e in enumerate(pool) if e.answer is not None]
         self.keys = keys[labeled]
         self.labels = label_indices(pool, len(self.options))
-        self.probe = Probe(self.keys, self.labels, len(self.options)) if any(c.model == "probe" for c in configs) else None
+        self.probe = (
+            Probe(self.keys, self.labels, len(self.options)) if any(c.model == "probe" for c in configs) else None
+        )
 
-    def chunk_views(self, configs: list[AnswerConfig],
-                    chunk: list[tuple[Example, list[int], np.ndarray | None]]) -> list[np.ndarray | None]:
+    def chunk_views(
+        self, configs: list[AnswerConfig], chunk: list[tuple[Example, list[int], np.ndarray | None]]
+    ) -> list[np.ndarray | None]:
         """Per configuration, its distributions for the chunk's rows (None for a language model's)."""
         rows = [e for e, _, _ in chunk]
         assert all(v is not None for _, _, v in chunk), "rows carry their vectors when a view answers"
@@ -122,8 +107,10 @@ class EmbedderView:
     def distributions(self, c: AnswerConfig, chunk: list[Example], vectors: np.ndarray) -> np.ndarray:
         for e in chunk:
             if list(e.options or []) != self.options:
-                raise ViewError(f"propagate.configs: {c.name} needs every row to share the labeled rows' options; "
-                                f"unlabeled row '{e.id}' has other options")
+                raise ViewError(
+                    f"propagate.configs: {c.name} needs every row to share the labeled rows' options; "
+                    f"unlabeled row '{e.id}' has other options"
+                )
         if c.model == "knn":
             return knn_distributions(self.keys, self.labels, vectors, c.demos, len(self.options))
         assert self.probe is not None, "the probe is fitted when a probe configuration is asked for"
@@ -152,65 +139,9 @@ def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
     return done, failed
 
 
-@dataclass(frozen=True)
-class Voting:
-    """What a chunk's votes depend on besides its rows, their demos and the engine. Plain data: the Ray
-    engine's actors each get a copy and call ``vote_chunk`` with it, as this process does."""
-
-    kind: str
-    numeric: bool
-    seed: int
-    max_new_tokens: int
-    configs: tuple[AnswerConfig, ...]
-    warm: str | None  # the warm adapter's name in the engine
-
-
-def vote_chunk(engine: Engine, how: Voting, chunk: list[Example], demos_for: list[list[Example]],
-               views: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
-    """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good.
-
-    ``views[i]``, where given, holds configuration i's distributions for the chunk's rows, computed by the
-    embedder's view (``EmbedderView.chunk_views``) instead of the engine."""
-    kind, seed = how.kind, how.seed
-    rows: list[dict[str, Any]] = [
-        {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
-        for e in chunk
-    ]
-    failed: dict[int, str] = {}
-    for ci, c in enumerate(how.configs):
-        adapter = how.warm if c.model == "warm" else None
-        live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
-        prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
-        try:
-            if c.is_view:
-                view = views[ci] if views is not None else None
-                assert view is not None, "the view answers its configurations"
-                results = [view[i] for i in live]
-            elif kind == "choice":
-                results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
-            else:
-                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
-        except CallsFailed as e:
-            results = e.results
-            failed.update({live[j]: f"{c.name}: {msg}" for j, msg in e.errors.items()})
-        for i, res in zip(live, results, strict=True):
-            if i in failed:
-                continue
-            if kind == "choice":
-                v = draw_vote(res, c.temperature, row_rng(seed, ci, chunk[i].id))
-                rows[i]["votes"].append({"config": c.name, "answer": LETTERS[v],
-                                         "dist": [round(float(x), 6) for x in res]})
-            else:
-                s = res[0]
-                rows[i]["votes"].append({"config": c.name, "answer": extract_free(s.text, how.numeric), "text": s.text,
-                                         "mean_nll": round(s.mean_nll, 6)})
-    for i, error in failed.items():
-        rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}
-    return rows
-
-
-def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Adapter,
-                  shard: tuple[int, int] | None = None) -> Path:
+def run_propagate(
+    ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Adapter, shard: tuple[int, int] | None = None
+) -> Path:
     """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``.
 
     With ``shard`` (I, N): vote only on shard I's rows, into ``votes.shard-I-of-N.jsonl``.
@@ -220,11 +151,15 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     configs = [parse_answer_config(c) for c in pcfg.configs]
     unlabeled: Split = ctx.task.unlabeled
     record = {
-        "configs": [c.name for c in configs], "k": pcfg.k, "embedder": ctx.cfg.model.embedder,
+        "configs": [c.name for c in configs],
+        "k": pcfg.k,
+        "embedder": ctx.cfg.model.embedder,
         "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
-        "pool_size": len(pool), "kind": ctx.task.kind,
+        "pool_size": len(pool),
+        "kind": ctx.task.kind,
         "vote_rule": "argmax over options at temperature 0, else a seeded draw from p^(1/T)"
-        if ctx.task.kind == "choice" else "one sampled response per configuration, answer extracted",
+        if ctx.task.kind == "choice"
+        else "one sampled response per configuration, answer extracted",
     }
     atomic_write_json(out / "configs.json", record)
     uses_view = any(c.is_view for c in configs)
@@ -240,8 +175,10 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
     done, earlier_failed = vote_status(votes)
     if done or earlier_failed:
-        log(f"propagate: resuming, {len(done)} of {len(rows)} rows already voted"
-            + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else ""))
+        log(
+            f"propagate: resuming, {len(done)} of {len(rows)} rows already voted"
+            + (f", retrying {len(earlier_failed)} that failed" if earlier_failed else "")
+        )
     todo = len(rows) - len(done)
     failed: list[dict[str, Any]] = []  # every row not voted before was tried in this loop
     chunks = _todo_chunks(unlabeled, rows, done, nn, pcfg.chunk_size)
@@ -250,15 +187,31 @@ def run_propagate(ctx: RunContext, out: Path, pool: list[Example], warm_adapter:
         from ..engines.ray_pool import vote_on_cluster
 
         if view is not None:
-            raise ViewError("propagate.configs: knn and probe configurations run in one process, not with engine "
-                            f"{ctx.cfg.model.engine}; vote with them in one process or leave them out")
-        voted_chunks = vote_on_cluster(ctx.cfg, how, ([(e, nbrs) for e, nbrs, _ in c] for c in chunks), pool,
-                                       {warm: str(warm_adapter.path)} if warm else {}, out / ".ray-rows", pooled)
+            raise ViewError(
+                "propagate.configs: knn and probe configurations run in one process, not with engine "
+                f"{ctx.cfg.model.engine}; vote with them in one process or leave them out"
+            )
+        voted_chunks = vote_on_cluster(
+            ctx.cfg,
+            how,
+            ([(e, nbrs) for e, nbrs, _ in c] for c in chunks),
+            pool,
+            {warm: str(warm_adapter.path)} if warm else {},
+            out / ".ray-rows",
+            pooled,
+        )
     else:
         engine = ctx.get_engine()
-        voted_chunks = (vote_chunk(engine, how, [e for e, _, _ in c], [[pool[j] for j in nbrs] for _, nbrs, _ in c],
-                                   view.chunk_views(configs, c) if view is not None else None)
-                        for c in chunks)
+        voted_chunks = (
+            vote_chunk(
+                engine,
+                how,
+                [e for e, _, _ in c],
+                [[pool[j] for j in nbrs] for _, nbrs, _ in c],
+                view.chunk_views(configs, c) if view is not None else None,
+            )
+            for c in chunks
+        )
     for voted in progress(voted_chunks, desc="pseudo-labelling", total=-(-todo // pcfg.chunk_size), unit="chunk"):
         append_jsonl(votes, voted)
         failed += [r for r in voted if r.get("failed")]
@@ -283,8 +236,9 @@ def _compact(votes: Path, split: Split, rows: range) -> None:
     atomic_write_jsonl(votes, ordered)
 
 
-def _todo_chunks(split: Split, rows: range, done: set[str], nn: Neighbours,
-                 size: int) -> Iterator[list[tuple[Example, list[int], np.ndarray | None]]]:
+def _todo_chunks(
+    split: Split, rows: range, done: set[str], nn: Neighbours, size: int
+) -> Iterator[list[tuple[Example, list[int], np.ndarray | None]]]:
     """Chunks of (row, its neighbours' positions in the pool, its vector when the view needs it) for the rows
     in ``rows`` not yet voted."""
     chunk: list[tuple[Example, list[int], np.ndarray | None]] = []

@@ -33,8 +33,9 @@ def majority(answers: list[str | None]) -> str | None:
     return next(a for a in answers if a is not None and counts[a] == best)
 
 
-def decide(dist: list[float], candidates: list[str | None] | None, prior: np.ndarray | None,
-           confidence: str) -> tuple[str, float]:
+def decide(
+    dist: list[float], candidates: list[str | None] | None, prior: np.ndarray | None, confidence: str
+) -> tuple[str, float]:
     """The answer and its score from the justifier's option distribution: divided by ``prior`` (batch
     calibration) when given, then the likeliest option among ``candidates`` (all options when None or none
     of them is an option). Ties go to the first letter; entropy is over the whole calibrated distribution."""
@@ -91,9 +92,14 @@ def lean_from_counts(answers: Counter[str], votes: Counter[str]) -> dict[str, An
     return None
 
 
-def select_mask(scores: list[float], cfg: SelectConfig, unanimous: list[bool] | None = None,
-                groups: list[str | None] | None = None, valid: list[bool] | None = None,
-                shares: dict[str, float] | None = None) -> tuple[list[bool], dict[str, Any]]:
+def select_mask(
+    scores: list[float],
+    cfg: SelectConfig,
+    unanimous: list[bool] | None = None,
+    groups: list[str | None] | None = None,
+    valid: list[bool] | None = None,
+    shares: dict[str, float] | None = None,
+) -> tuple[list[bool], dict[str, Any]]:
     """Which rows to keep (score <= threshold); returns the mask and the thresholds used.
 
     ``shares`` (class -> share of the labeled rows) sets the 'class_quota' rule's quotas; ``groups`` then
@@ -155,7 +161,11 @@ def vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: s
             return normalized_entropy(mean)
         i = LETTERS.index(answer) if answer else 0
         return float(-math.log(max(mean[i] / mean.sum(), 1e-30)))
-    nll = [v["mean_nll"] for v in votes if v["answer"] is not None and v["answer"] == answer and math.isfinite(v["mean_nll"])]
+    nll = [
+        v["mean_nll"]
+        for v in votes
+        if v["answer"] is not None and v["answer"] == answer and math.isfinite(v["mean_nll"])
+    ]
     return float(np.mean(nll)) if nll else float("inf")
 
 

@@ -116,8 +116,9 @@ def check_votes(votes: Path, n_unlabeled: int) -> None:
     """Stop unless the votes file has one row, not marked failed, for every unlabeled row."""
     n, failed = _count_lines(votes)
     if failed:  # a failed row has no votes: never let it pass for one that was voted on
-        raise SelectionError(f"{votes}: {len(failed)} rows failed in propagate (first: {failed[0]}); "
-                             "rerun propagate to retry them")
+        raise SelectionError(
+            f"{votes}: {len(failed)} rows failed in propagate (first: {failed[0]}); rerun propagate to retry them"
+        )
     if n != n_unlabeled:
         raise SelectionError(f"{votes}: {n} rows but the unlabeled split has {n_unlabeled}; rerun propagate")
 
@@ -163,8 +164,9 @@ def justify(engine: Engine, warm: str, block: list[tuple[Judged, dict[str, Any],
         sizes = [len(ex.options or []) for _, _, ex in block]
         dists = engine.score_options(prompts, sizes, warm)
         if how.cfg.fair_order:  # the same question with its options reversed, mapped back and averaged
-            flipped = engine.score_options([justification(r, ex, how.kind, reverse=True) for _, r, ex in block],
-                                           sizes, warm)
+            flipped = engine.score_options(
+                [justification(r, ex, how.kind, reverse=True) for _, r, ex in block], sizes, warm
+            )
             dists = [(np.asarray(a) + np.asarray(b)[::-1]) / 2 for a, b in zip(dists, flipped, strict=True)]
         for (j, r, _), d in zip(block, dists, strict=True):
             j.dist = [round(float(x), 6) for x in d]
@@ -199,22 +201,39 @@ def calibrate(judged: list[Judged], how: How, shares: dict[int, np.ndarray]) -> 
 def choose(judged: list[Judged], cfg: SelectConfig, shares: dict[int, np.ndarray]) -> tuple[list[bool], dict[str, Any]]:
     """Step 3: which rows the selection rule keeps, and the thresholds it used."""
     by_class = cfg.rule in ("class_percentile", "class_quota")
-    letter_shares = ({LETTERS[j]: float(x) for v in shares.values() for j, x in enumerate(v)}
-                     if len(shares) == 1 else None)  # quotas need one label set
+    letter_shares = (
+        {LETTERS[j]: float(x) for v in shares.values() for j, x in enumerate(v)} if len(shares) == 1 else None
+    )  # quotas need one label set
     if cfg.rule == "class_quota" and letter_shares is None:
         raise SelectionError("select.rule class_quota needs a labeled split whose rows share one number of options")
-    keep, info = select_mask([j.score for j in judged], cfg, [j.unanimous for j in judged],
-                             [j.answer if by_class else j.subject for j in judged],
-                             [j.answer is not None for j in judged], letter_shares)
+    keep, info = select_mask(
+        [j.score for j in judged],
+        cfg,
+        [j.unanimous for j in judged],
+        [j.answer if by_class else j.subject for j in judged],
+        [j.answer is not None for j in judged],
+        letter_shares,
+    )
     if not any(keep):
         valid = sum(j.answer is not None for j in judged)
-        raise SelectionError(f"select: no pseudo-label passed the '{cfg.rule}' rule ({valid} of {len(judged)} rows "
-                             "had an answer); raise select.theta or select.threshold")
+        raise SelectionError(
+            f"select: no pseudo-label passed the '{cfg.rule}' rule ({valid} of {len(judged)} rows "
+            "had an answer); raise select.theta or select.threshold"
+        )
     return keep, info
 
 
-def write(out: Path, votes: Path, unlabeled: Split, judged: list[Judged], keep: list[bool], info: dict[str, Any],
-          priors: dict[int, np.ndarray], shares: dict[int, np.ndarray], how: How) -> None:
+def write(
+    out: Path,
+    votes: Path,
+    unlabeled: Split,
+    judged: list[Judged],
+    keep: list[bool],
+    info: dict[str, Any],
+    priors: dict[int, np.ndarray],
+    shares: dict[int, np.ndarray],
+    how: How,
+) -> None:
     """Step 4: ``pseudo_labels.jsonl``, one record per row streamed to the file, and ``selection.json``."""
     cfg, kind = how.cfg, how.kind
     per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -223,9 +242,18 @@ def write(out: Path, votes: Path, unlabeled: Split, judged: list[Judged], keep: 
 
     def records() -> Iterator[dict[str, Any]]:
         for (r, ex), j, kept in zip(_rows(votes, unlabeled), judged, keep, strict=True):
-            rec = {"id": r["id"], "row": r["row"], "question": r["question"], "options": r["options"],
-                   "votes": r["votes"], "unanimous": j.unanimous, "justified": j.justified, "answer": j.answer,
-                   "score": round(float(j.score), 6), "selected": kept}
+            rec = {
+                "id": r["id"],
+                "row": r["row"],
+                "question": r["question"],
+                "options": r["options"],
+                "votes": r["votes"],
+                "unanimous": j.unanimous,
+                "justified": j.justified,
+                "answer": j.answer,
+                "score": round(float(j.score), 6),
+                "selected": kept,
+            }
             if j.justified and kind == "choice":
                 rec["justify_dist"] = j.dist
             if j.justified and kind == "free":
@@ -240,30 +268,49 @@ def write(out: Path, votes: Path, unlabeled: Split, judged: list[Judged], keep: 
             per_class[str(j.answer)][1] += int(kept)
             if j.justified and kind == "choice" and j.answer is not None:
                 lean_answers[str(j.answer)] += 1
-                lean_votes.update(str(v) for v in canonical_vote([v["answer"] for v in r["votes"]], kind)
-                                  if v is not None)
+                lean_votes.update(
+                    str(v) for v in canonical_vote([v["answer"] for v in r["votes"]], kind) if v is not None
+                )
             yield rec
 
     atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
     lean = lean_from_counts(lean_answers, lean_votes)
     if lean:
-        log(f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
+        log(
+            f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
             f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
             f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
-            "the question" + ("" if cfg.calibrate else ": try --select.calibrate true --select.candidates_only true"))
-    atomic_write_json(out / "selection.json", {
-        **info, "theta": cfg.theta, "justify": cfg.justify, "confidence": how.confidence,
-        "confidence_note": "normalised option entropy" if how.confidence == "entropy" else "mean NLL per token",
-        "template": TEMPLATE_IDS["justify_" + kind], "rows": len(judged), "selected": int(sum(keep)),
-        "justified": sum(j.justified for j in judged), "unanimous": sum(j.unanimous for j in judged),
-        "candidates_only": cfg.candidates_only and kind == "choice", "calibrated": cfg.calibrate and kind == "choice",
-        **({"vote": cfg.vote, "aligned": cfg.align and kind == "choice",
-            "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())}}
-           if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule == "class_quota" else {}),
-        "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
-        "lean": lean,
-        "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
-    })
+            "the question" + ("" if cfg.calibrate else ": try --select.calibrate true --select.candidates_only true")
+        )
+    atomic_write_json(
+        out / "selection.json",
+        {
+            **info,
+            "theta": cfg.theta,
+            "justify": cfg.justify,
+            "confidence": how.confidence,
+            "confidence_note": "normalised option entropy" if how.confidence == "entropy" else "mean NLL per token",
+            "template": TEMPLATE_IDS["justify_" + kind],
+            "rows": len(judged),
+            "selected": int(sum(keep)),
+            "justified": sum(j.justified for j in judged),
+            "unanimous": sum(j.unanimous for j in judged),
+            "candidates_only": cfg.candidates_only and kind == "choice",
+            "calibrated": cfg.calibrate and kind == "choice",
+            **(
+                {
+                    "vote": cfg.vote,
+                    "aligned": cfg.align and kind == "choice",
+                    "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())},
+                }
+                if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule == "class_quota"
+                else {}
+            ),
+            "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
+            "lean": lean,
+            "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
+        },
+    )
 
 
 def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> Any:
@@ -271,8 +318,14 @@ def justification(r: dict[str, Any], ex: Example, kind: str, reverse: bool) -> A
     reverse order, for position-fair scoring."""
     n = len(ex.options or [])
     if reverse:
-        ex = Example(id=ex.id, question=ex.question, options=list(reversed(ex.options or [])), answer=None,
-                     subject=ex.subject, row=ex.row)
+        ex = Example(
+            id=ex.id,
+            question=ex.question,
+            options=list(reversed(ex.options or [])),
+            answer=None,
+            subject=ex.subject,
+            row=ex.row,
+        )
     cands = []
     for v in r["votes"]:
         c = v["answer"] or "(no answer)"
@@ -288,8 +341,10 @@ def _rows(votes_path: Path, unlabeled: Split) -> Iterator[tuple[dict[str, Any], 
     """(votes row, unlabeled example) pairs, checked to be the same row."""
     for i, (r, ex) in enumerate(zip(iter_jsonl(votes_path), unlabeled.iter_examples(), strict=False)):
         if r.get("id") != ex.id:
-            raise SelectionError(f"{votes_path}: line {i + 1} is row '{r.get('id')}' where the unlabeled split has "
-                                 f"'{ex.id}'; rerun propagate")
+            raise SelectionError(
+                f"{votes_path}: line {i + 1} is row '{r.get('id')}' where the unlabeled split has "
+                f"'{ex.id}'; rerun propagate"
+            )
         yield r, ex
 
 
@@ -312,8 +367,17 @@ def selected_examples(pseudo_path: Path, unlabeled: Split) -> list[Example]:
     for e in unlabeled.iter_examples():
         r = chosen.get(e.id)
         if r is not None:
-            out.append(Example(id=e.id, question=e.question, options=e.options, answer=r["answer"],
-                               rationale=reasoning(r.get("justify_text")), subject=e.subject, row=e.row))
+            out.append(
+                Example(
+                    id=e.id,
+                    question=e.question,
+                    options=e.options,
+                    answer=r["answer"],
+                    rationale=reasoning(r.get("justify_text")),
+                    subject=e.subject,
+                    row=e.row,
+                )
+            )
     return out
 
 

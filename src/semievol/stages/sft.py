@@ -32,8 +32,9 @@ def run_sft(ctx: RunContext, out: Path, max_steps: int | None = None, desc: str 
     cfg = ctx.cfg
     tcfg = cfg.sft if max_steps is None else replace(cfg.sft, max_steps=max_steps)
     pairs = labeled_pairs(ctx.task.labeled.examples, ctx.task.kind, tcfg.use_rationale)
-    result = train_lora(resolve_model(cfg.model.model), pairs, tcfg, out, seed=cfg.seed, desc=desc,
-                        log_dir=tensorboard_dir(ctx, out))
+    result = train_lora(
+        resolve_model(cfg.model.model), pairs, tcfg, out, seed=cfg.seed, desc=desc, log_dir=tensorboard_dir(ctx, out)
+    )
     return result.adapter_dir
 
 

@@ -27,15 +27,21 @@ from .propagate import run_propagate, shard_file, shard_rows
 _SHARD = re.compile(r"votes\.shard-(\d+)-of-(\d+)\.jsonl(\.done|\.pending)?")
 
 
-def propagate_shard(ctx: RunContext, out: Path, fp: str, pool: list[Example], warm: Adapter,
-                    shard: tuple[int, int]) -> None:
+def propagate_shard(
+    ctx: RunContext, out: Path, fp: str, pool: list[Example], warm: Adapter, shard: tuple[int, int]
+) -> None:
     """One worker's share of propagate: shard I of N, resumable, marked finished by its ``.done`` file."""
     name = shard_file(shard)
     votes, done, pending = out / name, out / f"{name}.done", out / f"{name}.pending"
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / f"{name}.lock", f"propagate --shard {shard[0]}/{shard[1]}"), disk_errors("propagate"):
-        made_for = (json.loads(done.read_text())["fingerprint"] if done.exists()
-                    else pending.read_text() if pending.exists() else fp)
+        made_for = (
+            json.loads(done.read_text())["fingerprint"]
+            if done.exists()
+            else pending.read_text()
+            if pending.exists()
+            else fp
+        )
         if made_for != fp:  # left by other settings: this shard starts again
             for p in (votes, done, pending):
                 p.unlink(missing_ok=True)
@@ -72,11 +78,18 @@ def merge_shards(ctx: RunContext, out: Path, fp: str) -> None:
             how = "unfinished" if (out / name).exists() else "missing"
         else:
             made = json.loads(done.read_text())
-            how = ("made for other settings" if made["fingerprint"] != fp else
-                   f"incomplete ({made['rows']} of {expected} rows)" if made["rows"] != expected else "")
+            how = (
+                "made for other settings"
+                if made["fingerprint"] != fp
+                else f"incomplete ({made['rows']} of {expected} rows)"
+                if made["rows"] != expected
+                else ""
+            )
         if how:
-            raise StageMissing(f"propagate: shard {i} of {n} is {how} ({out / name}); "
-                               f"run `semievol propagate --shard {i}/{n}` with the same config first")
+            raise StageMissing(
+                f"propagate: shard {i} of {n} is {how} ({out / name}); "
+                f"run `semievol propagate --shard {i}/{n}` with the same config first"
+            )
     merged = out / "votes.jsonl"
     tmp = tmp_name(merged)
     with open(tmp, "wb") as f:

@@ -48,8 +48,10 @@ class _AnswerCounts:
         first = self.first_text
         if first is None or self.numbers <= self.text:
             return None
-        return (f"{source}: {self.text} of {self.text + self.numbers} answers are text while the rest are numbers "
-                f"(first at row {first.row}: '{_short(first.answer or '')}'); check the answer column")
+        return (
+            f"{source}: {self.text} of {self.text + self.numbers} answers are text while the rest are numbers "
+            f"(first at row {first.row}: '{_short(first.answer or '')}'); check the answer column"
+        )
 
 
 def _mixed_free_warning(source: str, examples: Iterable[Example]) -> str | None:
@@ -71,8 +73,12 @@ def _check_unlabeled(task: Task, id_col: str) -> None:
     dups = {s.name: _RepeatedOptions() for s in (task.labeled, task.unlabeled, task.test) if s is not None}
     for e in task.unlabeled.iter_examples():
         if e.id in lab_rows:
-            raise DataError(task.unlabeled.source, e.row, id_col,
-                            f"id '{e.id}' is also used in the labeled split (row {lab_rows[e.id]} of {task.labeled.source})")
+            raise DataError(
+                task.unlabeled.source,
+                e.row,
+                id_col,
+                f"id '{e.id}' is also used in the labeled split (row {lab_rows[e.id]} of {task.labeled.source})",
+            )
         q = same_question(e.question)
         shared += q in lab_questions
         shared_test += q in test_questions
@@ -81,12 +87,16 @@ def _check_unlabeled(task: Task, id_col: str) -> None:
     if shared:
         task.warnings.append(f"{shared} unlabeled questions also appear in the labeled split ({task.labeled.source})")
     if shared_test and task.test is not None:
-        task.warnings.append(f"{shared_test} unlabeled questions also appear in the test split ({task.test.source}): "
-                             "pseudo-labels trained on them make test accuracy optimistic")
+        task.warnings.append(
+            f"{shared_test} unlabeled questions also appear in the test split ({task.test.source}): "
+            "pseudo-labels trained on them make test accuracy optimistic"
+        )
     if task.test is not None:
         shared = sum(1 for e in task.test.examples if same_question(e.question) in lab_questions)
         if shared:
-            task.warnings.append(f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic")
+            task.warnings.append(
+                f"{shared} test questions also appear in the labeled split: test accuracy may be optimistic"
+            )
     for split in (task.labeled, task.test):
         if split is not None:
             for e in split.examples:
@@ -95,8 +105,11 @@ def _check_unlabeled(task: Task, id_col: str) -> None:
         if split is not None and (w := dups[split.name].warning(split.source)):
             task.warnings.append(w)
     if task.kind == "free":
-        found = [_mixed_free_warning(task.labeled.source, task.labeled.examples), counts.warning(task.unlabeled.source),
-                 _mixed_free_warning(task.test.source, task.test.examples) if task.test is not None else None]
+        found = [
+            _mixed_free_warning(task.labeled.source, task.labeled.examples),
+            counts.warning(task.unlabeled.source),
+            _mixed_free_warning(task.test.source, task.test.examples) if task.test is not None else None,
+        ]
         task.warnings.extend(w for w in found if w)
 
 
@@ -120,15 +133,22 @@ class _RepeatedOptions:
     def warning(self, source: str) -> str | None:
         if self.first is None:
             return None
-        answers = (f", {self.on_answer} with the answer on a repeated option (the other copy's letter counts as "
-                   "wrong)") if self.on_answer else ""
-        return (f"{source}: {self.rows} rows list the same option twice (first at row {self.first[0]}: "
-                f"'{_short(self.first[1])}'){answers}; each copy has its own letter")
+        answers = (
+            (f", {self.on_answer} with the answer on a repeated option (the other copy's letter counts as wrong)")
+            if self.on_answer
+            else ""
+        )
+        return (
+            f"{source}: {self.rows} rows list the same option twice (first at row {self.first[0]}: "
+            f"'{_short(self.first[1])}'){answers}; each copy has its own letter"
+        )
 
 
 def _check_labeled_size(task: Task, min_labeled: int, cfg: TaskConfig) -> None:
     n = len(task.labeled)
     if n < min_labeled:
         after = " after task.limit_labeled" if cfg.limit_labeled else ""
-        raise ConfigError(f"propagate.k: {min_labeled} neighbours are retrieved per question, but the labeled split "
-                          f"({task.labeled.source}) has only {n} rows{after}")
+        raise ConfigError(
+            f"propagate.k: {min_labeled} neighbours are retrieved per question, but the labeled split "
+            f"({task.labeled.source}) has only {n} rows{after}"
+        )

@@ -80,8 +80,10 @@ def _option_text_match(s: str, options: list[str]) -> int | None:
         return options.index(s)
     lowered = [i for i, o in enumerate(options) if o.lower() == s.lower()]
     if len(lowered) > 1:
-        raise ValueError(f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in lowered)} "
-                         "when case is ignored: give the letter")
+        raise ValueError(
+            f"answer '{_short(s)}' matches options {', '.join(LETTERS[i] for i in lowered)} "
+            "when case is ignored: give the letter"
+        )
     return lowered[0] if lowered else None
 
 
@@ -117,8 +119,10 @@ def parse_choice_answer(value: Any, options: list[str], index_base: int = 0) -> 
         i = int(s)
         if lo <= i <= hi:
             if text_at is not None and text_at != i - index_base:
-                raise ValueError(f"answer '{s}' is ambiguous: option {letters[text_at]} reads '{s}' and index {s} "
-                                 f"is option {letters[i - index_base]}; give the letter")
+                raise ValueError(
+                    f"answer '{s}' is ambiguous: option {letters[text_at]} reads '{s}' and index {s} "
+                    f"is option {letters[i - index_base]}; give the letter"
+                )
             return letters[i - index_base]
         if text_at is None:
             raise ValueError(f"answer index {s} is outside {lo}..{hi}")
@@ -172,7 +176,9 @@ def iter_examples(
                 if c not in columns:
                     raise DataError(source, first_row, c, "missing option column")
         elif cfg.options_col not in columns:
-            raise DataError(source, first_row, cfg.options_col, "missing column (set task.options_col or task.option_cols)")
+            raise DataError(
+                source, first_row, cfg.options_col, "missing column (set task.options_col or task.option_cols)"
+            )
     if require_answer and cfg.answer_col not in columns:
         raise DataError(source, first_row, cfg.answer_col, "missing column")
     seen_ids: dict[str, int] = {}
@@ -198,8 +204,16 @@ def _chain(head: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _to_example(row: int, rec: dict[str, Any], source: str, split: str, kind: AnswerKind, cfg: TaskConfig,
-                require_answer: bool, numeric: bool) -> Example:
+def _to_example(
+    row: int,
+    rec: dict[str, Any],
+    source: str,
+    split: str,
+    kind: AnswerKind,
+    cfg: TaskConfig,
+    require_answer: bool,
+    numeric: bool,
+) -> Example:
     q = rec.get(cfg.question_col)
     if _missing(q):
         raise DataError(source, row, cfg.question_col, "empty question")
@@ -232,8 +246,12 @@ def _to_example(row: int, rec: dict[str, Any], source: str, split: str, kind: An
             if not answer:
                 raise DataError(source, row, cfg.answer_col, "answer is empty after normalisation")
             if numeric and not is_number(answer):
-                raise DataError(source, row, cfg.answer_col,
-                                f"answer '{_short(str(a))}' is not a number, and this task's answers are numbers")
+                raise DataError(
+                    source,
+                    row,
+                    cfg.answer_col,
+                    f"answer '{_short(str(a))}' is not a number, and this task's answers are numbers",
+                )
     rid = rec.get(cfg.id_col)
     rid = f"{split}-{row}" if _missing(rid) else str(rid)
     rat = rec.get(cfg.rationale_col)

@@ -12,27 +12,72 @@ import random
 
 from .types import Example, Split, Task
 
-COMPANIES = ["Norvik", "Aldera", "Quenta", "Balsam Oy", "Trivex", "Helmora", "Castell", "Oruna", "Petrik",
-             "Valmeri", "Sundra", "Korpi Group", "Lintu", "Ekon", "Mirel", "Ranta Steel", "Vasko", "Ilmari"]
-MEASURES = ["net sales", "operating profit", "order intake", "market share", "gross margin", "export volume",
-            "earnings per share", "customer base"]
-PERIODS = ["in the first quarter", "in 2009", "in the third quarter", "last year", "in the half-year",
-           "in January-June", "in the fourth quarter"]
+COMPANIES = [
+    "Norvik",
+    "Aldera",
+    "Quenta",
+    "Balsam Oy",
+    "Trivex",
+    "Helmora",
+    "Castell",
+    "Oruna",
+    "Petrik",
+    "Valmeri",
+    "Sundra",
+    "Korpi Group",
+    "Lintu",
+    "Ekon",
+    "Mirel",
+    "Ranta Steel",
+    "Vasko",
+    "Ilmari",
+]
+MEASURES = [
+    "net sales",
+    "operating profit",
+    "order intake",
+    "market share",
+    "gross margin",
+    "export volume",
+    "earnings per share",
+    "customer base",
+]
+PERIODS = [
+    "in the first quarter",
+    "in 2009",
+    "in the third quarter",
+    "last year",
+    "in the half-year",
+    "in January-June",
+    "in the fourth quarter",
+]
 MOVES = {
     "positive": ["rose by {n}%", "grew {n}%", "climbed to a record, up {n}%", "improved by {n}%", "jumped {n}%"],
     "negative": ["fell by {n}%", "dropped {n}%", "declined by {n}%", "slumped {n}%", "shrank by {n}%"],
-    "neutral": ["stayed at the level of a year earlier", "was unchanged", "remained flat",
-                "will be reported next month", "was restated under the new accounting standard"],
+    "neutral": [
+        "stayed at the level of a year earlier",
+        "was unchanged",
+        "remained flat",
+        "will be reported next month",
+        "was restated under the new accounting standard",
+    ],
 }
-DISTRACTORS = ["", "", " despite analyst worries", " amid strong competition", " as the CEO resigned",
-               " after a record-breaking campaign", " while rivals struggled", " in a weak market"]
+DISTRACTORS = [
+    "",
+    "",
+    " despite analyst worries",
+    " amid strong competition",
+    " as the CEO resigned",
+    " after a record-breaking campaign",
+    " while rivals struggled",
+    " in a weak market",
+]
 LABELS = ["negative", "neutral", "positive"]
 
 
 def _sentence(rng: random.Random, label: str) -> str:
     move = rng.choice(MOVES[label]).format(n=rng.randint(2, 48))
-    return (f"{rng.choice(COMPANIES)}'s {rng.choice(MEASURES)} {move} {rng.choice(PERIODS)}"
-            f"{rng.choice(DISTRACTORS)}.")
+    return f"{rng.choice(COMPANIES)}'s {rng.choice(MEASURES)} {move} {rng.choice(PERIODS)}{rng.choice(DISTRACTORS)}."
 
 
 def _examples(rng: random.Random, n: int, split: str, seen: set[str]) -> list[Example]:
@@ -44,8 +89,15 @@ def _examples(rng: random.Random, n: int, split: str, seen: set[str]) -> list[Ex
             continue
         seen.add(text)
         q = f"What is the sentiment of this news for the company?\n{text}"
-        out.append(Example(id=f"{split}-{len(out) + 1}", question=q, options=list(LABELS),
-                           answer="ABC"[LABELS.index(label)], row=len(out) + 2))
+        out.append(
+            Example(
+                id=f"{split}-{len(out) + 1}",
+                question=q,
+                options=list(LABELS),
+                answer="ABC"[LABELS.index(label)],
+                row=len(out) + 2,
+            )
+        )
     return out
 
 

@@ -45,12 +45,17 @@ def merge_added_labels(task: Task, cfg: TaskConfig) -> Task:
         if has_id:
             hit = by_id.get(ex.id)
             if hit is None:
-                why = (f"; it is row {labeled_ids[ex.id]} of the labeled split" if ex.id in labeled_ids else "")
+                why = f"; it is row {labeled_ids[ex.id]} of the labeled split" if ex.id in labeled_ids else ""
                 raise DataError(src, row, cfg.id_col, f"no unlabeled row{subsampled} has id '{ex.id}'{why}")
             pos, u = hit
             if u.question != ex.question:
-                raise DataError(src, row, cfg.question_col, f"the question differs from that of unlabeled row "
-                                                             f"'{u.id}' (row {u.row} of {task.unlabeled.source})")
+                raise DataError(
+                    src,
+                    row,
+                    cfg.question_col,
+                    f"the question differs from that of unlabeled row "
+                    f"'{u.id}' (row {u.row} of {task.unlabeled.source})",
+                )
         else:
             hits = by_question.get(ex.question, [])
             if not hits:
@@ -58,16 +63,28 @@ def merge_added_labels(task: Task, cfg: TaskConfig) -> Task:
                 raise DataError(src, row, cfg.question_col, f"matches no unlabeled question{subsampled}{why}")
             if len(hits) > 1:
                 ids = ", ".join(f"'{e.id}'" for _, e in hits[:3])
-                raise DataError(src, row, cfg.question_col,
-                                f"matches {len(hits)} unlabeled rows ({ids}); give the row's id in column '{cfg.id_col}'")
+                raise DataError(
+                    src,
+                    row,
+                    cfg.question_col,
+                    f"matches {len(hits)} unlabeled rows ({ids}); give the row's id in column '{cfg.id_col}'",
+                )
             pos, u = hits[0]
         if ex.options != u.options:
-            raise DataError(src, row, options_col, f"the options differ from those of unlabeled row '{u.id}' "
-                                                   f"(row {u.row} of {task.unlabeled.source})")
+            raise DataError(
+                src,
+                row,
+                options_col,
+                f"the options differ from those of unlabeled row '{u.id}' (row {u.row} of {task.unlabeled.source})",
+            )
         if pos in taken:
             first = taken[pos]
-            raise DataError(src, row, cfg.id_col if has_id else cfg.question_col,
-                            f"unlabeled row '{u.id}' is labeled twice (also {first[0]}, row {first[1]})")
+            raise DataError(
+                src,
+                row,
+                cfg.id_col if has_id else cfg.question_col,
+                f"unlabeled row '{u.id}' is labeled twice (also {first[0]}, row {first[1]})",
+            )
         taken[pos] = (src, row)
         added.append(replace(u, answer=ex.answer, rationale=ex.rationale or u.rationale))
     labeled = replace(task.labeled, rows=task.labeled.examples + added)
@@ -80,8 +97,9 @@ def _added_rows(task: Task, cfg: TaskConfig) -> Iterator[tuple[str, int, Example
         records = read_records(src)
         answered = [(row, rec) for row, rec in records if not _missing(rec.get(cfg.answer_col))]
         if len(answered) < len(records):
-            task.warnings.append(f"{src}: {len(records) - len(answered)} of {len(records)} rows have no answer "
-                                 "and stay unlabeled")
+            task.warnings.append(
+                f"{src}: {len(records) - len(answered)} of {len(records)} rows have no answer and stay unlabeled"
+            )
         if not answered:
             continue
         examples = to_examples(answered, src, "added", task.kind, cfg, require_answer=True, numeric=task.numeric)

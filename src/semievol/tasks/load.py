@@ -33,8 +33,9 @@ def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(idx[:n])]
 
 
-def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0,
-              only_test: bool = False) -> Task:
+def load_task(
+    cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_labeled: int = 0, only_test: bool = False
+) -> Task:
     """Load and validate the three splits of a task (``only_test``: the test split alone, for evaluation;
     the labeled and unlabeled splits are then empty and need not exist).
 
@@ -85,16 +86,28 @@ def load_task(cfg: TaskConfig, seed: int = 0, need_test: bool = False, min_label
 
 def _read_unlabeled(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool) -> Iterator[Example]:
     """The unlabeled rows of ``source``, read again from the start (ids were checked on the first pass)."""
-    return iter_examples(iter_records(source), source, "unlabeled", kind, cfg, require_answer=False,
-                         numeric=numeric, check_ids=False)
+    return iter_examples(
+        iter_records(source), source, "unlabeled", kind, cfg, require_answer=False, numeric=numeric, check_ids=False
+    )
 
 
-def _streamed_split(source: str, kind: AnswerKind, cfg: TaskConfig, numeric: bool, limit: int, seed: int,
-                    skipped: list[DataError] | None = None) -> Split:
+def _streamed_split(
+    source: str,
+    kind: AnswerKind,
+    cfg: TaskConfig,
+    numeric: bool,
+    limit: int,
+    seed: int,
+    skipped: list[DataError] | None = None,
+) -> Split:
     """Validate every row of the unlabeled split in one streaming pass; keep only the count (and a subsample's
     positions, chosen exactly as ``subsample`` chooses them)."""
-    rows = sum(1 for _ in iter_examples(iter_records(source), source, "unlabeled", kind, cfg,
-                                        require_answer=False, numeric=numeric, skipped=skipped))
+    rows = sum(
+        1
+        for _ in iter_examples(
+            iter_records(source), source, "unlabeled", kind, cfg, require_answer=False, numeric=numeric, skipped=skipped
+        )
+    )
     keep = None
     if 0 < limit < rows:
         idx = list(range(rows))

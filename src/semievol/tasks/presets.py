@@ -35,15 +35,19 @@ def _find(data_dir: Path, task: str, split: str, ext: str) -> str | None:
     return None
 
 
-def resolve_sources(cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "unlabeled")
-                    ) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
+def resolve_sources(
+    cfg: TaskConfig, required: tuple[str, ...] = ("labeled", "unlabeled")
+) -> tuple[str, AnswerKind | None, TaskConfig, dict[str, str | None]]:
     """Name, answer kind (None = guess from data), effective TaskConfig and split sources; the ``required``
     splits must be found."""
     kind: AnswerKind | None = None if cfg.answer_kind == "auto" else cfg.answer_kind
     name = cfg.task or "custom"
     # an empty string (``--test ''``) means not given, as None does
-    sources: dict[str, str | None] = {"labeled": cfg.labeled or None, "unlabeled": cfg.unlabeled or None,
-                                      "test": cfg.test or None}
+    sources: dict[str, str | None] = {
+        "labeled": cfg.labeled or None,
+        "unlabeled": cfg.unlabeled or None,
+        "test": cfg.test or None,
+    }
     task = cfg.task
     if task and task != "demo":
         if task not in PRESETS:

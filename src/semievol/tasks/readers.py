@@ -61,7 +61,7 @@ def _read_text(path: Path) -> str:
 
 _CSV_HINTS = {
     "unexpected end of data": "a quoted field that starts in this record is never closed",
-    "',' expected after '\"'": "a quote inside a quoted field must be doubled (\"\")",
+    "',' expected after '\"'": 'a quote inside a quoted field must be doubled ("")',
 }
 
 
@@ -88,7 +88,9 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise DataError(str(path), start, None, f"bad CSV: {_CSV_HINTS.get(str(e), str(e))}") from None
             if cells and any(c.strip() for c in cells):
                 if len(cells) != len(header):
-                    raise DataError(str(path), start, None, f"{len(cells)} cells but the header has {len(header)} columns")
+                    raise DataError(
+                        str(path), start, None, f"{len(cells)} cells but the header has {len(header)} columns"
+                    )
                 yield start, dict(zip(header, cells, strict=False))
             start = reader.line_num + 1
 
@@ -117,7 +119,9 @@ def _json_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # no record number yet: say where in the text
-        raise DataError(str(path), None, None, f"invalid JSON at line {e.lineno}, character {e.colno} ({e.msg})") from None
+        raise DataError(
+            str(path), None, None, f"invalid JSON at line {e.lineno}, character {e.colno} ({e.msg})"
+        ) from None
     except RecursionError:
         raise DataError(str(path), None, None, TOO_DEEP) from None
     if isinstance(data, dict):
@@ -180,8 +184,10 @@ def _hf_records(spec: str) -> list[tuple[int, dict[str, Any]]]:
             if builder == "csv":  # read every cell as text, as the CSV reader above does: 'NA' and '007' stay
                 with open(p, encoding="utf-8-sig", newline="") as f:
                     header = next(csv.reader(f), [])
-                kwargs = {"keep_default_na": False,
-                          "features": datasets.Features({h: datasets.Value("string") for h in header})}
+                kwargs = {
+                    "keep_default_na": False,
+                    "features": datasets.Features({h: datasets.Value("string") for h in header}),
+                }
             ds = datasets.load_dataset(builder, data_files=str(p), split=split, **kwargs)
         elif p.is_dir() and (p / "dataset_info.json").exists():
             ds = datasets.load_from_disk(str(p))
@@ -205,7 +211,9 @@ def _regular_file(path: Path, source: str) -> None:
     except OSError as e:
         raise DataError(source, None, None, f"cannot read file ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        what = (
+            "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        )
         raise DataError(source, None, None, f"not a regular file ({what}); give a CSV, JSONL, JSON or Parquet file")
 
 
@@ -230,4 +238,6 @@ def iter_records(source: str) -> Iterator[tuple[int, dict[str, Any]]] | list[tup
         return _json_records(path)
     if suffix in (".parquet", ".pq"):
         return _parquet_records(path)
-    raise DataError(source, None, None, f"unsupported file type '{suffix}' (use .csv, .jsonl, .json, .parquet or hf:NAME)")
+    raise DataError(
+        source, None, None, f"unsupported file type '{suffix}' (use .csv, .jsonl, .json, .parquet or hf:NAME)"
+    )

@@ -1,0 +1,101 @@
+"""How one chunk of unlabeled rows is voted on: every configuration answers every row, a multiple-choice
+vote drawn from the option distribution with a generator seeded by (run seed, configuration, row id), so a
+row's votes do not depend on chunking, sharding, resumption or which process (or Ray actor) voted."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..answers import LETTERS, extract_free
+from ..config import AnswerConfig
+from ..engines.base import CallsFailed, Engine
+from ..prompts import answer_prompt
+from ..tasks import Example
+
+
+def row_rng(seed: int, config_index: int, row_id: str) -> np.random.Generator:
+    h = hashlib.sha256(f"{seed}\x00{config_index}\x00{row_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+
+def draw_vote(dist: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Argmax at temperature 0, else a draw from dist ** (1 / T), renormalised."""
+    if temperature <= 0:
+        return int(np.argmax(dist))
+    logits = np.log(np.clip(dist, 1e-30, 1.0)) / temperature
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+@dataclass(frozen=True)
+class Voting:
+    """What a chunk's votes depend on besides its rows, their demos and the engine. Plain data: the Ray
+    engine's actors each get a copy and call ``vote_chunk`` with it, as this process does."""
+
+    kind: str
+    numeric: bool
+    seed: int
+    max_new_tokens: int
+    configs: tuple[AnswerConfig, ...]
+    warm: str | None  # the warm adapter's name in the engine
+
+
+def vote_chunk(
+    engine: Engine,
+    how: Voting,
+    chunk: list[Example],
+    demos_for: list[list[Example]],
+    views: list[np.ndarray | None] | None = None,
+) -> list[dict[str, Any]]:
+    """One line per row of ``chunk``: its votes, or a failure record if any of its model calls failed for good.
+
+    ``views[i]``, where given, holds configuration i's distributions for the chunk's rows, computed by the
+    embedder's view (``EmbedderView.chunk_views``) instead of the engine."""
+    kind, seed = how.kind, how.seed
+    rows: list[dict[str, Any]] = [
+        {"id": e.id, "row": e.row, "question": e.question, "options": e.options, "subject": e.subject, "votes": []}
+        for e in chunk
+    ]
+    failed: dict[int, str] = {}
+    for ci, c in enumerate(how.configs):
+        adapter = how.warm if c.model == "warm" else None
+        live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
+        prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        try:
+            if c.is_view:
+                view = views[ci] if views is not None else None
+                assert view is not None, "the view answers its configurations"
+                results = [view[i] for i in live]
+            elif kind == "choice":
+                results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
+            else:
+                results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
+        except CallsFailed as e:
+            results = e.results
+            failed.update({live[j]: f"{c.name}: {msg}" for j, msg in e.errors.items()})
+        for i, res in zip(live, results, strict=True):
+            if i in failed:
+                continue
+            if kind == "choice":
+                v = draw_vote(res, c.temperature, row_rng(seed, ci, chunk[i].id))
+                rows[i]["votes"].append(
+                    {"config": c.name, "answer": LETTERS[v], "dist": [round(float(x), 6) for x in res]}
+                )
+            else:
+                s = res[0]
+                rows[i]["votes"].append(
+                    {
+                        "config": c.name,
+                        "answer": extract_free(s.text, how.numeric),
+                        "text": s.text,
+                        "mean_nll": round(s.mean_nll, 6),
+                    }
+                )
+    for i, error in failed.items():
+        rows[i] = {"id": chunk[i].id, "row": chunk[i].row, "failed": True, "error": error}
+    return rows
