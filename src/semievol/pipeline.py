@@ -49,7 +49,7 @@ from .stages.propagate import run_propagate
 from .stages.select import run_select, selected_examples
 from .stages.sft import run_sft, run_sft_matched, trained_steps
 from .stages.shards import merge_shards, propagate_shard
-from .tasks import Example, Task, load_task
+from .tasks import Task, load_task
 from .training import TrainingError
 
 
@@ -93,7 +93,7 @@ class Step:
     body: Callable[[Path], Any] = field(repr=False)
     needs: tuple[Step, ...] = ()
     """The steps whose outputs it reads: each must be finished first."""
-    shard: Callable[[Path, str, tuple[int, int]], None] | None = field(default=None, repr=False)
+    shard: Callable[..., None] | None = field(default=None, repr=False)
     """Propagate: the call that votes on one shard (``--shard I/N``) into the step's folder."""
 
     @cached_property
@@ -151,16 +151,16 @@ def steps(ctx: RunContext) -> Iterator[Step]:
             BY_NAME["propagate"],
             stage_dir(run_dir, "propagate", r),
             partial(fp, "propagate", [before.fp]),
-            partial(_propagate, ctx, pool, warm),
+            partial(run_propagate, ctx, pool=pool, warm_adapter=warm),
             (before,),
-            partial(_shard, ctx, pool, warm),
+            partial(propagate_shard, ctx, pool=pool, warm=warm),
         )
         yield prop
         select = Step(
             BY_NAME["select"],
             stage_dir(run_dir, "select", r),
             partial(fp, "select", [prop.fp]),
-            partial(_select, ctx, prop.out / "votes.jsonl", warm),
+            partial(run_select, ctx, prop.out / "votes.jsonl", warm=warm),
             (prop,),
         )
         yield select
@@ -168,7 +168,7 @@ def steps(ctx: RunContext) -> Iterator[Step]:
             BY_NAME["evolve"],
             stage_dir(run_dir, "evolve", r),
             partial(fp, "evolve", [select.fp]),
-            partial(_evolve, ctx, pool, select.out / "pseudo_labels.jsonl", warm),
+            partial(run_evolve, ctx, pool=pool, pseudo_labels=select.out / "pseudo_labels.jsonl", warm=warm),
             (select,),
         )
         yield evolve
@@ -208,22 +208,6 @@ def steps(ctx: RunContext) -> Iterator[Step]:
     )
 
 
-def _propagate(ctx: RunContext, pool: list[Example], warm: Adapter, out: Path) -> None:
-    run_propagate(ctx, out, pool, warm)
-
-
-def _shard(ctx: RunContext, pool: list[Example], warm: Adapter, out: Path, fp: str, shard: tuple[int, int]) -> None:
-    propagate_shard(ctx, out, fp, pool, warm, shard)
-
-
-def _select(ctx: RunContext, votes: Path, warm: Adapter, out: Path) -> None:
-    run_select(ctx, votes, out, warm)
-
-
-def _evolve(ctx: RunContext, pool: list[Example], pseudo_labels: Path, warm: Adapter, out: Path) -> None:
-    run_evolve(ctx, out, pool, pseudo_labels, warm)
-
-
 def run(ctx: RunContext, stages: tuple[str, ...] = COMMANDS, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run the asked-for stages in order (each skipped if finished); later ones require earlier ones done.
 
@@ -257,7 +241,7 @@ def _run(ctx: RunContext, stages: tuple[str, ...], shard: tuple[int, int] | None
             if finished(step.out, step.fp):
                 continue
             assert step.shard is not None
-            step.shard(step.out, step.fp, shard)
+            step.shard(step.out, step.fp, shard=shard)
             return result
         if name == "propagate":
             merge_shards(ctx, step.out, step.fp)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import RunConfig, fingerprint_settings
 from .engines import Engine, engine_for
-from .engines.cached import CachedEngine, CallCache
+from .engines.cached import CachedEngine, CallCache, adapter_digest
 from .rundir import CACHE_FILE, fingerprint
 from .tasks import Task
 
@@ -33,6 +33,8 @@ class RunContext:
     engine: Engine | None = None
     quiet: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    adapter_digests: dict[str, str] = field(default_factory=dict)
+    """Each adapter added to the engine, by name: a digest of its weights (the call cache's key part)."""
     _cached: CachedEngine | None = field(default=None, repr=False)
 
     def get_engine(self) -> Engine:
@@ -46,12 +48,14 @@ class RunContext:
         if self._cached is None:
             engine = self.get_engine()
             model = fingerprint(engine.name, engine.model_id(), fingerprint_settings(self.cfg.model))
-            self._cached = CachedEngine(engine, CallCache(self.run_dir / CACHE_FILE, model))
+            self._cached = CachedEngine(engine, CallCache(self.run_dir / CACHE_FILE, model, self.adapter_digests))
         return self._cached
 
     def adapter(self, adapter: Adapter) -> str:
-        """Add ``adapter`` to the engine (once; its weights' digest keys the cache) and return its name."""
-        cached = self.cached_engine()
-        if adapter.name not in cached.cache.adapters:
-            cached.add_adapter(adapter.name, str(adapter.path))
+        """Add ``adapter`` to the engine (once; its weights' digest keys the call cache) and return its name.
+
+        The cache itself is not read here: propagate adds the warm adapter and never uses the cache."""
+        if adapter.name not in self.adapter_digests:
+            self.get_engine().add_adapter(adapter.name, str(adapter.path))
+            self.adapter_digests[adapter.name] = adapter_digest(adapter.path, adapter.name)
         return adapter.name
