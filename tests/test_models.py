@@ -133,3 +133,22 @@ def test_file_digest_is_read_once_per_path_size_and_mtime(monkeypatch, tmp_path)
     assert json.loads((tmp_path / "cache" / "gguf_digests.json").read_text())[str(f.resolve())]["sha256"]
     monkeypatch.setenv("SEMIEVOL_CACHE", str(f))  # a cache that cannot be written: still the digest
     assert models.file_digest(f) == hashlib.sha256(b"other weights").hexdigest()[:16]
+
+
+def test_the_bf16_verdict_is_kept_per_machine_so_every_process_of_a_run_agrees(tmp_path, monkeypatch):
+    """A later process reads the verdict the first one measured, even where its own probe would differ."""
+    import json
+
+    from semievol.models import cpu_bf16_is_faster, cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("no bf16 instructions: the verdict is 'fp32' without a probe")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = cpu_bf16_is_faster.__wrapped__()
+    kept = tmp_path / "semievol" / "cpu_bf16.json"
+    (key, value), *_ = json.loads(kept.read_text()).items()
+    assert value is first
+    kept.write_text(json.dumps({key: not first}))  # as if the first process had measured the other verdict
+    assert cpu_bf16_is_faster.__wrapped__() is (not first)
+    kept.write_text("not json")  # a damaged file is measured again and rewritten
+    assert cpu_bf16_is_faster.__wrapped__() is first and json.loads(kept.read_text()) == {key: first}

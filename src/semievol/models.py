@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,19 +94,54 @@ def cpu_supports_bf16() -> bool:
 
 @lru_cache(maxsize=1)
 def cpu_bf16_is_faster() -> bool:
+    """Whether bf16 matmuls are clearly faster than fp32 on this CPU: the verdict of ``_probe_bf16``, kept per
+    machine (CPU model and flags, torch version) in ``~/.cache/semievol/cpu_bf16.json``.
+
+    Keeping it makes every process of a run, a resumed or sharded one included, compute in the same precision:
+    a timing probe on loaded cores could say otherwise in one process of many (seen in the kill-and-resume
+    test, whose resumed evolve trained in fp32 where the uninterrupted one used bf16). Delete the file to
+    measure again.
+    """
+    import torch
+
+    if not cpu_supports_bf16():
+        return False
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = platform.processor()
+    cpu = [line for line in info.splitlines() if line.startswith(("model name", "flags"))][:2]
+    key = hashlib.sha256("\n".join([*cpu, torch.__version__]).encode()).hexdigest()[:16]
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semievol" / "cpu_bf16.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), bool):
+        return known[key]
+    verdict = _probe_bf16()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(({} if not isinstance(known, dict) else known) | {key: verdict}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: measure in each process
+    return verdict
+
+
+def _probe_bf16() -> bool:
     """Time one bf16 and one fp32 matrix product of a transformer's size; bf16 only if clearly faster.
 
     Support for bf16 instructions does not make them fast: on one 2-core Xeon this project ran on
     (avx512_bf16, no AMX) a bf16 matmul ran at about 165 GFLOP/s against 320 in fp32, and a SmolLM2 forward
     pass took 1.7x longer in bf16; on a later 2-core AMD EPYC (avx512_bf16) bf16 was 2.5x faster (146 against
-    58 GFLOP/s, one thread). Measuring takes about 0.1 s once per process.
+    58 GFLOP/s, one thread). Measuring takes about 0.1 s once per machine.
     """
     import time
 
     import torch
 
-    if not cpu_supports_bf16():
-        return False
     # alternating rounds, fastest of each: on shared cores a burst of load during one dtype's loop made
     # the probe pick fp32 for a whole benchmark run
     mats = {
