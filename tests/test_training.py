@@ -15,6 +15,7 @@ from semievol.tasks import Example
 from semievol.training import (
     TrainingError,
     length_grouped_batches,
+    shared_prefix,
     split_by_tokens,
     tokenize_pairs,
     train_lora,
@@ -107,6 +108,49 @@ def test_loss_from_the_selected_head_positions_equals_the_full_loss(tiny_model):
         torch.testing.assert_close(g_sel[name], g, rtol=1e-4, atol=1e-6)
 
 
+def test_shared_prefix_stops_before_the_first_target_and_needs_a_common_start():
+    prompt = list(range(40))
+    rows = [(prompt + [100 + i, 7, 8], [-100] * 41 + [7, 8]) for i in range(3)]
+    assert shared_prefix(rows) == 40  # the rows part at token 40; their targets start at 41
+    late = [(prompt + [7, 8], [-100] * 30 + [5] * 12)] + rows  # a target at position 30 caps the prefix at 29
+    assert shared_prefix(late) == 29
+    assert (
+        shared_prefix([(prompt[:10] + [1] * 20, [-100] * 29 + [1]), (prompt[:10] + [2] * 20, [-100] * 29 + [2])]) == 0
+    )
+    assert shared_prefix(rows[:1]) == 0  # one row shares nothing with anything
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_a_shared_prefix_run_once_gives_the_loss_and_gradients_of_the_whole_rows(tiny_model, soft):
+    """The prefix's pass, its cache repeated for each row, and the rows' suffixes on top: the same loss and the
+    same gradients as the whole rows, hard and soft targets alike."""
+    from transformers import AutoModelForCausalLM
+
+    from semievol.losses import response_loss, row_targets
+    from semievol.models import load_tokenizer
+
+    tok = load_tokenizer(ModelSource(str(tiny_model)))
+    data = tokenize_pairs(tok, _pairs(5), 256)
+    n = shared_prefix(data)
+    assert n >= 20  # the system turn and the user turn's opening
+    suffixes = [(x[n:], y[n:]) for x, y in data]
+    dists = [[0.7, 0.3]] * 5 if soft else None
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    results = []
+    for rows, prefix in ((data, None), (suffixes, torch.tensor([data[0][0][:n]]))):
+        model.zero_grad()
+        ids, mask, labels = padded_batch(rows, tok.pad_token_id)
+        targets = row_targets(tok, rows, None, dists, "test")
+        loss = response_loss(model, ids, mask, labels, False, True, targets, prefix)
+        loss.backward()
+        results.append((loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (whole, g_whole), (shared, g_shared) = results
+    assert shared == pytest.approx(whole, rel=1e-5) and whole > 0
+    assert g_shared.keys() == g_whole.keys()
+    for name, g in g_whole.items():
+        torch.testing.assert_close(g_shared[name], g, rtol=1e-4, atol=1e-6)
+
+
 def test_split_by_tokens_keeps_order_and_the_budget():
     lengths = [10, 20, 30, 40, 100, 5]
     batch = [0, 1, 2, 3, 4, 5]
@@ -123,8 +167,16 @@ def test_memory_settings_train_the_same_adapter(tiny_model, tmp_path, memory):
     """Splitting micro-batches by tokens, or recomputing activations, changes memory, not the result."""
     from safetensors.torch import load_file
 
+    # fp32: under bf16 autocast (the default on CPUs with fast bf16) another split of the batch rounds otherwise
     common = dict(
-        lr=1e-2, epochs=2, batch_size=4, micro_batch_size=4, max_length=256, lora_dropout=0.0, micro_batch_tokens=0
+        lr=1e-2,
+        epochs=2,
+        batch_size=4,
+        micro_batch_size=4,
+        max_length=256,
+        lora_dropout=0.0,
+        micro_batch_tokens=0,
+        bf16="off",
     )
     pairs = _pairs()
     if "micro_batch_tokens" in memory:  # the budget must split this data's 4-row micro-batches, or nothing is tested

@@ -56,7 +56,15 @@ def row_targets(
 
 
 def response_loss(
-    model: Any, ids: Any, mask: Any, labels: Any, bf16: bool, head_select: bool, targets: list[RowTarget] | None = None
+    model: Any,
+    ids: Any,
+    mask: Any,
+    labels: Any,
+    bf16: bool,
+    head_select: bool,
+    targets: list[RowTarget] | None = None,
+    prefix: Any = None,
+    cache_arg: str = "cache",
 ) -> Any:
     """Summed cross-entropy of the target tokens (labels != -100) given everything before them.
 
@@ -64,13 +72,27 @@ def response_loss(
     (``logits_to_keep`` as indices): for a short response after a long prompt that is a few positions out
     of hundreds, and the [rows, positions, vocabulary] logits took most of a step's memory. ``targets``
     (one per row) weights each row's tokens and puts soft targets at answer letters.
+
+    ``prefix`` ([1, P] token ids): every row begins with these tokens, and ``ids``, ``mask`` and ``labels`` hold
+    only what follows them. The prefix runs once, its key/value cache is repeated for each row and the rows run
+    on top of it; the gradient flows back through the repeated cache into the one prefix pass, so the loss and
+    the gradients are those of the whole rows (up to rounding) for the prefix's compute once instead of once
+    per row. ``cache_arg`` is the model's name for the cache argument (transformers 4.x: past_key_values).
     """
     import torch
 
     kind = "cuda" if ids.device.type == "cuda" else "cpu"
     keep = torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(-1)
-    kw = {"logits_to_keep": keep} if head_select else {}
+    kw: dict[str, Any] = {"logits_to_keep": keep} if head_select else {}
     with torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=bf16):
+        if prefix is not None:
+            out = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, logits_to_keep=1)
+            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            cache.batch_repeat_interleave(ids.shape[0])
+            mask = torch.cat(
+                [torch.ones((ids.shape[0], prefix.shape[1]), dtype=mask.dtype, device=mask.device), mask], 1
+            )
+            kw |= {cache_arg: cache, "use_cache": True}
         logits = model(input_ids=ids, attention_mask=mask, **kw).logits
     if head_select:
         logits, target = logits.float(), labels[:, keep + 1]

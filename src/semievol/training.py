@@ -105,10 +105,33 @@ def use_bf16(cfg: TrainConfig, device: str) -> bool:
 
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    # On CPU, bf16 autocast made LoRA training slower, not faster: with the embedded model, 8 x 110 tokens,
-    # steps took 30-57 s under autocast against about 3 s in fp32 (oneDNN re-plans bf16 kernels for each new
-    # shape, and length-grouped batches change shape every step). Inference keeps bf16 where supported.
-    return False
+    # On a CPU whose bf16 matmul is clearly faster than fp32 (avx512_bf16 on AMD EPYC, AMX on Xeon), bf16
+    # autocast over fp32 weights: about 1.9x per LoRA step on a 2-core EPYC (docs/results/run_time.md).
+    # Where bf16 is emulated or slow (AVX2-only CPUs, some Xeons) it stays off.
+    from .models import cpu_bf16_is_faster
+
+    return cpu_bf16_is_faster()
+
+
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix(data: list[tuple[list[int], list[int]]]) -> int:
+    """Length of the token prefix every training row begins with (the system turn, an instruction every
+    question repeats), or 0 when it is shorter than ``MIN_SHARED_PREFIX``.
+
+    It ends at least one token before every row's first target, so the token right after it is never a
+    target (its prediction would belong to the prefix's own pass)."""
+    if len(data) < 2:
+        return 0
+    first = data[0][0]
+    n = min(next((j for j, y in enumerate(labels) if y != -100), len(labels)) for _, labels in data) - 1
+    for x, _ in data[1:]:
+        j = 0
+        while j < n and x[j] == first[j]:
+            j += 1
+        n = j
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def train_lora(
@@ -179,6 +202,10 @@ def train_lora(
             inner_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     data = tokenize_pairs(tok, pairs, cfg.max_length)
+    # the prefix every row shares runs once per micro-batch (not with checkpointing or several processes)
+    n_prefix = shared_prefix(data) if cfg.shared_prefix and not cfg.gradient_checkpointing and world == 1 else 0
+    prefix = torch.tensor([data[0][0][:n_prefix]], device=device) if n_prefix else None
+    data = [(x[n_prefix:], y[n_prefix:]) for x, y in data]
     lengths = [len(x) for x, _ in data]
     targets = row_targets(tok, data, weights, soft, desc)
     micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
@@ -206,7 +233,9 @@ def train_lora(
 
     stream = micro_batches()
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head_select = "logits_to_keep" in inspect.signature(inner.forward).parameters
+    forward_args = inspect.signature(inner.forward).parameters
+    head_select = "logits_to_keep" in forward_args
+    cache_arg = "cache" if "cache" in forward_args else "past_key_values"
     writer = None
     if log_dir is not None and is_main():
         from torch.utils.tensorboard import SummaryWriter
@@ -223,7 +252,8 @@ def train_lora(
         n_target = sum(sum(1 for t in data[i][1] if t != -100) for mb in group for i in mb)
         mine = group[rank::world]
         step_loss = 0.0
-        tokens_in_step = 0
+        tokens_in_step = 0  # the rows' tokens, prefix included, padding not
+        computed_in_step = 0  # tokens run through the model: the shared prefix once, padding included
         pieces = [p for mb in mine for p in split_by_tokens(mb, lengths, cfg.micro_batch_tokens)]
         for j, mb in enumerate(pieces):
             width = max(lengths[i] for i in mb)
@@ -243,7 +273,15 @@ def train_lora(
             with sync:
                 # token-weighted mean over the whole effective batch (every process's micro-batches)
                 loss = response_loss(
-                    model, ids, mask, labels, bf16, head_select, targets and [targets[i] for i in mb]
+                    model,
+                    ids,
+                    mask,
+                    labels,
+                    bf16,
+                    head_select,
+                    targets and [targets[i] for i in mb],
+                    prefix,
+                    cache_arg,
                 ) / max(n_target, 1)
                 bad = (
                     total_over_processes(0.0 if torch.isfinite(loss) else 1.0)
@@ -258,7 +296,8 @@ def train_lora(
                 # DDP averages gradients over the W processes; scaling by W makes that average their sum
                 (loss * world).backward()
             step_loss += loss.item()
-            tokens_in_step += int(mask.sum())
+            tokens_in_step += int(mask.sum()) + n_prefix * len(mb)
+            computed_in_step += ids.numel() + n_prefix
         step_loss = total_over_processes(step_loss)
         tokens_in_step = int(total_over_processes(tokens_in_step))
         if accelerator is not None:
@@ -274,6 +313,7 @@ def train_lora(
                 "loss": round(step_loss, 6),
                 "lr": sched.get_last_lr()[0],
                 "tokens": tokens_in_step,
+                "computed_tokens": int(total_over_processes(computed_in_step)),
                 "seconds": round(time.time() - start, 3),
             }
         )
@@ -291,6 +331,7 @@ def train_lora(
         "final_loss": loss_value,
         "seconds": round(seconds, 2),
         "bf16_autocast": bf16,
+        "shared_prefix_tokens": n_prefix,
         "lr": lr or cfg.lr,
         "effective_batch": cfg.batch_size,
         "init_adapter": str(init_adapter) if init_adapter else None,

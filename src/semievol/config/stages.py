@@ -49,8 +49,12 @@ class TrainConfig:
     use_rationale: bool = True
     """Put the rationale before 'Answer:' in the target where the data has one."""
     bf16: Literal["auto", "on", "off"] = "auto"
-    """Mixed precision (bf16 autocast over fp32 master weights): 'auto' = on GPUs with bf16; off on CPU, where it
-    was slower (docs/results/dtype.md)."""
+    """Mixed precision (bf16 autocast over fp32 master weights): 'auto' = on GPUs with bf16, and on CPUs whose bf16
+    matmul a quick probe finds clearly faster than fp32 (avx512_bf16, AMX; docs/results/run_time.md)."""
+    shared_prefix: bool = runtime(True)
+    """Run the token prefix every training row begins with (the system turn, a repeated instruction) once per
+    micro-batch instead of once per row; same loss and gradients up to rounding. Off under gradient checkpointing
+    and with several processes."""
     launcher: Literal["none", "accelerate"] = runtime("none")
     """'accelerate': sft and evolve re-launch semievol under `accelerate launch` (DDP; FSDP or DeepSpeed through
     accelerate_config). Under accelerate launch or torchrun already, training is distributed either way."""
