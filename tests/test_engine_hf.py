@@ -52,13 +52,42 @@ def test_prefix_reuse_matches_full_forward(engine, demos):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_only_prompts_marked_as_sharing_their_system_message_are_split(engine):
-    """Demos or candidates make a system message unique to its row: splitting it would run batches of one."""
+def test_only_what_a_prompt_marks_as_shared_is_split(engine):
+    """A demo-free prompt shares its whole system turn; one with demos only the instructions before them
+    (its demos make the rest unique to its row); a prompt that marks nothing is not split."""
     demos = [Example(id="d", row=2, question="Pick the metal.", options=["tiger", "copper"], answer="B")]
     plain, with_demos = answer_prompt(_examples(1)[0], "choice"), answer_prompt(_examples(1)[0], "choice", demos)
-    assert plain.shared_system and not with_demos.shared_system
-    assert engine._system_tokens(plain, engine.encode(plain)) >= engine.MIN_SHARED
-    assert engine._system_tokens(with_demos, engine.encode(with_demos)) == 0
+    assert plain.shared_system and not with_demos.shared_system and with_demos.shared_chars > 0
+    whole = engine._system_tokens(plain, engine.encode(plain))
+    opening = engine._system_tokens(with_demos, engine.encode(with_demos))
+    assert whole >= engine.MIN_SHARED and opening > whole  # the system turn's text, then the demos' header
+    demo_text = engine.tokenizer.decode(engine.encode(with_demos)[opening:])
+    assert "Pick the metal." in demo_text and "Solved examples" not in demo_text
+    unmarked = replace(with_demos, shared_chars=0)
+    assert engine._system_tokens(unmarked, engine.encode(unmarked)) == 0
+
+
+@pytest.mark.parametrize("kind", ["demos", "justify"])
+def test_a_shared_opening_run_once_matches_full_forward(engine, kind):
+    """Prompts sharing only the first characters of their system message (demos, candidates after them)."""
+    from semievol.prompts import justify_prompt
+
+    exs = _examples(9)
+    if kind == "demos":
+        prompts = [
+            answer_prompt(e, "choice", [Example(id="d", row=2, question=f"Pick {i}.", options=["a", "b"], answer="B")])
+            for i, e in enumerate(exs)
+        ]
+    else:
+        prompts = [justify_prompt(e, "choice", ["A", "B", "A"][: 1 + i % 3]) for i, e in enumerate(exs)]
+    n = [len(e.options) for e in exs]
+    assert all(engine._system_tokens(p, engine.encode(p)) >= engine.MIN_SHARED for p in prompts)
+    engine.prefix_reuse = False
+    full = engine.score_options(prompts, n, None)
+    engine.prefix_reuse = True
+    reused = engine.score_options(prompts, n, None)
+    for a, b in zip(full, reused, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_a_rows_scores_do_not_depend_on_the_other_prompts_of_the_call(engine):

@@ -2,7 +2,9 @@
 
 A prompt is a list of chat messages plus an assistant prefix; the engine renders it with the model's chat
 template and appends the prefix (``Answer:`` for option scoring). Retrieved demos go into the system message
-as worked examples, not as earlier chat turns, which a small model copies the answers of.
+as worked examples, not as earlier chat turns, which a small model copies the answers of; each is written
+without the instruction lines and options it shares with the question asked (demos-compact-v2: about half
+the tokens of demos-system-v1, which repeated them in every example).
 Artifacts record ``TEMPLATE_IDS`` so a change of wording is visible in a run directory.
 """
 
@@ -17,7 +19,7 @@ from .tasks import Example
 TEMPLATE_IDS = {
     "choice": "choice-v1",
     "free": "free-v1",
-    "demos": "demos-system-v1",
+    "demos": "demos-compact-v2",
     "justify_choice": "justify-choice-v2",
     "justify_free": "justify-free-v2",
 }
@@ -33,6 +35,9 @@ class Prompt:
     """The system message is the same for every question (no demos, no candidates): an engine may compute
     it once and reuse it. Only the prompt's builder knows this; an engine must not infer it from which
     prompts happen to share a call, or a row's scores would depend on its chunk."""
+    shared_chars: int = 0
+    """The system message's first ``shared_chars`` characters are the same for every prompt of this builder
+    (the instructions before the demos or the candidates): an engine may compute them once."""
 
     def key(self) -> str:
         return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages) + "\x1d" + self.prefix
@@ -58,22 +63,36 @@ def target_text(ex: Example, answer: str, use_rationale: bool) -> str:
     return f"Answer: {answer}"
 
 
-def _system(demos: list[Example], kind: str) -> str:
+DEMOS_HEADER = "Solved examples of similar questions (instruction and options as in the question below unless shown):"
+
+
+def _demo_text(d: Example, ex: Example, kind: str) -> str:
+    """A worked example, written compactly: the leading lines it shares with the question asked (an instruction
+    every question repeats) and its options, when they are the question's, are left out."""
+    lines, asked = d.question.split("\n"), ex.question.split("\n")
+    n = 0
+    while n < min(len(lines), len(asked)) - 1 and lines[n] == asked[n]:
+        n += 1
+    text = "\n".join(lines[n:]).strip()
+    if d.options and list(d.options) != list(ex.options or []):
+        text += "\nOptions: " + "; ".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(d.options))
+    return f"{text}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}"
+
+
+def _system(ex: Example, demos: list[Example], kind: str) -> str:
     if not demos:
         return SYSTEM
-    parts = [SYSTEM, "", "Worked examples of similar questions:"]
-    for i, d in enumerate(demos, 1):
-        parts.append(
-            f"\nExample {i}:\n{format_question(d)}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}"
-        )
+    parts = [SYSTEM, "", DEMOS_HEADER]
+    parts += [f"{i}. {_demo_text(d, ex, kind)}" for i, d in enumerate(demos, 1)]
     return "\n".join(parts)
 
 
 def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) -> Prompt:
     """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored."""
     demos = demos or []
-    msgs = (("system", _system(demos, kind)), ("user", format_question(ex)))
-    return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_system=not demos)
+    msgs = (("system", _system(ex, demos, kind)), ("user", format_question(ex)))
+    shared = len(SYSTEM) + 2 + len(DEMOS_HEADER) + 1 if demos else 0
+    return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_system=not demos, shared_chars=shared)
 
 
 def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[str] | None = None) -> Prompt:
@@ -87,13 +106,10 @@ def justify_prompt(ex: Example, kind: str, candidates: list[str], reasons: list[
             lines.append(f"Attempt {i}: {r}\n(final: {c})")
         else:
             lines.append(f"Attempt {i}: {c}")
-    system = (
-        f"{SYSTEM}\n\nEarlier attempts at the next question answered:\n"
-        + "\n".join(lines)
-        + "\nThey may be wrong. Weigh them and give the correct answer."
-    )
+    opening = f"{SYSTEM}\n\nEarlier attempts at the next question answered:\n"
+    system = opening + "\n".join(lines) + "\nThey may be wrong. Weigh them and give the correct answer."
     msgs = (("system", system), ("user", format_question(ex)))
-    return Prompt(msgs, "Answer:" if kind == "choice" else "")
+    return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_chars=len(opening))
 
 
 def training_pair(ex: Example, answer: str, kind: str, use_rationale: bool) -> tuple[Prompt, str]:

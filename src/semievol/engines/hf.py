@@ -61,7 +61,7 @@ class HFEngine:
         self.max_length = max_length
         self.quiet = quiet
         self.prefix_reuse = prefix_reuse
-        self._system_ids: dict[str, list[int]] = {}
+        self._system_ids: dict[tuple[str, bool], list[int]] = {}
         # transformers 5 takes the KV cache as 'cache', 4.x as 'past_key_values'
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.adapters: dict[str, str] = {}
@@ -203,23 +203,35 @@ class HFEngine:
     # system turn. That turn is run once per call; its KV cache is repeated across each batch and only the
     # rest of each prompt is computed, right-padded, with the logits taken at each row's last real token.
     # Whether and where a prompt is split depends on the prompt alone, never on the other prompts of the
-    # call, so a row's scores do not change with chunking, sharding or resumption. Prompts with their own
-    # system message (demos, candidate answers) go through the plain batched path: splitting them would
-    # save nothing and cost a batch of one each.
+    # call, so a row's scores do not change with chunking, sharding or resumption. A prompt whose system
+    # message carries its own demos or candidate answers declares how many of its first characters every
+    # prompt of its kind shares (``shared_chars``, the instructions before them); those tokens are run once
+    # the same way.
 
     MIN_SHARED = 16
 
     def _system_tokens(self, prompt: Prompt, ids: list[int]) -> int:
-        """Length of the prompt's system turn at the start of ``ids`` (0: do not split this prompt)."""
-        if not (self.prefix_reuse and prompt.shared_system and prompt.messages and prompt.messages[0][0] == "system"):
+        """Length of the prompt's shared prefix at the start of ``ids`` (0: do not split this prompt): its whole
+        system turn (``shared_system``) or the tokens of its system message's first ``shared_chars`` characters."""
+        if not self.prefix_reuse or not prompt.messages or prompt.messages[0][0] != "system":
             return 0
-        key = prompt.messages[0][1]
-        turn = self._system_ids.get(key)
+        if prompt.shared_system:
+            key = prompt.messages[0][1]
+        elif prompt.shared_chars:
+            key = prompt.messages[0][1][: prompt.shared_chars]
+        else:
+            return 0
+        turn = self._system_ids.get((key, prompt.shared_system))
         if turn is None:
             text = self.tokenizer.apply_chat_template(
                 [{"role": "system", "content": key}], tokenize=False, add_generation_prompt=False
             )
-            turn = self._system_ids[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not prompt.shared_system:  # the template's text up to the end of the shared characters
+                text = text[: text.rfind(key) + len(key)]
+            turn = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not prompt.shared_system:
+                turn = turn[:-1]  # the last token may merge with the characters that follow it
+            self._system_ids[(key, prompt.shared_system)] = turn
         # the turn must be a true token prefix (a template may rewrite it) and leave the prompt a token
         n = len(turn)
         return n if self.MIN_SHARED <= n < len(ids) and ids[:n] == turn else 0

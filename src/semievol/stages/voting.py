@@ -62,17 +62,24 @@ def vote_chunk(
         for e in chunk
     ]
     failed: dict[int, str] = {}
+    # multiple choice: configurations that differ only in temperature share one forward pass per row (the
+    # temperature only reshapes the distribution the pass gives)
+    scored: dict[tuple[str | None, int], dict[int, np.ndarray]] = {}
     for ci, c in enumerate(how.configs):
         adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
-        prompts = [] if c.is_view else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        same = scored.get((adapter, c.demos)) if kind == "choice" and not c.is_view else None
+        prompts = [] if c.is_view or same else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
         try:
             if c.is_view:
                 view = views[ci] if views is not None else None
                 assert view is not None, "the view answers its configurations"
                 results = [view[i] for i in live]
+            elif same is not None:
+                results = [same[i] for i in live]
             elif kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
+                scored[(adapter, c.demos)] = dict(zip(live, results, strict=True))
             else:
                 results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
         except CallsFailed as e:
