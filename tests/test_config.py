@@ -314,3 +314,17 @@ def test_a_bare_on_or_off_in_yaml_reaches_an_on_off_setting():
     assert build_config(yaml.safe_load("sft:\n  bf16: off\n")).sft.bf16 == "off"
     with pytest.raises(ConfigError, match="model.dtype: must be one of"):  # no on/off among its choices
         build_config({"model": {"dtype": True}})
+
+
+def test_threads_default_to_every_cpu_this_process_may_use_shared_among_local_processes(monkeypatch):
+    import os
+
+    from semievol.cli import default_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_threads(0) == cpus and default_threads(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus * 2))  # more processes than CPUs still get one thread each
+    assert default_threads(0) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert default_threads(0) == cpus

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import types
 import typing
@@ -324,11 +325,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def apply_threads(cfg: RunConfig) -> None:
-    """model.threads > 0 caps torch's CPU threads (useful when other jobs share the cores)."""
-    if cfg.model.threads:
-        import torch
+    """torch's CPU threads: model.threads, or (0) every CPU this process may use, shared out among the
+    processes of a distributed run on this machine. torch's own default counts physical cores, one thread
+    on a 2-vCPU machine whose two CPUs are one core's hyper-threads."""
+    import torch
 
-        torch.set_num_threads(cfg.model.threads)
+    torch.set_num_threads(default_threads(cfg.model.threads))
+
+
+def default_threads(setting: int) -> int:
+    if setting:
+        return setting
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def dispatch(args: argparse.Namespace) -> int:

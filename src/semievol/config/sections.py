@@ -35,7 +35,9 @@ class ModelConfig:
     max_new_tokens: int = 256
     """Longest generated response for free-form answers."""
     threads: int = runtime(0)
-    """CPU threads for torch; 0 keeps torch's default."""
+    """CPU threads for torch; 0 = every CPU this process may use (divided among the processes of an accelerate
+    launch on one machine). Several semievol processes side by side on one machine: give each its share, e.g.
+    model.threads 1 for two processes on 2 cores."""
     api_base: str = runtime("http://127.0.0.1:8000/v1", engine="openai")
     """Engine 'openai': the server's base URL, up to and including /v1."""
     api_key_env: str = runtime("OPENAI_API_KEY", engine="openai")
