@@ -231,6 +231,19 @@ def test_compute_matched_sft_trains_as_many_steps_as_evolve(tiny_model, choice_t
     assert "sft_matched" in (rd / "report.html").read_text()
 
 
+def test_each_stage_command_runs_alone_with_the_compute_matched_control_asked_for(tiny_model, choice_task, tmp_path):
+    """`semievol sft`, then `propagate`, ... one command at a time: the control's fingerprint counts the evolve
+    steps, which do not exist while the earlier stages run, so it must not be asked for until evaluate."""
+    rd = tmp_path / "run"
+    cfg = _cfg(tiny_model, choice_task, rd, evaluate={"models": ["base", "warm", "evolved", "sft_matched"]})
+    for command in COMMANDS:
+        run(make_context(cfg, quiet=True, need_test=command == "evaluate"), (command,))
+        assert (rd / command / "manifest.json").exists()
+    assert not (rd / "sft_matched").exists() or (rd / "sft_matched" / "manifest.json").exists()
+    metrics = json.loads((rd / "evaluate" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "warm", "evolved", "sft_matched"}
+
+
 def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task, tmp_path, capsys):
     """`semievol eval` on a choice task: accuracy plus what breaks its ties (gold NLL) and shows a collapse."""
     import math

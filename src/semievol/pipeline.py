@@ -189,22 +189,21 @@ def steps(ctx: RunContext) -> Iterator[Step]:
             (last,),
         )
         yield matched
-    # each model evaluated, with its adapter (None: the base model) and the step that trained it
-    trained = {
-        "base": (None, None),
-        "warm": (Adapter("warm", sft.out, sft.fp), sft),
-        "evolved": (Adapter("evolved", last.out, last.fp), last),
-    }
-    if matched is not None:
-        trained["sft_matched"] = (Adapter("matched", matched.out, matched.fp), matched)
-    models = {m: trained[m][0] for m in cfg.evaluate.models}
+    # each model evaluated, with the step that trained it; the adapters are named only when evaluate runs, as
+    # the compute-matched one's fingerprint reads the trained steps, which a run of earlier stages has not made
+    trained: dict[str, Step | None] = {"base": None, "warm": sft, "evolved": last, "sft_matched": matched}
+    roles = {"warm": "warm", "evolved": "evolved", "sft_matched": "matched"}
+
+    def models() -> dict[str, Adapter | None]:
+        return {m: None if (s := trained[m]) is None else Adapter(roles[m], s.out, s.fp) for m in cfg.evaluate.models}
+
     summaries = [d.out for d in (last, sft, matched) if d is not None]
     yield Step(
         BY_NAME["evaluate"],
         stage_dir(run_dir, "evaluate"),
         lambda: fp("evaluate", [last.fp, sft.fp, matched.fp if matched else None]),
-        lambda out: run_evaluate(ctx, out, models, summaries, select.out if select else None),
-        tuple(s for m in cfg.evaluate.models if (s := trained[m][1]) is not None),
+        lambda out: run_evaluate(ctx, out, models(), summaries, select.out if select else None),
+        tuple(s for m in cfg.evaluate.models if (s := trained[m]) is not None),
     )
 
 
