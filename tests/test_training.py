@@ -15,11 +15,11 @@ from semievol.tasks import Example
 from semievol.training import (
     TrainingError,
     length_grouped_batches,
-    shared_prefix,
     split_by_tokens,
     tokenize_pairs,
     train_lora,
 )
+from semievol.training_speed import shared_prefix
 
 
 def _pairs(n=12):

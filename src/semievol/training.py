@@ -96,44 +96,6 @@ def split_by_tokens(batch: list[int], lengths: list[int], budget: int) -> list[l
     return pieces
 
 
-def use_bf16(cfg: TrainConfig, device: str) -> bool:
-    if cfg.bf16 == "off":
-        return False
-    if cfg.bf16 == "on":
-        return True
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    # On a CPU whose bf16 matmul is clearly faster than fp32 (avx512_bf16 on AMD EPYC, AMX on Xeon), bf16
-    # autocast over fp32 weights: about 1.9x per LoRA step on a 2-core EPYC (docs/results/run_time.md).
-    # Where bf16 is emulated or slow (AVX2-only CPUs, some Xeons) it stays off.
-    from .models import cpu_bf16_is_faster
-
-    return cpu_bf16_is_faster()
-
-
-MIN_SHARED_PREFIX = 16
-
-
-def shared_prefix(data: list[tuple[list[int], list[int]]]) -> int:
-    """Length of the token prefix every training row begins with (the system turn, an instruction every
-    question repeats), or 0 when it is shorter than ``MIN_SHARED_PREFIX``.
-
-    It ends at least one token before every row's first target, so the token right after it is never a
-    target (its prediction would belong to the prefix's own pass)."""
-    if len(data) < 2:
-        return 0
-    first = data[0][0]
-    n = min(next((j for j, y in enumerate(labels) if y != -100), len(labels)) for _, labels in data) - 1
-    for x, _ in data[1:]:
-        j = 0
-        while j < n and x[j] == first[j]:
-            j += 1
-        n = j
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
 def train_lora(
     source: ModelSource,
     pairs: list[tuple[Prompt, str]],
@@ -155,6 +117,8 @@ def train_lora(
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
+
+    from .training_speed import shared_prefix, speed_up_lora, use_bf16
 
     if not pairs:
         raise TrainingError("no training examples")
@@ -218,6 +182,7 @@ def train_lora(
         params = [p for p in model.parameters() if p.requires_grad]
     sched = get_cosine_schedule_with_warmup(opt, int(round(cfg.warmup_ratio * total)), total)
     bf16 = use_bf16(cfg, device)
+    speed_up_lora(model, bf16, cfg.fast_dropout)
     pad = tok.pad_token_id
 
     def micro_batches():

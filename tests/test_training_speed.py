@@ -1,0 +1,61 @@
+"""The CPU training speed-ups compute what they replace: dropout with the same keep rate and scale, and
+frozen bf16 weights that give autocast's own numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from semievol.training_speed import Int16Dropout, speed_up_lora
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5])
+def test_int16_dropout_keeps_each_element_with_probability_1_minus_p_and_rescales(p):
+    torch.manual_seed(0)
+    drop = Int16Dropout(p).train()
+    x = torch.ones(400, 1000)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.003  # 400,000 draws: 5 standard errors at p=0.5
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    # neighbouring elements (lanes of one 64-bit draw) are independent: their joint keep rate is the product
+    pairs = (kept[:, 0::2] & kept[:, 1::2]).float().mean().item()
+    assert abs(pairs - (1 - p) ** 2) < 0.004
+    assert torch.equal(drop.eval()(x), x)  # identity when not training
+
+
+def test_int16_dropout_is_seeded_by_torchs_generator():
+    x = torch.ones(3, 7, 11)
+    torch.manual_seed(5)
+    a = Int16Dropout(0.2).train()(x)
+    torch.manual_seed(5)
+    b = Int16Dropout(0.2).train()(x)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_speed_up_lora_swaps_dropout_and_stores_frozen_weights_in_bf16_with_autocasts_numbers(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    def lora(dropout: float):
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model)
+        cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", init_lora_weights=False)
+        return get_peft_model(base, cfg).train()
+
+    ids = torch.randint(10, 1000, (2, 12), generator=torch.Generator().manual_seed(1))
+    plain, fast = lora(0.0), lora(0.0)
+    speed_up_lora(fast, bf16=True)
+    frozen = [m.base_layer.weight for m in fast.modules() if isinstance(getattr(m, "base_layer", None), nn.Linear)]
+    assert frozen and all(w.dtype == torch.bfloat16 for w in frozen)
+    assert all(p.dtype == torch.float32 for p in fast.parameters() if p.requires_grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, got = plain(input_ids=ids).logits, fast(input_ids=ids).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # the same bf16 values, stored instead of cast
+    with_dropout = lora(0.1)
+    speed_up_lora(with_dropout, bf16=False)
+    drops = [d for m in with_dropout.modules() if hasattr(m, "lora_dropout") for d in m.lora_dropout.values()]
+    assert drops and all(isinstance(d, Int16Dropout) and d.p == 0.1 for d in drops)
+    assert all(p.dtype == torch.float32 for p in with_dropout.parameters())  # no bf16 without autocast
