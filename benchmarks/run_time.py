@@ -30,6 +30,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "results" / "run_time"
@@ -121,15 +122,56 @@ def stage_child(cfg: dict[str, Any], command: str, queue: Any) -> None:
     )
 
 
+def budget_child(cfg: dict[str, Any], queue: Any) -> None:
+    """Where a question's prompt tokens go: per pass (each configuration and the justification), its tokens,
+    how many of them are a shared prefix the engine runs once per batch, and what the demos take. Demos are
+    the labeled rows after the question's position (the run retrieves nearest ones of similar length)."""
+    from semievol.config import build_config, parse_answer_config
+    from semievol.engines import make_engine
+    from semievol.pipeline import make_context
+    from semievol.prompts import answer_prompt, justify_prompt
+
+    ctx = make_context(build_config(cfg), quiet=True)
+    engine: Any = make_engine("hf", model="embedded", quiet=True)
+    labeled = list(ctx.task.labeled.iter_examples())
+    rows = list(ctx.task.unlabeled.iter_examples())[:50]
+    passes: dict[str, list[tuple[int, int, int]]] = {}
+    for i, ex in enumerate(rows):
+        demos = [labeled[(i + j) % len(labeled)] for j in range(3)]
+        prompts = {
+            c: answer_prompt(ex, "choice", demos[: parse_answer_config(c).demos]) for c in cfg["propagate"]["configs"]
+        }
+        prompts["justify"] = justify_prompt(ex, "choice", ["A", "B", "C", "A"])
+        bare = len(engine.encode(answer_prompt(ex, "choice")))
+        for name, p in prompts.items():
+            ids = engine.encode(p)
+            demo_tokens = len(ids) - bare if name != "justify" else 0
+            passes.setdefault(name, []).append((len(ids), engine._system_tokens(p, ids), demo_tokens))
+    queue.put(
+        {
+            name: {
+                "tokens": statistics.mean(t for t, _, _ in v),
+                "shared_prefix": statistics.mean(s for _, s, _ in v),
+                "demos_and_candidates": statistics.mean(d for _, _, d in v),
+            }
+            for name, v in passes.items()
+        }
+    )
+
+
 def in_child(target: Any, *args: Any) -> dict[str, Any]:
     spawn = mp.get_context("spawn")
     queue = spawn.Queue()
     p = spawn.Process(target=target, args=(*args, queue))
     p.start()
-    res = queue.get()
+    while True:  # a child that dies before it reports must not leave this process waiting for ever
+        try:
+            res = queue.get(timeout=5)
+            break
+        except Empty:
+            if not p.is_alive():
+                raise SystemExit(f"{target.__name__}{args[1:]} exited with {p.exitcode}") from None
     p.join()
-    if p.exitcode:
-        raise SystemExit(f"{target.__name__}{args[1:]} exited with {p.exitcode}")
     return res
 
 
@@ -151,6 +193,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(run_dir)
     cfg = config(run_dir, args.data_dir, args.limit_labeled, args.limit_unlabeled, args.limit_test)
     peaks = in_child(peaks_child)
+    budget = in_child(budget_child, cfg)
     started = time.perf_counter()
     commands = [in_child(stage_child, cfg, c) for c in STAGE_COMMANDS]
     total = time.perf_counter() - started
@@ -188,6 +231,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": command_line(args),
         "rows": split_sizes(cfg),
         "peaks": peaks,
+        "prompt_tokens_per_question": budget,
         "wall_seconds": total,
         "stages": stages,
         "accuracy": accuracy,
@@ -250,6 +294,22 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
             for s in r["stages"]
         ]
         lines.append(f"| **whole run** (five processes) | {r['wall_seconds']:.0f} | | | | | | |")
+        budget = r["prompt_tokens_per_question"]
+        lines += [
+            "",
+            "Prompt tokens per unlabeled question (mean of 50 questions, demos the labeled rows after each):",
+            "",
+            "| pass | tokens | of which a shared prefix (run once per batch) | of which demos |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {b['tokens']:.0f} | {b['shared_prefix']:.0f} | {b['demos_and_candidates']:.0f} |"
+            for name, b in budget.items()
+        ]
+        own = sum(b["tokens"] - b["shared_prefix"] for b in budget.values())
+        lines.append(
+            f"| **all passes** | {sum(b['tokens'] for b in budget.values()):.0f} | | {own:.0f} computed per question |"
+        )
         acc = ", ".join(f"{k} {v:.1%}" for k, v in r["accuracy"].items() if v is not None)
         pl = r["pseudo_labels"]
         per = ", ".join(f"{c} {v:.1%}" for c, v in pl["per_config"].items())
