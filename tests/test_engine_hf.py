@@ -41,7 +41,11 @@ def test_prefix_reuse_matches_full_forward(engine, demos):
     # answer_prompt marks only demo-free prompts as sharing their system message; the same demos for every
     # row (a longer shared prefix) are marked by hand here
     prompts = [replace(answer_prompt(e, "choice", shared_demos), shared_system=True) for e in exs]
-    n = [len(e.options) for e in exs]
+    _assert_reuse_matches_full_forward(engine, prompts, [len(e.options) for e in exs])
+
+
+def _assert_reuse_matches_full_forward(engine, prompts, n):
+    """Every prompt is split, and its distribution is the one of a full forward pass."""
     assert all(engine._system_tokens(p, engine.encode(p)) >= engine.MIN_SHARED for p in prompts)
     engine.prefix_reuse = False
     full = engine.score_options(prompts, n, None)
@@ -80,14 +84,7 @@ def test_a_shared_opening_run_once_matches_full_forward(engine, kind):
         ]
     else:
         prompts = [justify_prompt(e, "choice", ["A", "B", "A"][: 1 + i % 3]) for i, e in enumerate(exs)]
-    n = [len(e.options) for e in exs]
-    assert all(engine._system_tokens(p, engine.encode(p)) >= engine.MIN_SHARED for p in prompts)
-    engine.prefix_reuse = False
-    full = engine.score_options(prompts, n, None)
-    engine.prefix_reuse = True
-    reused = engine.score_options(prompts, n, None)
-    for a, b in zip(full, reused, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    _assert_reuse_matches_full_forward(engine, prompts, [len(e.options) for e in exs])
 
 
 def test_a_rows_scores_do_not_depend_on_the_other_prompts_of_the_call(engine):
