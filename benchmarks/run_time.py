@@ -33,6 +33,8 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+from throughput import matmul_peak, non_embedding_params
+
 OUT = Path(__file__).resolve().parent / "results" / "run_time"
 STAGE_COMMANDS = ("sft", "propagate", "select", "evolve", "evaluate")
 INFERENCE = ("propagate", "select", "evaluate")
@@ -57,26 +59,6 @@ def config(run_dir: Path, data_dir: str, limit_labeled: int, limit_unlabeled: in
         "evolve": {"mode": "fresh", "rounds": 1},
         "evaluate": {"models": ["base", "warm", "evolved", "sft_matched"]},
     }
-
-
-def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 7) -> float:
-    """Median GFLOP/s of a square matmul with this process's threads."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.matmul(a, b)
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.matmul(a, b)
-        rates.append(2 * size**3 / (time.perf_counter() - t) / 1e9)
-    return statistics.median(rates)
-
-
-def non_embedding_params(model: Any) -> int:
-    emb = model.get_input_embeddings().weight
-    return sum(p.numel() for p in model.parameters() if p.data_ptr() != emb.data_ptr())
 
 
 def peaks_child(queue: Any) -> None:
