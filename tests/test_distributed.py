@@ -34,6 +34,9 @@ def _config(tiny_model: Path, task: Path, run_dir: Path, launcher: str) -> str:
             "micro_batch_size": 4,
             "max_steps": 6,
             "lora_dropout": 0.0,
+            # the same arithmetic in both runs: fp32, and the shared prompt prefix (one process only) off
+            "bf16": "off",
+            "shared_prefix": False,
             "launcher": launcher,
             "num_processes": 2,
         }
