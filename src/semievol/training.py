@@ -2,7 +2,8 @@
 
 The loss covers the response tokens only. Batches are grouped by length (sorted within shuffled pools),
 gradients accumulate to the effective batch, the schedule is linear warm-up then cosine, and on a GPU with
-bf16 the forward and backward run under bf16 autocast over fp32 weights (on CPU, fp32). A NaN or infinite
+bf16, or a CPU whose bf16 is clearly faster than fp32, the forward and backward run under bf16 autocast over
+fp32 LoRA weights; the prompt prefix every row shares runs once per micro-batch (``training_speed``). A NaN or infinite
 loss stops training before anything is written. The adapter folder is a standard PEFT one, written under a temporary
 name, fsynced and renamed (``save_adapter``).
 
