@@ -79,19 +79,20 @@ def _demo_text(d: Example, ex: Example, kind: str) -> str:
     return f"{text}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}"
 
 
+DEMOS_OPENING = f"{SYSTEM}\n\n{DEMOS_HEADER}\n"  # every prompt with demos begins its system message with this
+
+
 def _system(ex: Example, demos: list[Example], kind: str) -> str:
     if not demos:
         return SYSTEM
-    parts = [SYSTEM, "", DEMOS_HEADER]
-    parts += [f"{i}. {_demo_text(d, ex, kind)}" for i, d in enumerate(demos, 1)]
-    return "\n".join(parts)
+    return DEMOS_OPENING + "\n".join(f"{i}. {_demo_text(d, ex, kind)}" for i, d in enumerate(demos, 1))
 
 
 def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) -> Prompt:
     """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored."""
     demos = demos or []
     msgs = (("system", _system(ex, demos, kind)), ("user", format_question(ex)))
-    shared = len(SYSTEM) + 2 + len(DEMOS_HEADER) + 1 if demos else 0
+    shared = len(DEMOS_OPENING) if demos else 0
     return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_system=not demos, shared_chars=shared)
 
 

@@ -69,7 +69,11 @@ def vote_chunk(
         adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
         same = scored.get((adapter, c.demos)) if kind == "choice" and not c.is_view else None
-        prompts = [] if c.is_view or same else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        prompts = (
+            []
+            if c.is_view or same is not None
+            else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+        )
         try:
             if c.is_view:
                 view = views[ci] if views is not None else None
