@@ -46,6 +46,9 @@ ROWS = {
     "fpb": (452, 1359, 453),
     "pubmedqa": (200, 600, 200),
     "gsm8k": (500, 1500, 1319),
+    "sst2": (500, 1500, 500),
+    "agnews": (500, 1500, 500),
+    "emotion": (500, 1500, 500),
 }
 
 
@@ -65,11 +68,14 @@ def test_real_row_counts(real_tasks, name):
         assert all(e.question and e.question == e.question.strip() for e in split.examples)
 
 
-@pytest.mark.parametrize("name", ["arc", "fpb", "pubmedqa"])
+TOP_LETTER = {"arc": "E", "fpb": "C", "pubmedqa": "C", "sst2": "B", "agnews": "D", "emotion": "F"}
+
+
+@pytest.mark.parametrize("name", sorted(TOP_LETTER))
 def test_real_choice_answers_are_valid_letters(real_tasks, name):
     task = real_tasks[name]
     assert task.kind == "choice"
-    top = {"arc": "E", "fpb": "C", "pubmedqa": "C"}[name]
+    top = TOP_LETTER[name]
     for split in (task.labeled, task.unlabeled, task.test):
         for e in split.examples:
             assert e.answer in e.letters, (split.source, e.row)
