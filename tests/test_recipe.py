@@ -14,7 +14,7 @@ import pytest
 from conftest import padded_batch, tiny_config_dict
 
 from semievol.config import ConfigError, RunConfig, SelectConfig, build_config, parse_answer_config
-from semievol.stages.scoring import class_shares, decide, select_mask
+from semievol.stages.scoring import class_rank, class_shares, decide, select_mask
 from semievol.tasks import Example
 from semievol.views import Probe, ViewError, knn_distributions, shared_options
 
@@ -103,6 +103,32 @@ def test_class_quota_shares_the_budget_by_the_labeled_class_shares():
     # 4 of 8 rows: 1 A, 2 B, 1 C, each the most confident of its class
     assert info["quota_per_class"] == {"A": 1, "B": 2, "C": 1}
     assert keep == [True, False, False, False, True, True, False, True]
+
+
+def test_class_rank_gives_a_class_no_row_favours_its_share_from_the_rows_likeliest_for_it():
+    # every row's likeliest option is B or C; A is never the argmax, but rows 0 and 3 lean to it most
+    dists = np.asarray(
+        [[0.30, 0.60, 0.10], [0.05, 0.90, 0.05], [0.05, 0.15, 0.80], [0.25, 0.15, 0.60], [0.02, 0.08, 0.90],
+         [0.10, 0.50, 0.40], [0.01, 0.97, 0.02], [0.04, 0.06, 0.90]]
+    )  # fmt: skip
+    label = class_rank(dists, np.asarray([0.25, 0.5, 0.25]), theta=50)
+    # budget 4: quotas 1 A, 2 B, 1 C. Relative to each class's mean (A 0.1025, B 0.426, C 0.471) the pairs
+    # come as row 0 for A (2.9), row 3 for A (2.4, A full), rows 6 and 1 for B (2.3, 2.1), rows 4 and 7 for
+    # C (1.9 each; the first wins the tie)
+    assert label.tolist() == [0, 1, -1, -1, 2, -1, 1, -1]
+
+
+def test_class_rank_takes_each_row_once_and_fills_every_quota():
+    rng = np.random.default_rng(0)
+    dists = rng.dirichlet([0.5, 0.5, 0.5, 0.5], size=200)
+    dists[:, 0] *= 0.05  # class A is never likely in absolute terms
+    dists /= dists.sum(axis=1, keepdims=True)
+    shares = np.asarray([0.1, 0.2, 0.3, 0.4])
+    label = class_rank(dists, shares, theta=60)
+    assert np.bincount(label[label >= 0], minlength=4).tolist() == [12, 24, 36, 48]
+    # class A's rows are those where A stands out most, relative to its mean
+    rel = dists[:, 0] / dists[:, 0].mean()
+    assert rel[label == 0].min() >= np.sort(rel)[-40]
 
 
 def test_alignment_divisor_moves_answers_toward_the_labeled_shares():
@@ -218,6 +244,32 @@ def test_the_recipe_runs_every_stage_on_a_classification_task(tiny_model, tmp_pa
     assert summary["init_adapter"] and summary["init_adapter"].endswith("sft")
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"warm", "evolved"}
+
+
+def test_class_rank_selection_labels_rows_by_the_class_they_were_kept_for_and_trains_them_hard(tiny_model, tmp_path):
+    from semievol.pipeline import make_context, run
+
+    task = write_sentiment_task(tmp_path / "task")
+    cfg = recipe_config(tiny_model, task, tmp_path / "run", rule="class_rank")
+    run(make_context(cfg, quiet=True, need_test=True))
+    run_dir = tmp_path / "run"
+    selection = json.loads((run_dir / "select" / "selection.json").read_text())
+    labeled = Counter(r["answer"] for r in csv.DictReader(open(task / "labeled.csv")))
+    budget = round(0.6 * 30)
+    expected = {c: int(np.floor(budget * (labeled[c] + 1) / (18 + 3) + 0.5)) for c in "ABC"}
+    assert selection["rule"] == "class_rank" and selection["quota_per_class"] == expected
+    pseudo = [json.loads(x) for x in (run_dir / "select" / "pseudo_labels.jsonl").read_text().splitlines()]
+    kept = [r for r in pseudo if r["selected"]]
+    assert Counter(r["answer"] for r in kept) == Counter({c: n for c, n in expected.items() if n})
+    relabeled = [r for r in kept if r["answer"] != "ABC"[int(np.argmax(r["target_dist"]))]]
+    assert selection["relabeled"] == len(relabeled)
+    train = {r["id"]: r for r in map(json.loads, (run_dir / "evolve" / "train_data.jsonl").read_text().splitlines())}
+    for r in kept:  # a soft target only where it favours the row's label
+        t = train[r["id"]]
+        assert t["answer"] == r["answer"]
+        if "soft_target" in t:
+            assert "ABC"[int(np.argmax(t["soft_target"]))] == r["answer"]
+    assert all("soft_target" not in train[r["id"]] for r in relabeled)
 
 
 def test_the_view_refuses_a_task_whose_rows_have_different_options(tiny_model, choice_task, tmp_path):

@@ -171,12 +171,15 @@ class SelectConfig:
     confidence: Literal["entropy", "nll"] = "entropy"
     """Score: normalised entropy of the justified option distribution, or the paper's mean NLL of the justified
     response."""
-    rule: Literal["percentile", "released", "fixed", "class_percentile", "subject_percentile", "class_quota", "all"] = (
-        "percentile"
-    )
+    rule: Literal[
+        "percentile", "released", "fixed", "class_percentile", "subject_percentile", "class_quota", "class_rank", "all"
+    ] = "percentile"
     """Selection rule: theta-th percentile of all scores (paper); the released code's rule; a fixed threshold; a
     percentile per predicted class or per subject; 'class_quota': theta percent of the rows, shared among the
-    predicted classes in proportion to the labeled split's class counts, the most confident of each; or keep all."""
+    predicted classes in proportion to the labeled split's class counts, the most confident of each; 'class_rank'
+    (multiple choice): the same quotas filled by the rows with the highest probability of each class, whatever
+    their likeliest option, each row at most once and labeled with the class it was taken for (a class no
+    row's likeliest option names still gets its share); or keep all."""
     theta: float = 50.0
     """Percentile for the percentile rules (keep score <= tau)."""
     threshold: float = 0.5

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..answers import LETTERS
 from ..config import EvolveConfig
 from ..distributed import is_main
 from ..jsonio import atomic_write_jsonl, iter_jsonl
@@ -115,5 +116,8 @@ def pseudo_targets(
             weights[i] = math.exp(-((rec["score"] - mu) ** 2) / (2 * var)) if var > 0 else 1.0
         if soft is not None:
             p = np.asarray(row_distribution(rec), dtype=np.float64) ** (1.0 / ecfg.sharpen)
-            soft[i] = [float(x) for x in p / p.sum()]
+            if e.answer is not None and int(p.argmax()) == LETTERS.index(e.answer):
+                soft[i] = [float(x) for x in p / p.sum()]
+            # else the row was kept for a class its distribution does not favour (select.rule class_rank):
+            # it trains on that class, hard, as a soft target would teach the other one
     return weights, soft

@@ -153,6 +153,52 @@ def select_mask(
     return [bool(x) for x in keep], info
 
 
+def class_rank(dists: np.ndarray, shares: np.ndarray, theta: float) -> np.ndarray:
+    """The 'class_rank' rule: for each row the index of the class it is kept for, or -1.
+
+    ``dists``: one option distribution per row (n x k); ``shares``: the labeled split's class shares. The
+    budget, ``theta`` percent of the rows, is shared among the classes in proportion to ``shares``; each class
+    takes the rows with the highest probability of it relative to its mean probability over the rows, and the
+    (row, class) pairs are taken in that order, so a row wanted by two classes goes to the one it stands out
+    for most and each class fills its quota from the rows left."""
+    n, k = dists.shape
+    budget = int(round(theta / 100 * n))
+    quota = np.floor(budget * shares / shares.sum() + 0.5).astype(int)
+    rel = dists / np.maximum(dists.mean(axis=0), 1e-12)
+    order = np.argsort(-rel, axis=None, kind="stable")
+    label = np.full(n, -1)
+    left = quota.copy()
+    for flat in order:
+        row, c = divmod(int(flat), k)
+        if label[row] < 0 and left[c] > 0:
+            label[row] = c
+            left[c] -= 1
+            if not left.any():
+                break
+    return label
+
+
+def rank_by_class(
+    dists: list[list[float] | None], answers: list[str | None], shares: np.ndarray, theta: float
+) -> tuple[list[bool], list[str | None], dict[str, Any]]:
+    """The 'class_rank' rule over the rows with a distribution of the labeled split's width (the rescaled one
+    when calibrating or aligning): which rows are kept, every row's answer (a kept row's is the class it was
+    kept for) and the rule's record."""
+    rows = [i for i, d in enumerate(dists) if d is not None and len(d) == len(shares)]
+    keep, answers = [False] * len(dists), list(answers)
+    if not rows:
+        return keep, answers, {"rule": "class_rank"}
+    label = class_rank(np.asarray([dists[i] for i in rows], dtype=np.float64), shares, theta)
+    relabeled = 0
+    for i, c in zip(rows, label, strict=True):
+        if c >= 0:
+            keep[i] = True
+            relabeled += answers[i] != LETTERS[c]
+            answers[i] = LETTERS[c]
+    quotas = {LETTERS[c]: int((label == c).sum()) for c in range(len(shares))}
+    return keep, answers, {"rule": "class_rank", "quota_per_class": quotas, "relabeled": relabeled}
+
+
 def vote_score(row: dict[str, Any], answer: str | None, kind: str, confidence: str) -> float:
     votes = row["votes"]
     if kind == "choice":

@@ -7,7 +7,7 @@
 2. ``calibrate``: batch calibration divides each distribution by its mean over the rows, so a small model's
    lean to one position does not decide the labels; alignment pulls each class to its share of the labeled
    rows instead. Answers and scores are read again from the rescaled distributions.
-3. ``choose``: a selection rule keeps the confident rows (``scoring.select_mask``).
+3. ``choose``: a selection rule keeps the confident rows (``scoring.select_mask``, ``scoring.rank_by_class``).
 4. ``write``: ``pseudo_labels.jsonl`` (one line per unlabeled row, gold answers attached for the record
    only) and ``selection.json``.
 
@@ -43,6 +43,7 @@ from .scoring import (
     lean_from_counts,
     majority,
     mean_distributions,
+    rank_by_class,
     select_mask,
     vote_score,
 )
@@ -104,7 +105,7 @@ def run_select(ctx: RunContext, votes: Path, out: Path, warm: Adapter) -> Path:
     how = How(ctx.cfg.select, ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens)
     unlabeled = ctx.task.unlabeled
     check_votes(votes, len(unlabeled))
-    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule == "class_quota" else {}
+    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule.startswith("class_") else {}
     judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, unlabeled, how)
     priors = calibrate(judged, how, shares)
     keep, info = choose(judged, how.cfg, shares)
@@ -204,16 +205,22 @@ def choose(judged: list[Judged], cfg: SelectConfig, shares: dict[int, np.ndarray
     letter_shares = (
         {LETTERS[j]: float(x) for v in shares.values() for j, x in enumerate(v)} if len(shares) == 1 else None
     )  # quotas need one label set
-    if cfg.rule == "class_quota" and letter_shares is None:
-        raise SelectionError("select.rule class_quota needs a labeled split whose rows share one number of options")
-    keep, info = select_mask(
-        [j.score for j in judged],
-        cfg,
-        [j.unanimous for j in judged],
-        [j.answer if by_class else j.subject for j in judged],
-        [j.answer is not None for j in judged],
-        letter_shares,
-    )
+    if cfg.rule in ("class_quota", "class_rank") and letter_shares is None:
+        raise SelectionError(f"select.rule {cfg.rule} needs a labeled split whose rows share one number of options")
+    if cfg.rule == "class_rank":
+        dists, answers = [j.target or j.dist for j in judged], [j.answer for j in judged]
+        keep, answers, info = rank_by_class(dists, answers, next(iter(shares.values())), cfg.theta)
+        for j, answer in zip(judged, answers, strict=True):
+            j.answer = answer
+    else:
+        keep, info = select_mask(
+            [j.score for j in judged],
+            cfg,
+            [j.unanimous for j in judged],
+            [j.answer if by_class else j.subject for j in judged],
+            [j.answer is not None for j in judged],
+            letter_shares,
+        )
     if not any(keep):
         valid = sum(j.answer is not None for j in judged)
         raise SelectionError(
@@ -303,7 +310,7 @@ def write(
                     "aligned": cfg.align and kind == "choice",
                     "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())},
                 }
-                if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule == "class_quota"
+                if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule in ("class_quota", "class_rank")
                 else {}
             ),
             "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
