@@ -1,0 +1,208 @@
+"""Development runs for the few-labels recipe (issue 22), scored on a development split, never on test.
+
+    python benchmarks/recipe_dev.py --data-dir ../shared/data --tasks agnews --seeds 0 --variants recipe,hard
+    python benchmarks/recipe_dev.py --collect-only
+
+Each task's unlabeled split is cut once: its first 1,000 rows (FPB: 859) stay unlabeled, the next 500
+(their gold answers) are the development split the runs are evaluated on; the test split is not read. Every run draws
+``--labeled`` rows from the labeled split with its seed (``task.limit_labeled``), trains the warm adapter,
+pseudo-labels the 1,000 rows and evolves, and is evaluated for warm, evolved and the compute-matched SFT
+control (the labeled rows alone for as many optimizer steps as warm and evolve together). A variant starts
+from a copy of its seed's ``recipe`` run, so the stages its settings leave unchanged are reused.
+
+Writes ``benchmarks/results/recipe_dev/recipe_dev.json`` and ``.md`` after every run (resumable: a finished
+run is collected, not re-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "recipe_dev"
+RUNS = ROOT / "runs" / "recipe_dev"
+N_UNLABELED, N_DEV = 1000, 500
+
+# the recipe under development; a variant is a set of overrides of it
+RECIPE: dict[str, Any] = {
+    "model": {"model": "embedded", "embedder": "embedded", "threads": 1},
+    "sft": {"lr": 1.0e-3, "epochs": 8, "batch_size": 8},
+    "propagate": {"k": 0, "configs": ["warm:0:0", "probe:0:0", "knn:16:0"]},
+    "select": {"justify": "none", "vote": "mean", "align": True, "rule": "class_quota", "theta": 50},
+    "evolve": {"mode": "warm_start", "train_epochs": 1, "labeled_repeat": 2, "targets": "hard"},
+    "evaluate": {"models": ["warm", "evolved", "sft_matched"]},
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "recipe": {},
+    "soft": {"evolve": {"targets": "soft", "sharpen": 0.5}},
+    "views_only": {"propagate": {"configs": ["probe:0:0", "knn:16:0"]}},
+    "percentile": {"select": {"align": False, "rule": "percentile"}},
+    "epochs2": {"evolve": {"train_epochs": 2}},
+    "fresh": {"evolve": {"mode": "fresh"}},
+    "rank": {"select": {"rule": "class_rank"}},
+    "rank_e3": {"select": {"rule": "class_rank"}, "evolve": {"train_epochs": 3}},
+    "rank_views_e3": {
+        "propagate": {"configs": ["probe:0:0", "knn:16:0"]},
+        "select": {"rule": "class_rank"},
+        "evolve": {"train_epochs": 3},
+    },
+}
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(base))
+    for section, values in over.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def dev_splits(data_dir: Path, task: str) -> Path:
+    """RUNS/data/TASK with labeled.csv (as given), unlabeled.csv (up to 1,000 rows) and dev.csv (the next 500)."""
+    out = RUNS / "data" / task
+    if (out / "dev.csv").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / task / "unlabeled.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    if len(body) < 2 * N_DEV:
+        raise SystemExit(f"{data_dir / task / 'unlabeled.csv'}: {len(body)} rows, need at least {2 * N_DEV}")
+    n_unl = min(N_UNLABELED, len(body) - N_DEV)  # FPB has 1,359: 859 stay unlabeled
+    for name, part in (("unlabeled", body[:n_unl]), ("dev", body[n_unl : n_unl + N_DEV])):
+        tmp = out / f".{name}.csv"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, *part])
+        tmp.replace(out / f"{name}.csv")
+    shutil.copyfile(data_dir / task / "labeled.csv", out / "labeled.csv")
+    return out
+
+
+def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> Path:
+    rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / variant
+    if (rd / "evaluate" / "metrics.json").exists():
+        return rd
+    base_rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / "recipe"
+    if variant != "recipe" and not rd.exists() and base_rd.exists():
+        shutil.copytree(base_rd, rd, ignore=shutil.ignore_patterns("semievol.lock", "evaluate", "report.html"))
+    cfg = merged(RECIPE, VARIANTS[variant])
+    cfg["run_dir"] = str(rd)
+    cfg["seed"] = seed
+    cfg["task"] = {
+        "answer_kind": "choice",
+        "labeled": str(data / "labeled.csv"),
+        "unlabeled": str(data / "unlabeled.csv"),
+        "test": str(data / "dev.csv"),
+        "limit_labeled": n_labeled,
+    }
+    rd.mkdir(parents=True, exist_ok=True)
+    cfg_path = rd.parent / f"{variant}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.time()
+    with open(rd.parent / f"{variant}.log", "a") as log:
+        subprocess.run([sys.executable, "-m", "semievol", "run", str(cfg_path)], check=True, stdout=log, stderr=log)
+    (rd / "dev_wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+    return rd
+
+
+def summarise(rd: Path) -> dict[str, Any]:
+    m = json.loads((rd / "evaluate" / "metrics.json").read_text())["models"]
+    out: dict[str, Any] = {k: round(100 * v["accuracy"], 1) for k, v in m.items()}
+    out["predictions"] = {k: v.get("prediction_counts") for k, v in m.items()}
+    rows = [json.loads(line) for line in open(rd / "select" / "pseudo_labels.jsonl")]
+    graded = [r for r in rows if r.get("answer") is not None and "correct" in r]
+    kept = [r for r in graded if r.get("selected")]
+    out["pseudo_all"] = round(100 * sum(r["correct"] for r in graded) / max(1, len(graded)), 1)
+    out["pseudo_kept"] = round(100 * sum(r["correct"] for r in kept) / max(1, len(kept)), 1)
+    out["kept"] = len(kept)
+    out["steps"] = {
+        s: json.loads((rd / s / "train_summary.json").read_text())["steps"]
+        for s in ("sft", "evolve", "sft_matched")
+        if (rd / s / "train_summary.json").exists()
+    }
+    wall = rd / "dev_wall_seconds.txt"
+    out["wall_seconds"] = int(wall.read_text()) if wall.exists() else None
+    return out
+
+
+def collect() -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for metrics in sorted(RUNS.glob("*/l*/seed*/*/evaluate/metrics.json")):
+        rd = metrics.parent.parent
+        key = "/".join(rd.relative_to(RUNS).parts)
+        runs[key] = summarise(rd)
+    return runs
+
+
+def markdown(runs: dict[str, Any]) -> str:
+    lines = [
+        "# Few-labels recipe: development runs (issue 22)",
+        "",
+        f"Command: `python benchmarks/recipe_dev.py ...` (see the JSON's `args`); machine: {machine()}.",
+        "Scored on 500 development rows cut from the unlabeled split (never the test split); one run each.",
+        "",
+        "| run | warm | evolved | SFT compute-matched | evolved - matched | pseudo all | kept | kept rows |"
+        " steps (sft/evolve/matched) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in runs.items():
+        st = r["steps"]
+        d = r.get("evolved", 0) - r.get("sft_matched", 0)
+        lines.append(
+            f"| {key} | {r.get('warm')} | {r.get('evolved')} | {r.get('sft_matched')} | {d:+.1f} | "
+            f"{r['pseudo_all']} | {r['pseudo_kept']} | {r['kept']} | "
+            f"{st.get('sft')}/{st.get('evolve')}/{st.get('sft_matched')} | {r['wall_seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"{name}, {len(__import__('os').sched_getaffinity(0))} CPUs, no GPU"
+
+
+def write(runs: dict[str, Any], args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "recipe_dev.json").write_text(
+        json.dumps(
+            {"args": vars(args), "machine": machine(), "recipe": RECIPE, "variants": VARIANTS, "runs": runs}, indent=1
+        )
+    )
+    (RESULTS / "recipe_dev.md").write_text(markdown(runs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--tasks", default="agnews,fpb")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--labeled", type=int, default=64)
+    ap.add_argument("--variants", default="recipe")
+    ap.add_argument("--collect-only", action="store_true")
+    args = ap.parse_args()
+    if not args.collect_only:
+        for task in args.tasks.split(","):
+            data = dev_splits(Path(args.data_dir), task)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for variant in args.variants.split(","):
+                    run_one(task, seed, variant, args.labeled, data)
+                    write(collect(), args)
+    write(collect(), args)
+
+
+if __name__ == "__main__":
+    main()
