@@ -53,6 +53,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fresh": {"evolve": {"mode": "fresh"}},
     "rank": {"select": {"rule": "class_rank"}},
     "rank_e3": {"select": {"rule": "class_rank"}, "evolve": {"train_epochs": 3}},
+    "probe_rank": {"propagate": {"configs": ["probe:0:0"]}, "select": {"rule": "class_rank"}},
+    "probe_rank_e3": {
+        "propagate": {"configs": ["probe:0:0"]},
+        "select": {"rule": "class_rank"},
+        "evolve": {"train_epochs": 3},
+    },
     "rank_views_e3": {
         "propagate": {"configs": ["probe:0:0", "knn:16:0"]},
         "select": {"rule": "class_rank"},
@@ -136,12 +142,40 @@ def summarise(rd: Path) -> dict[str, Any]:
     return out
 
 
+def logreg_dev(task: str, n_labeled: int, seed: int) -> float:
+    """Dev accuracy of the logistic regression on the embedder's vectors of the run's labeled draw: the
+    five-second baseline, on the same rows the runs are scored on."""
+    from semievol.config import TaskConfig
+    from semievol.models import load_embedder
+    from semievol.retrieval import cached_embeddings, embed
+    from semievol.tasks import load_task
+    from semievol.views import Probe, label_indices
+
+    data = RUNS / "data" / task
+    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"), test=str(data / "dev.csv"))
+    whole = load_task(TaskConfig(answer_kind="choice", **split), need_test=True)
+    drawn = load_task(TaskConfig(answer_kind="choice", limit_labeled=n_labeled, **split), seed=seed)
+    embedder = load_embedder("embedded")
+    vecs = {}
+    for name, examples in (("labeled", whole.labeled.examples), ("dev", whole.test.examples)):
+        texts = [e.question for e in examples]
+        vecs[name] = cached_embeddings(RUNS / "vectors" / f"{task}_{name}", texts, lambda t: embed(t, embedder))
+    pos = {e.id: i for i, e in enumerate(whole.labeled.examples)}
+    lab = drawn.labeled.examples
+    n_opt = len(lab[0].options)
+    probe = Probe(vecs["labeled"][[pos[e.id] for e in lab]], label_indices(lab, n_opt), n_opt)
+    gold = label_indices(whole.test.examples, n_opt)
+    return round(100 * float((probe.distributions(vecs["dev"]).argmax(axis=1) == gold).mean()), 1)
+
+
 def collect() -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for metrics in sorted(RUNS.glob("*/l*/seed*/*/evaluate/metrics.json")):
         rd = metrics.parent.parent
         key = "/".join(rd.relative_to(RUNS).parts)
         runs[key] = summarise(rd)
+        task, n, seed = rd.parts[-4], int(rd.parts[-3][1:]), int(rd.parts[-2][4:])
+        runs[key]["logreg"] = logreg_dev(task, n, seed)
     return runs
 
 
@@ -152,15 +186,15 @@ def markdown(runs: dict[str, Any]) -> str:
         f"Command: `python benchmarks/recipe_dev.py ...` (see the JSON's `args`); machine: {machine()}.",
         "Scored on 500 development rows cut from the unlabeled split (never the test split); one run each.",
         "",
-        "| run | warm | evolved | SFT compute-matched | evolved - matched | pseudo all | kept | kept rows |"
+        "| run | warm | evolved | SFT compute-matched | evolved - matched | logreg | pseudo all | kept | kept rows |"
         " steps (sft/evolve/matched) | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in runs.items():
         st = r["steps"]
         d = r.get("evolved", 0) - r.get("sft_matched", 0)
         lines.append(
-            f"| {key} | {r.get('warm')} | {r.get('evolved')} | {r.get('sft_matched')} | {d:+.1f} | "
+            f"| {key} | {r.get('warm')} | {r.get('evolved')} | {r.get('sft_matched')} | {d:+.1f} | {r['logreg']} | "
             f"{r['pseudo_all']} | {r['pseudo_kept']} | {r['kept']} | "
             f"{st.get('sft')}/{st.get('evolve')}/{st.get('sft_matched')} | {r['wall_seconds']} |"
         )

@@ -1,0 +1,45 @@
+"""The few-labels protocol's table (benchmarks/few_labels.py): per-seed cells become mean, SD and paired,
+row-bootstrapped differences; the markdown names every column the README quotes."""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "few_labels", Path(__file__).resolve().parents[1] / "benchmarks" / "few_labels.py"
+)
+few_labels = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(few_labels)
+
+
+def _cell(seed: int, evolved: list[bool], matched: list[bool]) -> dict:
+    right = {"warm": [False] * len(evolved), "sft_matched": matched, "evolved": evolved, "probe": matched}
+    return {
+        "task": "fpb",
+        "labeled": 64,
+        "seed": seed,
+        "right": right,
+        "accuracy": {m: sum(v) / len(v) for m, v in right.items()},
+        "pseudo_all": 0.7,
+        "pseudo_kept": 0.85,
+        "kept": 10,
+        "steps": {"sft": 64, "evolve": 200, "sft_matched": 264},
+        "wall_seconds": 100,
+    }
+
+
+def test_summary_pairs_evolved_with_each_control_on_the_same_rows_and_seeds():
+    rows = 20
+    cells = [
+        _cell(0, [True] * 15 + [False] * 5, [True] * 10 + [False] * 10),
+        _cell(1, [True] * 14 + [False] * 6, [True] * 12 + [False] * 8),
+    ]
+    (row,) = few_labels.summarise(cells)
+    assert row["seeds"] == [0, 1]
+    assert abs(row["evolved"]["mean"] - 0.725) < 1e-9 and abs(row["sft_matched"]["mean"] - 0.55) < 1e-9
+    d = row["evolved_minus_sft_matched"]
+    assert d["n_seeds"] == 2 and d["rows"] == rows
+    assert abs(d["mean"] - 0.175) < 1e-9
+    assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    assert row["evolved_minus_warm"]["mean"] == row["evolved"]["mean"]
+    page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
+    assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | 55.0 ± 7.1 | 72.5 ± 3.5 | +17.5 [" in page
