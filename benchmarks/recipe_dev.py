@@ -101,7 +101,11 @@ def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> P
         return rd
     base_rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / "recipe"
     if variant != "recipe" and not rd.exists() and base_rd.exists():
-        shutil.copytree(base_rd, rd, ignore=shutil.ignore_patterns("semievol.lock", "evaluate", "report.html"))
+        shutil.copytree(
+            base_rd,
+            rd,
+            ignore=shutil.ignore_patterns("semievol.lock", "evaluate", "report.html", "dev_wall_seconds.txt"),
+        )
     cfg = merged(RECIPE, VARIANTS[variant])
     cfg["run_dir"] = str(rd)
     cfg["seed"] = seed
@@ -198,6 +202,12 @@ def markdown(runs: dict[str, Any]) -> str:
             f"{r['pseudo_all']} | {r['pseudo_kept']} | {r['kept']} | "
             f"{st.get('sft')}/{st.get('evolve')}/{st.get('sft_matched')} | {r['wall_seconds']} |"
         )
+    lines += ["", f"Recipe the variants start from: `{json.dumps(RECIPE)}`", "", "Variants (overrides of it):", ""]
+    lines += [
+        f"- `{name}`: `{json.dumps(over)}`"
+        for name, over in VARIANTS.items()
+        if any(k.endswith("/" + name) for k in runs)
+    ]
     return "\n".join(lines) + "\n"
 
 
