@@ -43,3 +43,4 @@ def test_summary_pairs_evolved_with_each_control_on_the_same_rows_and_seeds():
     assert row["evolved_minus_warm"]["mean"] == row["evolved"]["mean"]
     page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
     assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | 55.0 ± 7.1 | 72.5 ± 3.5 | +17.5 [" in page
+    assert "| 70.0 ± 0.0 / 85.0 ± 0.0 | 100 |" in page
