@@ -14,6 +14,9 @@ of the labeled rows (``semievol.views.Probe``), the five-second baseline. ``--wo
 side by side, one thread each. Finished cells are collected, not re-run; the JSON and markdown are
 rewritten after each cell, so a stopped run loses at most the cells under way.
 
+``--ablation class_quota,one_epoch,...`` then runs each part of the recipe undone in turn on the same
+seeds, each variant from a copy of its seed's recipe run (the stages it leaves unchanged are reused).
+
 Not run here (yet): SFT with learning rate and epochs chosen by cross-validation, the majority vote and the
 paper's SemiEvol on the same draws; the page says so.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,27 +54,43 @@ RUNS = ROOT / "runs" / "few_labels"
 RESULTS = HERE / "results" / "few_labels"
 N_UNLABELED = 1000
 MODELS = ("warm", "sft_matched", "evolved")
+# the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "class_quota": {"select": {"rule": "class_quota"}},  # the quotas filled from each class's argmax rows
+    "one_epoch": {"evolve": {"train_epochs": 1}},
+    "fresh": {"evolve": {"mode": "fresh"}},  # evolve from the base model, not the warm adapter
+    "labeled_once": {"evolve": {"labeled_repeat": 1}},
+    "with_llm_vote": {"propagate": {"configs": ["warm:0:0", "probe:0:0", "knn:16:0"]}},  # the first teacher
+}
 
 
-def cell_dir(task: str, n: int, seed: int) -> Path:
-    return RUNS / task / f"l{n}" / f"seed{seed}"
+def cell_dir(task: str, n: int, seed: int, variant: str = "") -> Path:
+    return RUNS / task / f"l{n}" / (f"seed{seed}_{variant}" if variant else f"seed{seed}")
 
 
-def run_cell(recipe: dict[str, Any], data_dir: Path, task: str, n: int, seed: int) -> None:
-    rd = cell_dir(task, n, seed)
+def run_cell(recipe: dict[str, Any], data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> None:
+    rd = cell_dir(task, n, seed, variant)
     if (rd / "evaluate" / "metrics.json").exists():
         return
+    base = cell_dir(task, n, seed)
+    if variant and not rd.exists():  # reuse the recipe's stages that the variant leaves unchanged
+        if not (base / "evaluate" / "metrics.json").exists():
+            return
+        keep_out = shutil.ignore_patterns("semievol.lock", "evaluate", "report.html", "wall_seconds.txt")
+        shutil.copytree(base, rd, ignore=keep_out)
     cfg = json.loads(json.dumps(recipe))
+    for section, values in ABLATIONS.get(variant, {}).items():
+        cfg.setdefault(section, {}).update(values)
     cfg["run_dir"] = str(rd)
     cfg["seed"] = seed
     cfg["model"]["threads"] = 1
     cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
     cfg["evaluate"] = {"models": list(MODELS)}
     rd.mkdir(parents=True, exist_ok=True)
-    path = rd.parent / f"seed{seed}.yaml"
+    path = rd.parent / f"{rd.name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
-    with open(rd.parent / f"seed{seed}.log", "a") as log:
+    with open(rd.parent / f"{rd.name}.log", "a") as log:
         subprocess.run([sys.executable, "-m", "semievol", "run", str(path)], check=True, stdout=log, stderr=log)
     (rd / "wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
 
@@ -92,8 +112,8 @@ def probe_predictions(data_dir: Path, task: str, n: int, seed: int, cache: Path)
     return [LETTERS[int(p)] for p in pred], [e.answer for e in vecs["test_examples"]]
 
 
-def cell_result(data_dir: Path, task: str, n: int, seed: int) -> dict[str, Any] | None:
-    rd = cell_dir(task, n, seed)
+def cell_result(data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> dict[str, Any] | None:
+    rd = cell_dir(task, n, seed, variant)
     if not (rd / "evaluate" / "metrics.json").exists():
         return None
     right: dict[str, list[bool]] = {}
@@ -117,6 +137,7 @@ def cell_result(data_dir: Path, task: str, n: int, seed: int) -> dict[str, Any] 
         "task": task,
         "labeled": n,
         "seed": seed,
+        "variant": variant,
         "right": right,
         "accuracy": {m: float(np.mean(v)) for m, v in right.items()},
         "pseudo_all": float(np.mean(plain)) if plain else None,
@@ -129,14 +150,25 @@ def cell_result(data_dir: Path, task: str, n: int, seed: int) -> dict[str, Any] 
 
 def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for task, n in sorted({(c["task"], c["labeled"]) for c in cells}):
-        cs = sorted((c for c in cells if c["task"] == task and c["labeled"] == n), key=lambda c: c["seed"])
-        row: dict[str, Any] = {"task": task, "labeled": n, "seeds": [c["seed"] for c in cs]}
+    recipe = {(c["task"], c["labeled"], c["seed"]): c for c in cells if not c.get("variant")}
+    for task, n, variant in sorted({(c["task"], c["labeled"], c.get("variant", "")) for c in cells}):
+        cs = sorted(
+            (c for c in cells if (c["task"], c["labeled"], c.get("variant", "")) == (task, n, variant)),
+            key=lambda c: c["seed"],
+        )
+        row: dict[str, Any] = {"task": task, "labeled": n, "variant": variant, "seeds": [c["seed"] for c in cs]}
         for m in (*MODELS, "probe"):
             row[m] = stats([c["accuracy"][m] for c in cs])
         for other in ("sft_matched", "warm", "probe"):
             pairs = {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in cs}
             row[f"evolved_minus_{other}"] = row_paired(pairs)
+        if variant:  # the variant's evolved model against the recipe's, on the seeds both ran
+            pairs = {
+                c["seed"]: (c["right"]["evolved"], recipe[(task, n, c["seed"])]["right"]["evolved"])
+                for c in cs
+                if (task, n, c["seed"]) in recipe
+            }
+            row["evolved_minus_recipe"] = row_paired(pairs)
         row["pseudo_all"] = stats([c["pseudo_all"] for c in cs if c["pseudo_all"] is not None])
         row["pseudo_kept"] = stats([c["pseudo_kept"] for c in cs if c["pseudo_kept"] is not None])
         row["wall_seconds"] = stats([c["wall_seconds"] for c in cs if c["wall_seconds"]])
@@ -175,7 +207,7 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         "pseudo-labels right: all / kept | wall s per run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in (r for r in rows if not r["variant"]):
         wall = f"{r['wall_seconds']['mean']:.0f}" if r["wall_seconds"].get("n") else "-"
         lines.append(
             f"| {r['task']} | {r['labeled']} | {len(r['seeds'])} | {pct(r['warm'])} | {pct(r['sft_matched'])} | "
@@ -183,6 +215,23 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
             f"{delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | "
             f"{wall} |"
         )
+    ablation = [r for r in rows if r["variant"]]
+    if ablation:
+        lines += [
+            "",
+            "Ablation: one part of the recipe undone at a time, on the same seeds (a variant reuses its seed's "
+            "stages that it leaves unchanged). Overrides: "
+            + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in ABLATIONS.items()),
+            "",
+            "| task | labeled | variant | seeds | evolved | matched | evolved - matched | variant - recipe |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in ablation:
+            lines.append(
+                f"| {r['task']} | {r['labeled']} | {r['variant']} | {len(r['seeds'])} | {pct(r['evolved'])} | "
+                f"{pct(r['sft_matched'])} | {delta(r['evolved_minus_sft_matched'])} | "
+                f"{delta(r['evolved_minus_recipe'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -212,24 +261,31 @@ def main() -> None:
     ap.add_argument("--labeled", default="64")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ablation", default="", help=f"comma list of {', '.join(ABLATIONS)} (after the recipe's cells)")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
     data_dir = args.data_dir.resolve()
     recipe = yaml.safe_load((ROOT / args.recipe).read_text())
-    todo = [
+    grid = [
         (task, int(n), int(s))
         for s in args.seeds.split(",")
         for n in args.labeled.split(",")
         for task in args.tasks.split(",")
     ]
+    variants = [v for v in args.ablation.split(",") if v]
+    if unknown := [v for v in variants if v not in ABLATIONS]:
+        raise SystemExit(f"--ablation: unknown variant(s) {', '.join(unknown)}; known: {', '.join(ABLATIONS)}")
+    todo = [(*g, "") for g in grid] + [(*g, v) for v in variants for g in grid]
+    phases = [[t for t in todo if not t[3]], [t for t in todo if t[3]]]  # a variant starts from its recipe cell
 
     def collect() -> list[dict[str, Any]]:
         return [c for t in todo if (c := cell_result(data_dir, *t)) is not None]
 
     if not args.collect_only:
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            for _ in pool.map(lambda t: run_cell(recipe, data_dir, *t), todo):
-                write(args, collect())
+        for phase in phases:
+            with ThreadPoolExecutor(max_workers=args.workers) as pool:
+                for _ in pool.map(lambda t: run_cell(recipe, data_dir, *t), phase):
+                    write(args, collect())
     write(args, collect())
 
 

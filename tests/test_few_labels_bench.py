@@ -11,12 +11,13 @@ few_labels = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(few_labels)
 
 
-def _cell(seed: int, evolved: list[bool], matched: list[bool]) -> dict:
+def _cell(seed: int, evolved: list[bool], matched: list[bool], variant: str = "") -> dict:
     right = {"warm": [False] * len(evolved), "sft_matched": matched, "evolved": evolved, "probe": matched}
     return {
         "task": "fpb",
         "labeled": 64,
         "seed": seed,
+        "variant": variant,
         "right": right,
         "accuracy": {m: sum(v) / len(v) for m, v in right.items()},
         "pseudo_all": 0.7,
@@ -44,3 +45,14 @@ def test_summary_pairs_evolved_with_each_control_on_the_same_rows_and_seeds():
     page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
     assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | 55.0 ± 7.1 | 72.5 ± 3.5 | +17.5 [" in page
     assert "| 70.0 ± 0.0 / 85.0 ± 0.0 | 100 |" in page
+
+
+def test_an_ablation_row_is_paired_with_the_recipe_on_the_same_seeds():
+    base = [_cell(s, [True] * 15 + [False] * 5, [True] * 10 + [False] * 10) for s in (0, 1)]
+    undone = [_cell(0, [True] * 11 + [False] * 9, [True] * 10 + [False] * 10, variant="one_epoch")]
+    rows = few_labels.summarise(base + undone)
+    (ablated,) = [r for r in rows if r["variant"] == "one_epoch"]
+    assert ablated["seeds"] == [0]
+    assert abs(ablated["evolved_minus_recipe"]["mean"] - (11 - 15) / 20) < 1e-9
+    page = few_labels.markdown(rows, "examples/fpb_few_labels.yaml", "test machine")
+    assert "| fpb | 64 | one_epoch | 1 | 55.0 | 50.0 | +5.0 [" in page and "| -20.0 [" in page
