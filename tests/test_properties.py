@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from semievol.config import SelectConfig
 from semievol.stages.scoring import select_mask
-
-settings.register_profile("semievol", deadline=None, max_examples=200)
-settings.load_profile("semievol")
 
 RULES = ["percentile", "released", "fixed", "class_percentile", "subject_percentile", "all"]
 
