@@ -248,7 +248,11 @@ def write(args: argparse.Namespace, cells: list[dict[str, Any]]) -> None:
     rows = summarise(cells)
     slim = [{k: v for k, v in c.items() if k != "right"} for c in cells]
     (RESULTS / "few_labels.json").write_text(
-        json.dumps({"args": vars(args), "machine": machine(), "cells": slim, "summary": rows}, indent=1) + "\n"
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "cells": slim, "summary": rows},
+            indent=1,
+        )
+        + "\n"
     )
     (RESULTS / "few_labels.md").write_text(markdown(rows, args.recipe, machine()))
 
