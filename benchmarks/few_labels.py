@@ -25,12 +25,9 @@ paper's SemiEvol on the same draws; the page says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
-import shutil
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,12 +40,14 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from paper.runs import copy_run
+from paper.settings import merge
 from paper.stats import row_paired, stats
+from recipe_runs import embedder, fit_probe, machine, pseudo_accuracy, run_semievol, trained_steps, wall_seconds
 
 from semievol.answers import LETTERS
 from semievol.config import TaskConfig
 from semievol.tasks import load_task
-from semievol.views import Probe, label_indices
 
 RUNS = ROOT / "runs" / "few_labels"
 RESULTS = HERE / "results" / "few_labels"
@@ -72,44 +71,34 @@ def run_cell(recipe: dict[str, Any], data_dir: Path, task: str, n: int, seed: in
     rd = cell_dir(task, n, seed, variant)
     if (rd / "evaluate" / "metrics.json").exists():
         return
-    base = cell_dir(task, n, seed)
-    if variant and not rd.exists():  # reuse the recipe's stages that the variant leaves unchanged
+    if variant:  # reuse the recipe's stages that the variant leaves unchanged
+        base = cell_dir(task, n, seed)
         if not (base / "evaluate" / "metrics.json").exists():
             return
-        keep_out = shutil.ignore_patterns("semievol.lock", "evaluate", "report.html", "wall_seconds.txt")
-        shutil.copytree(base, rd, ignore=keep_out)
-    cfg = json.loads(json.dumps(recipe))
-    for section, values in ABLATIONS.get(variant, {}).items():
-        cfg.setdefault(section, {}).update(values)
-    cfg["run_dir"] = str(rd)
+        copy_run(base, rd)
+    cfg = merge(recipe, ABLATIONS.get(variant, {}))
     cfg["seed"] = seed
-    cfg["model"]["threads"] = 1
+    cfg["model"] = {**cfg["model"], "threads": 1}
     cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
     cfg["evaluate"] = {"models": list(MODELS)}
-    rd.mkdir(parents=True, exist_ok=True)
-    path = rd.parent / f"{rd.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.time()
-    with open(rd.parent / f"{rd.name}.log", "a") as log:
-        subprocess.run([sys.executable, "-m", "semievol", "run", str(path)], check=True, stdout=log, stderr=log)
-    (rd / "wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+    run_semievol(cfg, rd)
 
 
-def probe_predictions(data_dir: Path, task: str, n: int, seed: int, cache: Path) -> tuple[list[str], list[str]]:
-    """The logistic regression's test predictions and the gold answers, on the run's own draw of labeled rows."""
+@functools.cache
+def task_vectors(data_dir: Path, task: str) -> dict[str, Any]:
+    """The embedder's vectors of a task's labeled and test rows (``teacher.vectors``), read once per process."""
     from teacher import vectors
 
-    from semievol.models import load_embedder
+    return vectors(task, data_dir, RUNS / "vectors", embedder())
 
-    vecs = vectors(task, data_dir, cache, load_embedder("embedded"))
-    lab = load_task(
-        TaskConfig(task=task, data_dir=str(data_dir), limit_labeled=n, limit_unlabeled=1), seed=seed
-    ).labeled.examples
-    pos = {e.id: i for i, e in enumerate(vecs["labeled_examples"])}
-    n_opt = len(lab[0].options)
-    probe = Probe(vecs["labeled"][[pos[e.id] for e in lab]], label_indices(lab, n_opt), n_opt)
+
+def probe_right(data_dir: Path, task: str, n: int, seed: int) -> dict[str, bool]:
+    """Test row id -> whether the logistic regression on the run's own draw of labeled rows got it right."""
+    vecs = task_vectors(data_dir, task)
+    drawn = load_task(TaskConfig(task=task, data_dir=str(data_dir), limit_labeled=n, limit_unlabeled=1), seed=seed)
+    probe = fit_probe(vecs["labeled"], vecs["labeled_examples"], drawn.labeled.examples)
     pred = probe.distributions(vecs["test"]).argmax(axis=1)
-    return [LETTERS[int(p)] for p in pred], [e.answer for e in vecs["test_examples"]]
+    return {e.id: LETTERS[int(p)] == e.answer for e, p in zip(vecs["test_examples"], pred, strict=True)}
 
 
 def cell_result(data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> dict[str, Any] | None:
@@ -118,21 +107,11 @@ def cell_result(data_dir: Path, task: str, n: int, seed: int, variant: str = "")
         return None
     right: dict[str, list[bool]] = {}
     for m in MODELS:
-        rows = [json.loads(line) for line in open(rd / "evaluate" / f"predictions_{m}.jsonl")]
-        right[m] = [bool(r["correct"]) for r in sorted(rows, key=lambda r: r["id"])]
-        gold_order = [r["id"] for r in sorted(rows, key=lambda r: r["id"])]
-    pred, gold = probe_predictions(data_dir, task, n, seed, RUNS / "vectors")
-    test_ids = [e.id for e in load_task(TaskConfig(task=task, data_dir=str(data_dir)), need_test=True).test.examples]
-    by_id = dict(zip(test_ids, zip(pred, gold, strict=True), strict=True))
-    right["probe"] = [by_id[i][0] == by_id[i][1] for i in gold_order]
-    pseudo = [json.loads(line) for line in open(rd / "select" / "pseudo_labels.jsonl")]
-    kept = [r for r in pseudo if r.get("selected") and "correct" in r]
-    # every unlabeled row as the teacher labels it (its configurations' mean, before alignment or selection)
-    plain = [LETTERS[int(np.argmax(np.mean([v["dist"] for v in r["votes"]], axis=0)))] == r["gold"] for r in pseudo]
-    steps = {
-        s: json.loads((rd / s / "train_summary.json").read_text())["steps"] for s in ("sft", "evolve", "sft_matched")
-    }
-    wall = rd / "wall_seconds.txt"
+        rows = sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{m}.jsonl")), key=lambda r: r["id"])
+        right[m] = [bool(r["correct"]) for r in rows]
+    probe = probe_right(data_dir, task, n, seed)
+    right["probe"] = [probe[r["id"]] for r in rows]
+    pseudo = pseudo_accuracy(rd)
     return {
         "task": task,
         "labeled": n,
@@ -140,11 +119,11 @@ def cell_result(data_dir: Path, task: str, n: int, seed: int, variant: str = "")
         "variant": variant,
         "right": right,
         "accuracy": {m: float(np.mean(v)) for m, v in right.items()},
-        "pseudo_all": float(np.mean(plain)) if plain else None,
-        "pseudo_kept": float(np.mean([r["correct"] for r in kept])) if kept else None,
-        "kept": len(kept),
-        "steps": steps,
-        "wall_seconds": int(wall.read_text()) if wall.exists() else None,
+        "pseudo_all": pseudo["all"],
+        "pseudo_kept": pseudo["kept"],
+        "kept": pseudo["n_kept"],
+        "steps": trained_steps(rd),
+        "wall_seconds": wall_seconds(rd),
     }
 
 
@@ -233,14 +212,6 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
                 f"{delta(r['evolved_minus_recipe'])} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def machine() -> str:
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
-    except (OSError, StopIteration):
-        name = "unknown CPU"
-    return f"{name}, {len(os.sched_getaffinity(0))} CPUs, no GPU"
 
 
 def write(args: argparse.Namespace, cells: list[dict[str, Any]]) -> None:

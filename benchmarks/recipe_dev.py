@@ -16,21 +16,24 @@ run is collected, not re-run).
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the modules beside this file are importable only after the sys.path line)
 import argparse
 import csv
 import json
-import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from paper.runs import copy_run
+from paper.settings import merge
+from recipe_runs import embedder, fit_probe, machine, pseudo_accuracy, run_semievol, trained_steps, wall_seconds
+
 RESULTS = HERE / "results" / "recipe_dev"
 RUNS = ROOT / "runs" / "recipe_dev"
 N_UNLABELED, N_DEV = 1000, 500
@@ -76,13 +79,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(base))
-    for section, values in over.items():
-        out.setdefault(section, {}).update(values)
-    return out
-
-
 def dev_splits(data_dir: Path, task: str) -> Path:
     """RUNS/data/TASK with labeled.csv (as given), unlabeled.csv (up to 1,000 rows) and dev.csv (the next 500)."""
     out = RUNS / "data" / task
@@ -109,14 +105,9 @@ def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> P
     if (rd / "evaluate" / "metrics.json").exists():
         return rd
     base_rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / "recipe"
-    if variant != "recipe" and not rd.exists() and base_rd.exists():
-        shutil.copytree(
-            base_rd,
-            rd,
-            ignore=shutil.ignore_patterns("semievol.lock", "evaluate", "report.html", "dev_wall_seconds.txt"),
-        )
-    cfg = merged(RECIPE, VARIANTS[variant])
-    cfg["run_dir"] = str(rd)
+    if variant != "recipe" and base_rd.exists():  # reuse the stages the variant's settings leave unchanged
+        copy_run(base_rd, rd)
+    cfg = merge(RECIPE, VARIANTS[variant])
     cfg["seed"] = seed
     cfg["task"] = {
         "answer_kind": "choice",
@@ -125,13 +116,7 @@ def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> P
         "test": str(data / "dev.csv"),
         "limit_labeled": n_labeled,
     }
-    rd.mkdir(parents=True, exist_ok=True)
-    cfg_path = rd.parent / f"{variant}.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.time()
-    with open(rd.parent / f"{variant}.log", "a") as log:
-        subprocess.run([sys.executable, "-m", "semievol", "run", str(cfg_path)], check=True, stdout=log, stderr=log)
-    (rd / "dev_wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+    run_semievol(cfg, rd)
     return rd
 
 
@@ -139,19 +124,12 @@ def summarise(rd: Path) -> dict[str, Any]:
     m = json.loads((rd / "evaluate" / "metrics.json").read_text())["models"]
     out: dict[str, Any] = {k: round(100 * v["accuracy"], 1) for k, v in m.items()}
     out["predictions"] = {k: v.get("prediction_counts") for k, v in m.items()}
-    rows = [json.loads(line) for line in open(rd / "select" / "pseudo_labels.jsonl")]
-    graded = [r for r in rows if r.get("answer") is not None and "correct" in r]
-    kept = [r for r in graded if r.get("selected")]
-    out["pseudo_all"] = round(100 * sum(r["correct"] for r in graded) / max(1, len(graded)), 1)
-    out["pseudo_kept"] = round(100 * sum(r["correct"] for r in kept) / max(1, len(kept)), 1)
-    out["kept"] = len(kept)
-    out["steps"] = {
-        s: json.loads((rd / s / "train_summary.json").read_text())["steps"]
-        for s in ("sft", "evolve", "sft_matched")
-        if (rd / s / "train_summary.json").exists()
-    }
-    wall = rd / "dev_wall_seconds.txt"
-    out["wall_seconds"] = int(wall.read_text()) if wall.exists() else None
+    pseudo = pseudo_accuracy(rd)
+    out["pseudo_all"] = round(100 * pseudo["all"], 1)
+    out["pseudo_kept"] = round(100 * pseudo["kept"], 1)
+    out["kept"] = pseudo["n_kept"]
+    out["steps"] = trained_steps(rd)
+    out["wall_seconds"] = wall_seconds(rd)
     return out
 
 
@@ -159,25 +137,20 @@ def logreg_dev(task: str, n_labeled: int, seed: int) -> float:
     """Dev accuracy of the logistic regression on the embedder's vectors of the run's labeled draw: the
     five-second baseline, on the same rows the runs are scored on."""
     from semievol.config import TaskConfig
-    from semievol.models import load_embedder
     from semievol.retrieval import cached_embeddings, embed
     from semievol.tasks import load_task
-    from semievol.views import Probe, label_indices
+    from semievol.views import label_indices
 
     data = RUNS / "data" / task
     split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"), test=str(data / "dev.csv"))
     whole = load_task(TaskConfig(answer_kind="choice", **split), need_test=True)
     drawn = load_task(TaskConfig(answer_kind="choice", limit_labeled=n_labeled, **split), seed=seed)
-    embedder = load_embedder("embedded")
     vecs = {}
     for name, examples in (("labeled", whole.labeled.examples), ("dev", whole.test.examples)):
         texts = [e.question for e in examples]
-        vecs[name] = cached_embeddings(RUNS / "vectors" / f"{task}_{name}", texts, lambda t: embed(t, embedder))
-    pos = {e.id: i for i, e in enumerate(whole.labeled.examples)}
-    lab = drawn.labeled.examples
-    n_opt = len(lab[0].options)
-    probe = Probe(vecs["labeled"][[pos[e.id] for e in lab]], label_indices(lab, n_opt), n_opt)
-    gold = label_indices(whole.test.examples, n_opt)
+        vecs[name] = cached_embeddings(RUNS / "vectors" / f"{task}_{name}", texts, lambda t: embed(t, embedder()))
+    probe = fit_probe(vecs["labeled"], whole.labeled.examples, drawn.labeled.examples)
+    gold = label_indices(whole.test.examples, probe.n_options)
     return round(100 * float((probe.distributions(vecs["dev"]).argmax(axis=1) == gold).mean()), 1)
 
 
@@ -199,7 +172,8 @@ def markdown(runs: dict[str, Any]) -> str:
         f"Command: `python benchmarks/recipe_dev.py ...` (see the JSON's `args`); machine: {machine()}.",
         "Scored on 500 development rows cut from the unlabeled split (never the test split); one run each.",
         "",
-        "| run | warm | evolved | SFT compute-matched | evolved - matched | logreg | pseudo all | kept | kept rows |"
+        "| run | warm | evolved | SFT compute-matched | evolved - matched | logreg | teacher's labels right: all | kept |"
+        " kept rows |"
         " steps (sft/evolve/matched) | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -218,14 +192,6 @@ def markdown(runs: dict[str, Any]) -> str:
         if any(k.endswith("/" + name) for k in runs)
     ]
     return "\n".join(lines) + "\n"
-
-
-def machine() -> str:
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
-    except (OSError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{name}, {len(__import__('os').sched_getaffinity(0))} CPUs, no GPU"
 
 
 def write(runs: dict[str, Any], args: argparse.Namespace) -> None:

@@ -1,0 +1,88 @@
+"""What the few-labels benchmarks share (``recipe_dev.py`` on development rows, ``few_labels.py`` on the test
+splits): running one `semievol run` into its folder, starting a variant from a finished run, grading the
+pseudo-labels, fitting the embedder's logistic regression on a run's labeled draw, and naming the machine."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+WALL = "wall_seconds.txt"  # the seconds `semievol run` took, written into the run folder after it ends
+
+
+def run_semievol(cfg: dict[str, Any], rd: Path) -> None:
+    """``semievol run`` of ``cfg`` into ``rd`` (its YAML and log beside the folder), timed into ``rd/WALL``."""
+    cfg = {**cfg, "run_dir": str(rd)}
+    rd.mkdir(parents=True, exist_ok=True)
+    path = rd.parent / f"{rd.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.time()
+    with open(rd.parent / f"{rd.name}.log", "a") as log:
+        subprocess.run([sys.executable, "-m", "semievol", "run", str(path)], check=True, stdout=log, stderr=log)
+    (rd / WALL).write_text(f"{time.time() - t0:.0f}\n")
+
+
+def wall_seconds(rd: Path) -> int | None:
+    wall = rd / WALL
+    return int(wall.read_text()) if wall.exists() else None
+
+
+def pseudo_accuracy(rd: Path) -> dict[str, Any]:
+    """The pseudo-labels graded against the unlabeled split's gold answers: ``all``, every row as the teacher
+    labels it (its configurations' mean, before alignment or selection; class_rank relabels kept rows, so the
+    records' answers are not that baseline), and ``kept``, the selected rows' final labels."""
+    from semievol.answers import LETTERS
+
+    rows = [json.loads(line) for line in open(rd / "select" / "pseudo_labels.jsonl")]
+    graded = [r for r in rows if r.get("gold") is not None]
+    plain = [LETTERS[int(np.argmax(np.mean([v["dist"] for v in r["votes"]], axis=0)))] == r["gold"] for r in graded]
+    kept = [r["correct"] for r in graded if r.get("selected") and "correct" in r]
+    return {
+        "all": float(np.mean(plain)) if plain else None,
+        "kept": float(np.mean(kept)) if kept else None,
+        "n_kept": len(kept),
+    }
+
+
+def trained_steps(rd: Path) -> dict[str, int]:
+    """Optimizer steps of each training stage the run finished."""
+    return {
+        s: json.loads((rd / s / "train_summary.json").read_text())["steps"]
+        for s in ("sft", "evolve", "sft_matched")
+        if (rd / s / "train_summary.json").exists()
+    }
+
+
+@functools.cache
+def embedder() -> Any:
+    """The embedded all-MiniLM-L6-v2, loaded once per process (collecting reads every finished run)."""
+    from semievol.models import load_embedder
+
+    return load_embedder("embedded")
+
+
+def fit_probe(vectors: np.ndarray, examples: list[Any], drawn: list[Any]) -> Any:
+    """The logistic regression on the ``drawn`` labeled rows, given every labeled row's ``examples`` and
+    ``vectors`` in the same order."""
+    from semievol.views import Probe, label_indices
+
+    pos = {e.id: i for i, e in enumerate(examples)}
+    n_opt = len(drawn[0].options)
+    return Probe(vectors[[pos[e.id] for e in drawn]], label_indices(drawn, n_opt), n_opt)
+
+
+def machine() -> str:
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
+    except (OSError, StopIteration):
+        name = "unknown CPU"
+    return f"{name}, {len(os.sched_getaffinity(0))} CPUs, no GPU"
