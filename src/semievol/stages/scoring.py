@@ -153,6 +153,10 @@ def select_mask(
     return [bool(x) for x in keep], info
 
 
+QUOTA_RULES = ("class_quota", "class_rank")
+"""The selection rules that share the kept rows among the classes by the labeled split's class shares."""
+
+
 def class_rank(dists: np.ndarray, shares: np.ndarray, theta: float) -> np.ndarray:
     """The 'class_rank' rule: for each row the index of the class it is kept for, or -1.
 

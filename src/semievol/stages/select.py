@@ -37,6 +37,7 @@ from ..prompts import TEMPLATE_IDS, justify_prompt
 from ..runctx import Adapter, RunContext
 from ..tasks import Example, Split
 from .scoring import (
+    QUOTA_RULES,
     adjusted,
     class_shares,
     decide,
@@ -105,7 +106,7 @@ def run_select(ctx: RunContext, votes: Path, out: Path, warm: Adapter) -> Path:
     how = How(ctx.cfg.select, ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens)
     unlabeled = ctx.task.unlabeled
     check_votes(votes, len(unlabeled))
-    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule.startswith("class_") else {}
+    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule in QUOTA_RULES else {}
     judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, unlabeled, how)
     priors = calibrate(judged, how, shares)
     keep, info = choose(judged, how.cfg, shares)
@@ -202,14 +203,12 @@ def calibrate(judged: list[Judged], how: How, shares: dict[int, np.ndarray]) -> 
 def choose(judged: list[Judged], cfg: SelectConfig, shares: dict[int, np.ndarray]) -> tuple[list[bool], dict[str, Any]]:
     """Step 3: which rows the selection rule keeps, and the thresholds it used."""
     by_class = cfg.rule in ("class_percentile", "class_quota")
-    letter_shares = (
-        {LETTERS[j]: float(x) for v in shares.values() for j, x in enumerate(v)} if len(shares) == 1 else None
-    )  # quotas need one label set
-    if cfg.rule in ("class_quota", "class_rank") and letter_shares is None:
+    label_set = next(iter(shares.values())) if len(shares) == 1 else None  # quotas need one label set
+    if cfg.rule in QUOTA_RULES and label_set is None:
         raise SelectionError(f"select.rule {cfg.rule} needs a labeled split whose rows share one number of options")
-    if cfg.rule == "class_rank":
+    if cfg.rule == "class_rank" and label_set is not None:  # (None has raised above)
         dists, answers = [j.target or j.dist for j in judged], [j.answer for j in judged]
-        keep, answers, info = rank_by_class(dists, answers, next(iter(shares.values())), cfg.theta)
+        keep, answers, info = rank_by_class(dists, answers, label_set, cfg.theta)
         for j, answer in zip(judged, answers, strict=True):
             j.answer = answer
     else:
@@ -219,7 +218,7 @@ def choose(judged: list[Judged], cfg: SelectConfig, shares: dict[int, np.ndarray
             [j.unanimous for j in judged],
             [j.answer if by_class else j.subject for j in judged],
             [j.answer is not None for j in judged],
-            letter_shares,
+            None if label_set is None else {LETTERS[j]: float(x) for j, x in enumerate(label_set)},
         )
     if not any(keep):
         valid = sum(j.answer is not None for j in judged)
@@ -310,7 +309,7 @@ def write(
                     "aligned": cfg.align and kind == "choice",
                     "target_shares": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(shares.items())},
                 }
-                if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule in ("class_quota", "class_rank")
+                if how.mean_vote or (cfg.align and kind == "choice") or cfg.rule in QUOTA_RULES
                 else {}
             ),
             "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
