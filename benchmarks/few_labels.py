@@ -2,10 +2,10 @@
 on the classification tasks' test splits, over seeded draws of the labeled rows.
 
     python benchmarks/few_labels.py --data-dir ../shared/data --tasks fpb,sst2,agnews,emotion --labeled 64 \\
-        --seeds 0,1,2,3,4 --workers 2
-    python benchmarks/few_labels.py --collect-only
+        --seeds 0,1,2,3,4 --workers 2 --baselines sft_default,sft_cv
+    python benchmarks/few_labels.py --collect-only --recipe benchmarks/recipes/few_labels_v1.yaml --seeds 0
 
-Every cell is one `semievol run` of the recipe (``--recipe``, by default examples/fpb_few_labels.yaml, its
+Every cell is one `semievol run` of the recipe (``--recipe``, a file in benchmarks/recipes/, its
 task settings replaced) with ``task.limit_labeled`` rows drawn by the seed, 1,000 unlabeled rows (the same
 seeded draw) and the whole test split, evaluated for warm (SFT on the labeled rows at the recipe's
 settings), evolved, and the compute-matched control (the labeled rows alone for as many optimizer steps as
@@ -14,11 +14,16 @@ of the labeled rows (``semievol.views.Probe``), the five-second baseline. ``--wo
 side by side, one thread each. Finished cells are collected, not re-run; the JSON and markdown are
 rewritten after each cell, so a stopped run loses at most the cells under way.
 
+``--baselines sft_default,sft_cv`` adds, on the same draws, SFT at semievol's default settings and SFT
+with learning rate and epochs chosen by cross-validation on the labeled rows (``sft_baselines.py``).
 ``--ablation class_quota,one_epoch,...`` then runs each part of the recipe undone in turn on the same
 seeds, each variant from a copy of its seed's recipe run (the stages it leaves unchanged are reused).
 
-Not run here (yet): SFT with learning rate and epochs chosen by cross-validation, the majority vote and the
-paper's SemiEvol on the same draws; the page says so.
+Runs go to runs/few_labels/RECIPE (the recipe file's name without .yaml), the table to
+benchmarks/results/few_labels/RECIPE.{json,md}: a changed recipe is a new file, and its cells never mix
+with an earlier recipe's.
+
+Not run here (yet): the majority vote and the paper's SemiEvol on the same draws; the page says so.
 """
 
 # ruff: noqa: E402 (the package beside this file is importable only after the sys.path line)
@@ -44,6 +49,7 @@ from paper.runs import copy_run
 from paper.settings import merge
 from paper.stats import row_paired, stats
 from recipe_runs import embedder, fit_probe, machine, pseudo_accuracy, run_semievol, trained_steps, wall_seconds
+from sft_baselines import run_sft_cv, run_sft_default
 
 from semievol.answers import LETTERS
 from semievol.config import TaskConfig
@@ -53,6 +59,8 @@ RUNS = ROOT / "runs" / "few_labels"
 RESULTS = HERE / "results" / "few_labels"
 N_UNLABELED = 1000
 MODELS = ("warm", "sft_matched", "evolved")
+BASELINES = {"sft_default": run_sft_default, "sft_cv": run_sft_cv}  # cells of their own on the recipe's draws
+SFT_BASELINES = ("sft_matched", *BASELINES)  # 'the best of the SFT baselines' is the best of these
 # the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "class_quota": {"select": {"rule": "class_quota"}},  # the quotas filled from each class's argmax rows
@@ -63,16 +71,23 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def cell_dir(task: str, n: int, seed: int, variant: str = "") -> Path:
-    return RUNS / task / f"l{n}" / (f"seed{seed}_{variant}" if variant else f"seed{seed}")
+def cell_dir(root: Path, task: str, n: int, seed: int, variant: str = "") -> Path:
+    return root / task / f"l{n}" / (f"seed{seed}_{variant}" if variant else f"seed{seed}")
 
 
-def run_cell(recipe: dict[str, Any], data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> None:
-    rd = cell_dir(task, n, seed, variant)
+def run_cell(
+    recipe: dict[str, Any], root: Path, data_dir: Path, task: str, n: int, seed: int, variant: str = ""
+) -> None:
+    rd = cell_dir(root, task, n, seed, variant)
+    if variant in BASELINES:  # the labeled draw of the recipe's cell, trained by the baseline
+        cfg = {"seed": seed, "model": {**recipe["model"], "threads": 1}, "sft": recipe.get("sft", {})}
+        cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
+        BASELINES[variant](cfg, rd)
+        return
     if (rd / "evaluate" / "metrics.json").exists():
         return
     if variant:  # reuse the recipe's stages that the variant leaves unchanged
-        base = cell_dir(task, n, seed)
+        base = cell_dir(root, task, n, seed)
         if not (base / "evaluate" / "metrics.json").exists():
             return
         copy_run(base, rd)
@@ -101,14 +116,22 @@ def probe_right(data_dir: Path, task: str, n: int, seed: int) -> dict[str, bool]
     return {e.id: LETTERS[int(p)] == e.answer for e, p in zip(vecs["test_examples"], pred, strict=True)}
 
 
-def cell_result(data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> dict[str, Any] | None:
-    rd = cell_dir(task, n, seed, variant)
-    if not (rd / "evaluate" / "metrics.json").exists():
+def answers_right(rd: Path, model: str) -> list[bool]:
+    """Whether ``model`` answered each test row right, in the order of the rows' ids."""
+    rows = sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{model}.jsonl")), key=lambda r: r["id"])
+    return [bool(r["correct"]) for r in rows]
+
+
+def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> dict[str, Any] | None:
+    """A recipe or ablation cell's answers, with those of the baselines that finished on its draw."""
+    rd = cell_dir(root, task, n, seed, variant)
+    if variant in BASELINES or not (rd / "evaluate" / "metrics.json").exists():
         return None
-    right: dict[str, list[bool]] = {}
-    for m in MODELS:
-        rows = sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{m}.jsonl")), key=lambda r: r["id"])
-        right[m] = [bool(r["correct"]) for r in rows]
+    right = {m: answers_right(rd, m) for m in MODELS}
+    for name in BASELINES if not variant else ():
+        if (cell_dir(root, task, n, seed, name) / "evaluate" / "metrics.json").exists():
+            right[name] = answers_right(cell_dir(root, task, n, seed, name), "warm")
+    rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
     probe = probe_right(data_dir, task, n, seed)
     right["probe"] = [probe[r["id"]] for r in rows]
     pseudo = pseudo_accuracy(rd)
@@ -136,11 +159,15 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key=lambda c: c["seed"],
         )
         row: dict[str, Any] = {"task": task, "labeled": n, "variant": variant, "seeds": [c["seed"] for c in cs]}
-        for m in (*MODELS, "probe"):
-            row[m] = stats([c["accuracy"][m] for c in cs])
-        for other in ("sft_matched", "warm", "probe"):
-            pairs = {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in cs}
-            row[f"evolved_minus_{other}"] = row_paired(pairs)
+        for m in (*MODELS, "probe", *BASELINES):  # a baseline counts on the seeds where it finished
+            row[m] = stats([c["accuracy"][m] for c in cs if m in c["right"]])
+        for other in ("sft_matched", "warm", "probe", *BASELINES):
+            pairs = {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in cs if other in c["right"]}
+            row[f"evolved_minus_{other}"] = row_paired(pairs) if pairs else {}
+        # the strongest SFT baseline by mean accuracy, among those that finished on every seed of the row
+        complete = [m for m in SFT_BASELINES if row[m].get("n") == len(cs)]
+        row["best_sft"] = max(complete, key=lambda m: row[m]["mean"])
+        row["evolved_minus_best_sft"] = row[f"evolved_minus_{row['best_sft']}"]
         if variant:  # the variant's evolved model against the recipe's, on the seeds both ran
             pairs = {
                 c["seed"]: (c["right"]["evolved"], recipe[(task, n, c["seed"])]["right"]["evolved"])
@@ -170,7 +197,7 @@ def delta(d: dict[str, Any]) -> str:
 
 def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
     lines = [
-        "# Few labels: the recipe against SFT trained as long and the embedder's logistic regression (issue 22)",
+        "# Few labels: the recipe against the SFT baselines and the embedder's logistic regression (issue 22)",
         "",
         f"Command: `python benchmarks/few_labels.py --data-dir ../shared/data ...`; recipe `{recipe_path}`; "
         f"machine: {machine}.",
@@ -178,21 +205,26 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         "Accuracy on each task's whole test split, mean ± SD over seeds (each seed its own draw of labeled "
         "rows). Differences: evolved minus the other, the mean over seeds with a 95% two-level bootstrap "
         "interval (seeds, then test rows). warm = SFT on the labeled rows at the recipe's settings; matched = "
-        "the labeled rows alone for as many optimizer steps as warm and evolve together; logreg = logistic "
-        "regression on all-MiniLM-L6-v2 vectors of the same labeled rows. Not run yet: cross-validated SFT, the "
-        "majority vote, the paper's SemiEvol on these draws.",
+        "the labeled rows alone for as many optimizer steps as warm and evolve together; default = SFT at "
+        "semievol's default settings (lr 1e-4, 2 epochs); CV = SFT with lr and epochs chosen by 2-fold "
+        "cross-validation on the labeled rows; best SFT = whichever of matched, default and CV has the highest "
+        "mean accuracy over the row's seeds (chosen on the test split, in the baselines' favour); logreg = "
+        "logistic regression on all-MiniLM-L6-v2 vectors of the same labeled rows. A '-' baseline did not run "
+        "on every seed. Not run yet: the majority vote, the paper's SemiEvol on these draws.",
         "",
-        "| task | labeled | seeds | warm | matched | logreg | evolved | evolved - matched | evolved - logreg | "
-        "pseudo-labels right: all / kept | wall s per run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | labeled | seeds | warm | matched | default | CV | logreg | evolved | evolved - best SFT | "
+        "evolved - logreg | pseudo-labels right: all / kept | wall s per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if not r["variant"]):
         wall = f"{r['wall_seconds']['mean']:.0f}" if r["wall_seconds"].get("n") else "-"
+        full = len(r["seeds"])
+        base = {m: pct(r[m]) if r[m].get("n") == full else "-" for m in BASELINES}
         lines.append(
-            f"| {r['task']} | {r['labeled']} | {len(r['seeds'])} | {pct(r['warm'])} | {pct(r['sft_matched'])} | "
-            f"{pct(r['probe'])} | {pct(r['evolved'])} | {delta(r['evolved_minus_sft_matched'])} | "
-            f"{delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | "
-            f"{wall} |"
+            f"| {r['task']} | {r['labeled']} | {full} | {pct(r['warm'])} | {pct(r['sft_matched'])} | "
+            f"{base['sft_default']} | {base['sft_cv']} | {pct(r['probe'])} | {pct(r['evolved'])} | "
+            f"{delta(r['evolved_minus_best_sft'])} ({r['best_sft'].removeprefix('sft_')}) | "
+            f"{delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | {wall} |"
         )
     ablation = [r for r in rows if r["variant"]]
     if ablation:
@@ -214,54 +246,59 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(args: argparse.Namespace, cells: list[dict[str, Any]]) -> None:
+def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = summarise(cells)
     slim = [{k: v for k, v in c.items() if k != "right"} for c in cells]
-    (RESULTS / "few_labels.json").write_text(
+    (RESULTS / f"{root.name}.json").write_text(
         json.dumps(
             {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "cells": slim, "summary": rows},
             indent=1,
         )
         + "\n"
     )
-    (RESULTS / "few_labels.md").write_text(markdown(rows, args.recipe, machine()))
+    (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machine()))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--recipe", default="examples/fpb_few_labels.yaml")
+    ap.add_argument("--recipe", default="benchmarks/recipes/few_labels_v1.yaml")
     ap.add_argument("--tasks", default="fpb,sst2,agnews,emotion")
     ap.add_argument("--labeled", default="64")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--ablation", default="", help=f"comma list of {', '.join(ABLATIONS)} (after the recipe's cells)")
+    ap.add_argument("--baselines", default="", help=f"comma list of {', '.join(BASELINES)} (after the recipe's cells)")
+    ap.add_argument("--ablation", default="", help=f"comma list of {', '.join(ABLATIONS)} (after the baselines)")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
     data_dir = args.data_dir.resolve()
     recipe = yaml.safe_load((ROOT / args.recipe).read_text())
+    root = RUNS / Path(args.recipe).stem
     grid = [
         (task, int(n), int(s))
         for s in args.seeds.split(",")
         for n in args.labeled.split(",")
         for task in args.tasks.split(",")
     ]
+    baselines = [v for v in args.baselines.split(",") if v]
     variants = [v for v in args.ablation.split(",") if v]
-    if unknown := [v for v in variants if v not in ABLATIONS]:
-        raise SystemExit(f"--ablation: unknown variant(s) {', '.join(unknown)}; known: {', '.join(ABLATIONS)}")
-    todo = [(*g, "") for g in grid] + [(*g, v) for v in variants for g in grid]
-    phases = [[t for t in todo if not t[3]], [t for t in todo if t[3]]]  # a variant starts from its recipe cell
+    for flag, names, known in (("--baselines", baselines, BASELINES), ("--ablation", variants, ABLATIONS)):
+        if unknown := [v for v in names if v not in known]:
+            raise SystemExit(f"{flag}: unknown name(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    todo = [(*g, "") for g in grid] + [(*g, v) for v in baselines + variants for g in grid]
+    # the recipe's cells first; an ablation variant starts from its seed's recipe cell
+    phases = [[t for t in todo if not t[3]], [t for t in todo if t[3]]]
 
     def collect() -> list[dict[str, Any]]:
-        return [c for t in todo if (c := cell_result(data_dir, *t)) is not None]
+        return [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
 
     if not args.collect_only:
         for phase in phases:
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                for _ in pool.map(lambda t: run_cell(recipe, data_dir, *t), phase):
-                    write(args, collect())
-    write(args, collect())
+                for _ in pool.map(lambda t: run_cell(recipe, root, data_dir, *t), phase):
+                    write(args, root, collect())
+    write(args, root, collect())
 
 
 if __name__ == "__main__":

@@ -19,15 +19,17 @@ import yaml
 WALL = "wall_seconds.txt"  # the seconds `semievol run` took, written into the run folder after it ends
 
 
-def run_semievol(cfg: dict[str, Any], rd: Path) -> None:
-    """``semievol run`` of ``cfg`` into ``rd`` (its YAML and log beside the folder), timed into ``rd/WALL``."""
+def run_semievol(cfg: dict[str, Any], rd: Path, commands: tuple[str, ...] = ("run",)) -> None:
+    """``semievol run`` of ``cfg`` into ``rd`` (its YAML and log beside the folder), timed into ``rd/WALL``;
+    ``commands``: these semievol commands one after the other instead (``("sft", "evaluate")``)."""
     cfg = {**cfg, "run_dir": str(rd)}
     rd.mkdir(parents=True, exist_ok=True)
     path = rd.parent / f"{rd.name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
     with open(rd.parent / f"{rd.name}.log", "a") as log:
-        subprocess.run([sys.executable, "-m", "semievol", "run", str(path)], check=True, stdout=log, stderr=log)
+        for command in commands:
+            subprocess.run([sys.executable, "-m", "semievol", command, str(path)], check=True, stdout=log, stderr=log)
     (rd / WALL).write_text(f"{time.time() - t0:.0f}\n")
 
 
