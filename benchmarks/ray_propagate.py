@@ -18,6 +18,7 @@ two votes files are byte-identical. Writes ``benchmarks/results/ray_propagate.js
 
     python benchmarks/ray_propagate.py --data-dir ../shared/data                  # 2,000 questions
     python benchmarks/ray_propagate.py --data-dir ../shared/data --questions 200  # a shorter run
+    python benchmarks/ray_propagate.py --data-dir ../shared/data --configs warm:0:0 --k 0  # one pass a question
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def make_warm_adapter(dest: Path) -> None:
     get_peft_model(model, lora).save_pretrained(dest)
 
 
-def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int) -> dict:
+def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int, configs: list[str], k: int) -> dict:
     cfg = {
         "run_dir": str(root / arm),
         "seed": 0,
@@ -91,7 +92,7 @@ def config(root: Path, data_dir: Path, arm: str, address: str, chunk_size: int) 
             "labeled": str(data_dir / "fpb" / "labeled.csv"),
             "unlabeled": str(root / "unlabeled.csv"),
         },
-        "propagate": {"k": 3, "chunk_size": chunk_size},
+        "propagate": {"k": k, "chunk_size": chunk_size} | ({"configs": configs} if configs else {}),
     }
     if arm == "ray":
         cfg["ray"] = {"address": address, "actors": 2, "num_cpus": 1, "num_gpus": 0}
@@ -162,13 +163,20 @@ def measure(cfg: dict, warm: Path, cluster=None) -> dict:
     return out
 
 
+def what(res: dict) -> str:
+    """The configurations voting, in words (older results: the default four, k=3)."""
+    configs, k = res.get("configs") or [], res.get("k", 3)
+    named = f"configurations {', '.join(configs)}" if configs else "the 4 default configurations"
+    return f"{named}, k={k} retrieved demos"
+
+
 def markdown(res: dict) -> str:
     p, r = res["process"], res["ray"]
     lines = [
         f"Machine: {res['machine']}. Command: `{res['command']}`. {res['note']}",
         "",
-        f"**Pseudo-labelling {p['questions']:,} FPB questions with the embedded SmolLM2-135M** (4 configurations, "
-        f"k=3 demos, chunks of {res['chunk_size']}; warm adapter: random LoRA rank 16). Load average (1, 5, 15 min) "
+        f"**Pseudo-labelling {p['questions']:,} FPB questions with the embedded SmolLM2-135M** ({what(res)}, "
+        f"chunks of {res['chunk_size']}; warm adapter: random LoRA rank 16). Load average (1, 5, 15 min) "
         f"at the start {res['load_average_at_start']}, at the end {res['load_average_at_end']}.",
         "",
         "| arm | seconds | questions/s | first chunk written after | driver peak RSS | peak RSS per actor |",
@@ -199,6 +207,10 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--questions", type=int, default=2000)
     ap.add_argument("--chunk-size", type=int, default=16, help="propagate.chunk_size: rows an actor votes on per call")
+    ap.add_argument("--configs", default="", help="propagate.configs, comma-separated (default: the 4 default ones)")
+    ap.add_argument(
+        "--k", type=int, default=3, help="propagate.k: retrieved demos in the configurations that take them"
+    )
     ap.add_argument("--out", default=str(RESULTS / "ray_propagate"))
     ap.add_argument("--note", default="", help="a sentence for the results page (the machine's load, ...)")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
@@ -217,22 +229,27 @@ def main() -> int:
     from semievol.ray_local import local_cluster
 
     data_dir = Path(args.data_dir)
+    configs = [c for c in args.configs.split(",") if c]
     res: dict = {
         "machine": f"{os.cpu_count()}-core {cpu_name()}, no GPU",
-        "command": f"python benchmarks/ray_propagate.py --questions {args.questions} --chunk-size {args.chunk_size}",
+        "command": f"python benchmarks/ray_propagate.py --questions {args.questions} --chunk-size {args.chunk_size}"
+        + (f" --configs {args.configs}" if args.configs else "")
+        + f" --k {args.k}",
         "note": args.note,
         "chunk_size": args.chunk_size,
+        "configs": configs,
+        "k": args.k,
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = write_unlabeled(data_dir, args.questions, root / "unlabeled.csv")
         make_warm_adapter(root / "warm")
-        res["process"] = measure(config(root, data_dir, "process", "", args.chunk_size), root / "warm")
+        res["process"] = measure(config(root, data_dir, "process", "", args.chunk_size, configs, args.k), root / "warm")
         print("process", res["process"], file=sys.stderr)
         with local_cluster(num_cpus=2) as cluster:
             res["ray"] = measure(
-                config(root, data_dir, "ray", cluster.address, args.chunk_size), root / "warm", cluster
+                config(root, data_dir, "ray", cluster.address, args.chunk_size, configs, args.k), root / "warm", cluster
             )
         print("ray", res["ray"], file=sys.stderr)
         a, b = (root / arm / "propagate" / "votes.jsonl" for arm in ("process", "ray"))
