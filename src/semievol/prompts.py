@@ -22,9 +22,20 @@ TEMPLATE_IDS = {
     "demos": "demos-compact-v2",
     "justify_choice": "justify-choice-v2",
     "justify_free": "justify-free-v2",
+    "phrasing_1": "phrasing-1-v1",
+    "phrasing_2": "phrasing-2-v1",
 }
 
 SYSTEM = "You are a careful expert. Read the question and reply with the final answer in the form 'Answer: X'."
+
+# PET-style phrasings of the question prompt, for answering configurations ('warm:0:0:p1'): other words for the
+# instruction and another layout of the options, each read by the same letters after 'Answer:'. Phrasing 0 is
+# the prompt training uses; the others let several configurations of one model err differently.
+PHRASING_SYSTEM = {
+    0: SYSTEM,
+    1: "Choose the option that fits the text best. Reply with its letter as 'Answer: X'.",
+    2: "You label texts. Pick exactly one of the listed options and answer in the form 'Answer: X'.",
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +60,16 @@ def render(tokenizer: Any, prompt: Prompt) -> str:
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prompt.prefix
 
 
-def format_question(ex: Example) -> str:
+def format_question(ex: Example, phrasing: int = 0) -> str:
+    """The user turn: the question and its options (phrasing 1: options in parentheses on one line; 2: the
+    options before the question)."""
     if not ex.options:
         return ex.question
+    if phrasing == 1:
+        return f"{ex.question}\n\n" + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(ex.options))
+    if phrasing == 2:
+        listed = "; ".join(f"{LETTERS[i]} = {o}" for i, o in enumerate(ex.options))
+        return f"Possible answers: {listed}.\n\nText: {ex.question}"
     opts = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(ex.options))
     return f"{ex.question}\n\nOptions:\n{opts}"
 
@@ -79,20 +97,26 @@ def _demo_text(d: Example, ex: Example, kind: str) -> str:
     return f"{text}\n{target_text(d, d.answer or '', use_rationale=kind == 'free')}"
 
 
-DEMOS_OPENING = f"{SYSTEM}\n\n{DEMOS_HEADER}\n"  # every prompt with demos begins its system message with this
+def demos_opening(phrasing: int = 0) -> str:
+    """How every prompt with demos begins its system message."""
+    return f"{PHRASING_SYSTEM[phrasing]}\n\n{DEMOS_HEADER}\n"
 
 
-def _system(ex: Example, demos: list[Example], kind: str) -> str:
+DEMOS_OPENING = demos_opening(0)
+
+
+def _system(ex: Example, demos: list[Example], kind: str, phrasing: int) -> str:
     if not demos:
-        return SYSTEM
-    return DEMOS_OPENING + "\n".join(f"{i}. {_demo_text(d, ex, kind)}" for i, d in enumerate(demos, 1))
+        return PHRASING_SYSTEM[phrasing]
+    return demos_opening(phrasing) + "\n".join(f"{i}. {_demo_text(d, ex, kind)}" for i, d in enumerate(demos, 1))
 
 
-def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None) -> Prompt:
-    """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored."""
+def answer_prompt(ex: Example, kind: str, demos: list[Example] | None = None, phrasing: int = 0) -> Prompt:
+    """The question prompt. For choice tasks the prefix 'Answer:' is where option letters are scored.
+    ``phrasing`` (multiple choice): one of ``PHRASING_SYSTEM``'s wordings, 0 the one training uses."""
     demos = demos or []
-    msgs = (("system", _system(ex, demos, kind)), ("user", format_question(ex)))
-    shared = len(DEMOS_OPENING) if demos else 0
+    msgs = (("system", _system(ex, demos, kind, phrasing)), ("user", format_question(ex, phrasing)))
+    shared = len(demos_opening(phrasing)) if demos else 0
     return Prompt(msgs, "Answer:" if kind == "choice" else "", shared_system=not demos, shared_chars=shared)
 
 

@@ -103,7 +103,8 @@ class PropagateConfig:
     k: int = 3
     """Nearest labeled examples retrieved per unlabeled question."""
     configs: list[str] = field(default_factory=lambda: ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0"])
-    """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}; for classification
+    """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}, optionally with a
+    fourth part ':p1' or ':p2', another wording of the prompt (PET-style; multiple choice); for classification
     tasks also the embedder's view: 'knn:K:T' (labels of the K nearest labeled rows, similarity-weighted) or
     'probe:0:T' (a logistic regression on the labeled rows' vectors)."""
     index: Literal["auto", "numpy", "faiss"] = "auto"
@@ -127,6 +128,8 @@ class AnswerConfig:
     model: Literal["base", "warm", "knn", "probe"]
     demos: int
     temperature: float
+    phrasing: int = 0
+    """Multiple choice, language models: which wording of the question prompt (prompts.PHRASING_SYSTEM)."""
 
     @property
     def is_view(self) -> bool:
@@ -135,13 +138,27 @@ class AnswerConfig:
 
     @property
     def name(self) -> str:
-        return f"{self.model}:{self.demos}:{self.temperature:g}"
+        name = f"{self.model}:{self.demos}:{self.temperature:g}"
+        return f"{name}:p{self.phrasing}" if self.phrasing else name
+
+
+N_PHRASINGS = 3  # prompts.PHRASING_SYSTEM's wordings (a config module does not import the prompts)
 
 
 def parse_answer_config(text: str) -> AnswerConfig:
     parts = str(text).split(":")
-    _check(len(parts) == 3, "propagate.configs", f"'{text}' is not MODEL:DEMOS:TEMPERATURE")
-    model, demos, temp = parts
+    _check(len(parts) in (3, 4), "propagate.configs", f"'{text}' is not MODEL:DEMOS:TEMPERATURE[:pPHRASING]")
+    model, demos, temp = parts[:3]
+    phrasing = 0
+    if len(parts) == 4:
+        word = parts[3].removeprefix("p")
+        _check(
+            word.isdigit() and int(word) < N_PHRASINGS,
+            "propagate.configs",
+            f"'{text}': the phrasing must be p0..p{N_PHRASINGS - 1}",
+        )
+        phrasing = int(word)
+        _check(model in ("base", "warm"), "propagate.configs", f"'{text}': only base and warm take a phrasing")
     _check(
         model in ("base", "warm", "knn", "probe"),
         "propagate.configs",
@@ -158,7 +175,7 @@ def parse_answer_config(text: str) -> AnswerConfig:
     else:
         _check(0 <= d <= 16, "propagate.configs", f"'{text}': demos must be in 0..16")
     _check(0 <= t <= 5, "propagate.configs", f"'{text}': temperature must be in 0..5")
-    return AnswerConfig(model, d, t)  # type: ignore[arg-type]
+    return AnswerConfig(model, d, t, phrasing)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AnswerConfig, parse_answer_config
+from ..config import AnswerConfig, ConfigError, parse_answer_config
 from ..engines import ACTOR_ENGINE, EngineError
 from ..jsonio import append_jsonl, atomic_write_json, atomic_write_jsonl, iter_jsonl_prefix, read_jsonl_prefix
 from ..progress import log, progress
@@ -150,11 +150,16 @@ def run_propagate(
     pcfg = ctx.cfg.propagate
     configs = [parse_answer_config(c) for c in pcfg.configs]
     unlabeled: Split = ctx.task.unlabeled
+    if ctx.task.kind != "choice" and any(c.is_view for c in configs):
+        raise ViewError("propagate.configs: knn and probe configurations answer multiple-choice tasks only")
+    if ctx.task.kind != "choice" and any(c.phrasing for c in configs):
+        raise ConfigError("propagate.configs: a phrasing (':p1', ':p2') words multiple-choice prompts only")
     record = {
         "configs": [c.name for c in configs],
         "k": pcfg.k,
         "embedder": ctx.cfg.model.embedder,
-        "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]},
+        "templates": {"answer": TEMPLATE_IDS[ctx.task.kind], "demos": TEMPLATE_IDS["demos"]}
+        | {f"phrasing_{c.phrasing}": TEMPLATE_IDS[f"phrasing_{c.phrasing}"] for c in configs if c.phrasing},
         "pool_size": len(pool),
         "kind": ctx.task.kind,
         "vote_rule": "argmax over options at temperature 0, else a seeded draw from p^(1/T)"
@@ -163,8 +168,6 @@ def run_propagate(
     }
     atomic_write_json(out / "configs.json", record)
     uses_view = any(c.is_view for c in configs)
-    if uses_view and ctx.task.kind != "choice":
-        raise ViewError("propagate.configs: knn and probe configurations answer multiple-choice tasks only")
     nn = Neighbours(ctx, pool, out, vectors=uses_view)
     view = EmbedderView(pool, nn.keys, configs) if uses_view else None
     warm = None

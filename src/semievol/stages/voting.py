@@ -64,15 +64,15 @@ def vote_chunk(
     failed: dict[int, str] = {}
     # multiple choice: configurations that differ only in temperature share one forward pass per row (the
     # temperature only reshapes the distribution the pass gives)
-    scored: dict[tuple[str | None, int], dict[int, np.ndarray]] = {}
+    scored: dict[tuple[str | None, int, int], dict[int, np.ndarray]] = {}
     for ci, c in enumerate(how.configs):
         adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
-        same = scored.get((adapter, c.demos)) if kind == "choice" and not c.is_view else None
+        same = scored.get((adapter, c.demos, c.phrasing)) if kind == "choice" and not c.is_view else None
         prompts = (
             []
             if c.is_view or same is not None
-            else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos]) for i in live]
+            else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos], c.phrasing) for i in live]
         )
         try:
             if c.is_view:
@@ -83,7 +83,7 @@ def vote_chunk(
                 results = [same[i] for i in live]
             elif kind == "choice":
                 results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
-                scored[(adapter, c.demos)] = dict(zip(live, results, strict=True))
+                scored[(adapter, c.demos, c.phrasing)] = dict(zip(live, results, strict=True))
             else:
                 results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
         except CallsFailed as e:
