@@ -23,7 +23,9 @@ Runs go to runs/few_labels/RECIPE (the recipe file's name without .yaml), the ta
 benchmarks/results/few_labels/RECIPE.{json,md}: a changed recipe is a new file, and its cells never mix
 with an earlier recipe's.
 
-Not run here (yet): the majority vote and the paper's SemiEvol on the same draws; the page says so.
+``--baselines semievol_paper,majority_vote`` adds the paper's SemiEvol (semievol's defaults) and the
+LMSI-style majority vote (the same run without the justification) on the same draws: about an hour of LLM
+pseudo-labelling per cell on two cores.
 """
 
 # ruff: noqa: E402 (the package beside this file is importable only after the sys.path line)
@@ -59,8 +61,35 @@ RUNS = ROOT / "runs" / "few_labels"
 RESULTS = HERE / "results" / "few_labels"
 N_UNLABELED = 1000
 MODELS = ("warm", "sft_matched", "evolved")
-BASELINES = {"sft_default": run_sft_default, "sft_cv": run_sft_cv}  # cells of their own on the recipe's draws
-SFT_BASELINES = ("sft_matched", *BASELINES)  # 'the best of the SFT baselines' is the best of these
+
+
+def run_paper(cfg: dict[str, Any], rd: Path) -> None:
+    """The paper's SemiEvol: semievol's defaults (4 configurations, justification, entropy percentile, evolve
+    from the base model), on the cell's draws."""
+    if not (rd / "evaluate" / "metrics.json").exists():
+        run_semievol({k: v for k, v in cfg.items() if k != "sft"} | {"evaluate": {"models": ["evolved"]}}, rd)
+
+
+def run_majority(cfg: dict[str, Any], rd: Path) -> None:
+    """The LMSI-style majority vote: the paper's run with no justification (each row's most common vote, kept
+    by its confidence), from a copy of the paper's cell (its propagate is reused)."""
+    if (rd / "evaluate" / "metrics.json").exists():
+        return
+    paper = rd.with_name(rd.name.replace("majority_vote", "semievol_paper"))
+    run_paper(cfg, paper)
+    copy_run(paper, rd)
+    plain = {k: v for k, v in cfg.items() if k != "sft"} | {"evaluate": {"models": ["evolved"]}}
+    run_semievol(merge(plain, {"select": {"justify": "none", "vote": "majority"}}), rd)
+
+
+# baseline -> (what runs it on the recipe cell's draws, which of its models answers); each a cell of its own
+BASELINES = {
+    "sft_default": (run_sft_default, "warm"),
+    "sft_cv": (run_sft_cv, "warm"),
+    "semievol_paper": (run_paper, "evolved"),
+    "majority_vote": (run_majority, "evolved"),  # after semievol_paper: it starts from a copy of that cell
+}
+SFT_BASELINES = ("sft_matched", "sft_default", "sft_cv")  # 'the best of the SFT baselines' is the best of these
 # the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "class_quota": {"select": {"rule": "class_quota"}},  # the quotas filled from each class's argmax rows
@@ -82,7 +111,7 @@ def run_cell(
     if variant in BASELINES:  # the labeled draw of the recipe's cell, trained by the baseline
         cfg = {"seed": seed, "model": {**recipe["model"], "threads": 1}, "sft": recipe.get("sft", {})}
         cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
-        BASELINES[variant](cfg, rd)
+        BASELINES[variant][0](cfg, rd)
         return
     if (rd / "evaluate" / "metrics.json").exists():
         return
@@ -130,7 +159,7 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
     right = {m: answers_right(rd, m) for m in MODELS}
     for name in BASELINES if not variant else ():
         if (cell_dir(root, task, n, seed, name) / "evaluate" / "metrics.json").exists():
-            right[name] = answers_right(cell_dir(root, task, n, seed, name), "warm")
+            right[name] = answers_right(cell_dir(root, task, n, seed, name), BASELINES[name][1])
     rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
     probe = probe_right(data_dir, task, n, seed)
     right["probe"] = [probe[r["id"]] for r in rows]
@@ -209,12 +238,13 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         "semievol's default settings (lr 1e-4, 2 epochs); CV = SFT with lr and epochs chosen by 2-fold "
         "cross-validation on the labeled rows; best SFT = whichever of matched, default and CV has the highest "
         "mean accuracy over the row's seeds (chosen on the test split, in the baselines' favour); logreg = "
-        "logistic regression on all-MiniLM-L6-v2 vectors of the same labeled rows. A '-' baseline did not run "
-        "on every seed. Not run yet: the majority vote, the paper's SemiEvol on these draws.",
+        "logistic regression on all-MiniLM-L6-v2 vectors of the same labeled rows; paper = the paper's SemiEvol "
+        "(semievol's defaults), majority = the same without the justification (LMSI-style majority vote). A '-' "
+        "baseline did not run on every seed.",
         "",
-        "| task | labeled | seeds | warm | matched | default | CV | logreg | evolved | evolved - best SFT | "
-        "evolved - logreg | pseudo-labels right: all / kept | wall s per run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | labeled | seeds | warm | matched | default | CV | logreg | paper | majority | evolved | "
+        "evolved - best SFT | evolved - paper | evolved - logreg | pseudo-labels right: all / kept | wall s per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if not r["variant"]):
         wall = f"{r['wall_seconds']['mean']:.0f}" if r["wall_seconds"].get("n") else "-"
@@ -222,9 +252,10 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         base = {m: pct(r[m]) if r[m].get("n") == full else "-" for m in BASELINES}
         lines.append(
             f"| {r['task']} | {r['labeled']} | {full} | {pct(r['warm'])} | {pct(r['sft_matched'])} | "
-            f"{base['sft_default']} | {base['sft_cv']} | {pct(r['probe'])} | {pct(r['evolved'])} | "
+            f"{base['sft_default']} | {base['sft_cv']} | {pct(r['probe'])} | {base['semievol_paper']} | "
+            f"{base['majority_vote']} | {pct(r['evolved'])} | "
             f"{delta(r['evolved_minus_best_sft'])} ({r['best_sft'].removeprefix('sft_')}) | "
-            f"{delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | {wall} |"
+            f"{delta(r['evolved_minus_semievol_paper'])} | {delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | {wall} |"
         )
     ablation = [r for r in rows if r["variant"]]
     if ablation:
@@ -288,7 +319,11 @@ def main() -> None:
             raise SystemExit(f"{flag}: unknown name(s) {', '.join(unknown)}; known: {', '.join(known)}")
     todo = [(*g, "") for g in grid] + [(*g, v) for v in baselines + variants for g in grid]
     # the recipe's cells first; an ablation variant starts from its seed's recipe cell
-    phases = [[t for t in todo if not t[3]], [t for t in todo if t[3]]]
+    phases = [
+        [t for t in todo if not t[3]],
+        [t for t in todo if t[3] and t[3] != "majority_vote"],
+        [t for t in todo if t[3] == "majority_vote"],
+    ]
 
     def collect() -> list[dict[str, Any]]:
         return [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]

@@ -45,7 +45,7 @@ def test_summary_pairs_evolved_with_each_control_on_the_same_rows_and_seeds():
     assert row["evolved_minus_warm"]["mean"] == row["evolved"]["mean"]
     page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
     assert row["best_sft"] == "sft_matched"
-    assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | - | - | 55.0 ± 7.1 | 72.5 ± 3.5 | +17.5 [" in page
+    assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | - | - | 55.0 ± 7.1 | - | - | 72.5 ± 3.5 | +17.5 [" in page
     assert "] (matched) |" in page
     assert "| 70.0 ± 0.0 / 85.0 ± 0.0 | 100 |" in page
 
@@ -65,11 +65,16 @@ def test_the_best_sft_baseline_is_the_strongest_one_that_ran_on_every_seed():
     evolved, matched = [True] * 15 + [False] * 5, [True] * 10 + [False] * 10
     cv = [True] * 16 + [False] * 4  # stronger than the evolved model
     default = [True] * 18 + [False] * 2  # stronger still, but finished on one seed only
-    cells = [_cell(0, evolved, matched, sft_cv=cv, sft_default=default), _cell(1, evolved, matched, sft_cv=cv)]
+    paper = [True] * 12 + [False] * 8
+    cells = [
+        _cell(0, evolved, matched, sft_cv=cv, sft_default=default, semievol_paper=paper),
+        _cell(1, evolved, matched, sft_cv=cv, semievol_paper=paper),
+    ]
     (row,) = few_labels.summarise(cells)
     assert row["best_sft"] == "sft_cv"
     assert abs(row["evolved_minus_best_sft"]["mean"] - (15 - 16) / 20) < 1e-9
     assert row["sft_default"]["n"] == 1 and row["evolved_minus_sft_default"]["n_seeds"] == 1
     page = few_labels.markdown([row], "benchmarks/recipes/x.yaml", "test machine")
-    assert "| 50.0 ± 0.0 | - | 80.0 ± 0.0 | 50.0 ± 0.0 | 75.0 ± 0.0 | -5.0 [" in page
-    assert "] (cv) |" in page
+    assert "| 50.0 ± 0.0 | - | 80.0 ± 0.0 | 50.0 ± 0.0 | 60.0 ± 0.0 | - | 75.0 ± 0.0 | -5.0 [" in page
+    assert "] (cv) | +15.0 [" in page
+    assert abs(row["evolved_minus_semievol_paper"]["mean"] - 0.15) < 1e-9
