@@ -117,8 +117,8 @@ def run_cell(
         return
     if variant:  # reuse the recipe's stages that the variant leaves unchanged
         base = cell_dir(root, task, n, seed)
-        if not (base / "evaluate" / "metrics.json").exists():
-            return
+        if not (base / "evaluate" / "metrics.json").exists():  # its folder went with an earlier machine
+            run_cell(recipe, root, data_dir, task, n, seed)
         copy_run(base, rd)
     cfg = merge(recipe, ABLATIONS.get(variant, {}))
     cfg["seed"] = seed
@@ -151,15 +151,62 @@ def answers_right(rd: Path, model: str) -> list[bool]:
     return [bool(r["correct"]) for r in rows]
 
 
+def baselines_right(root: Path, task: str, n: int, seed: int) -> dict[str, list[bool]]:
+    """The answers of the baselines whose runs on a cell's draw have finished."""
+    return {
+        name: answers_right(cell_dir(root, task, n, seed, name), model)
+        for name, (_, model) in BASELINES.items()
+        if (cell_dir(root, task, n, seed, name) / "evaluate" / "metrics.json").exists()
+    }
+
+
+def cell_key(c: dict[str, Any]) -> tuple[str, int, int, str]:
+    return c["task"], c["labeled"], c["seed"], c.get("variant", "")
+
+
+def stored_cells(path: Path) -> dict[tuple[str, int, int, str], dict[str, Any]]:
+    """The cells a results JSON holds, answers included, so that a later session (whose machine has lost the
+    run folders) keeps them in the table and does not run them again. A cell stores each model's answers on
+    the test rows as a string of 0s and 1s; a JSON written before cells stored answers gives none."""
+    if not path.exists():
+        return {}
+    cells = json.loads(path.read_text())["cells"]
+    return {
+        cell_key(c): c | {"right": {m: [b == "1" for b in v] for m, v in c["right"].items()}}
+        for c in cells
+        if "right" in c
+    }
+
+
+def merge_cells(
+    stored: dict[tuple[str, int, int, str], dict[str, Any]], fresh: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Stored cells updated by the ones collected from run folders now; a model answered only in the stored
+    cell (a baseline finished in an earlier session) is kept."""
+    out = dict(stored)
+    for c in fresh:
+        old = out.get(cell_key(c), {"right": {}, "accuracy": {}})
+        out[cell_key(c)] = c | {"right": old["right"] | c["right"], "accuracy": old["accuracy"] | c["accuracy"]}
+    return [out[k] for k in sorted(out)]
+
+
+def is_done(
+    stored: dict[tuple[str, int, int, str], dict[str, Any]], task: str, n: int, seed: int, variant: str
+) -> bool:
+    """Whether a stored cell already holds this run's answers (a baseline's are in its recipe cell)."""
+    if variant in BASELINES:
+        return variant in stored.get((task, n, seed, ""), {}).get("right", {})
+    return (task, n, seed, variant) in stored
+
+
 def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, variant: str = "") -> dict[str, Any] | None:
     """A recipe or ablation cell's answers, with those of the baselines that finished on its draw."""
     rd = cell_dir(root, task, n, seed, variant)
     if variant in BASELINES or not (rd / "evaluate" / "metrics.json").exists():
         return None
     right = {m: answers_right(rd, m) for m in MODELS}
-    for name in BASELINES if not variant else ():
-        if (cell_dir(root, task, n, seed, name) / "evaluate" / "metrics.json").exists():
-            right[name] = answers_right(cell_dir(root, task, n, seed, name), BASELINES[name][1])
+    if not variant:
+        right |= baselines_right(root, task, n, seed)
     rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
     probe = probe_right(data_dir, task, n, seed)
     right["probe"] = [probe[r["id"]] for r in rows]
@@ -280,21 +327,23 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
 def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = summarise(cells)
-    slim = [{k: v for k, v in c.items() if k != "right"} for c in cells]
-    (RESULTS / f"{root.name}.json").write_text(
+    kept = [c | {"right": {m: "".join("01"[b] for b in v) for m, v in c["right"].items()}} for c in cells]
+    tmp = RESULTS / f"{root.name}.json.tmp"  # the JSON is the record of every finished cell: never half-written
+    tmp.write_text(
         json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "cells": slim, "summary": rows},
+            {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "cells": kept, "summary": rows},
             indent=1,
         )
         + "\n"
     )
+    tmp.replace(RESULTS / f"{root.name}.json")
     (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machine()))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--recipe", default="benchmarks/recipes/few_labels_v1.yaml")
+    ap.add_argument("--recipe", default="benchmarks/recipes/few_labels_v2.yaml")
     ap.add_argument("--tasks", default="fpb,sst2,agnews,emotion")
     ap.add_argument("--labeled", default="64")
     ap.add_argument("--seeds", default="0,1,2,3,4")
@@ -325,15 +374,25 @@ def main() -> None:
         [t for t in todo if t[3] == "majority_vote"],
     ]
 
+    # cells of earlier sessions: kept in the table, never run again
+    stored = stored_cells(RESULTS / f"{root.name}.json")
+
     def collect() -> list[dict[str, Any]]:
-        return [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
+        fresh = [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
+        for key, c in stored.items():  # a baseline finished now on the draw of a cell whose run folder is gone
+            if not key[3] and not cell_dir(root, *key[:3]).exists():
+                c["right"] |= (new := baselines_right(root, *key[:3]))
+                c["accuracy"] |= {m: float(np.mean(v)) for m, v in new.items()}
+        return merge_cells(stored, fresh)
 
     if not args.collect_only:
         for phase in phases:
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                for _ in pool.map(lambda t: run_cell(recipe, root, data_dir, *t), phase):
+                todo_now = [t for t in phase if not is_done(stored, *t)]
+                for _ in pool.map(lambda t: run_cell(recipe, root, data_dir, *t), todo_now):
                     write(args, root, collect())
-    write(args, root, collect())
+    if cells := collect():
+        write(args, root, cells)
 
 
 if __name__ == "__main__":

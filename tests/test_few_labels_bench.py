@@ -78,3 +78,29 @@ def test_the_best_sft_baseline_is_the_strongest_one_that_ran_on_every_seed():
     assert "| 50.0 ± 0.0 | - | 80.0 ± 0.0 | 50.0 ± 0.0 | 60.0 ± 0.0 | - | 75.0 ± 0.0 | -5.0 [" in page
     assert "] (cv) | +15.0 [" in page
     assert abs(row["evolved_minus_semievol_paper"]["mean"] - 0.15) < 1e-9
+
+
+def test_finished_cells_outlive_their_run_folders_and_are_not_run_again(tmp_path, monkeypatch):
+    """A new machine has no run folders: the results JSON alone must rebuild the table, keep a baseline that
+    finished in an earlier session, and tell the driver which runs are done."""
+    import argparse
+
+    monkeypatch.setattr(few_labels, "RESULTS", tmp_path)
+    evolved, matched = [True] * 15 + [False] * 5, [True] * 10 + [False] * 10
+    earlier = [_cell(1, evolved, matched, sft_default=[True] * 12 + [False] * 8), _cell(2, evolved, matched)]
+    args = argparse.Namespace(recipe="benchmarks/recipes/x.yaml")
+    few_labels.write(args, tmp_path / "x", earlier)
+    stored = few_labels.stored_cells(tmp_path / "x.json")
+    assert set(stored) == {("fpb", 64, 1, ""), ("fpb", 64, 2, "")}
+    assert stored[("fpb", 64, 1, "")]["right"] == earlier[0]["right"]
+    assert few_labels.is_done(stored, "fpb", 64, 1, "") and few_labels.is_done(stored, "fpb", 64, 1, "sft_default")
+    assert not few_labels.is_done(stored, "fpb", 64, 2, "sft_default")
+    assert not few_labels.is_done(stored, "fpb", 64, 3, "") and not few_labels.is_done(stored, "fpb", 64, 1, "fresh")
+    # this session re-collects seed 1 from its run folder (without the baseline) and finishes seed 3
+    now = [_cell(1, evolved, matched), _cell(3, [True] * 20, matched)]
+    cells = few_labels.merge_cells(stored, now)
+    assert [c["seed"] for c in cells] == [1, 2, 3]
+    assert cells[0]["right"]["sft_default"] == earlier[0]["right"]["sft_default"]
+    (row,) = few_labels.summarise(cells)
+    assert row["seeds"] == [1, 2, 3] and row["sft_default"]["n"] == 1
+    assert not (tmp_path / "x.json.tmp").exists()
