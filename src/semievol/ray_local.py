@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+GRACE_S = 3  # after SIGTERM, before SIGKILL to every process of the cluster
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
@@ -78,7 +79,7 @@ def _alive(p: Any) -> bool:
 @contextlib.contextmanager
 def local_cluster(num_cpus: int = 2, log: Path | None = None) -> Iterator[LocalCluster]:
     """Start the head (``num_cpus`` CPUs, no GPU), yield it once its port answers, then stop it: SIGTERM to
-    ``ray start --block``, and SIGKILL, by pid, to any process of its session still there 5 s later.
+    ``ray start --block``, and SIGKILL, by pid, to any process of its session still there ``GRACE_S`` later.
     Raises RuntimeError if a process outlives that."""
     saved = {k: os.environ.get(k) for k in LOOPBACK_ENV}
     os.environ.update(LOOPBACK_ENV)
@@ -125,18 +126,17 @@ def local_cluster(num_cpus: int = 2, log: Path | None = None) -> Iterator[LocalC
     finally:
         started = cluster.processes()
         head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait(10)
-        for _ in range(2):
-            deadline = time.time() + 5
-            while any(_alive(p) for p in started) and time.time() < deadline:
-                time.sleep(0.2)
-            for p in started:
-                if _alive(p):
-                    p.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            # once actors have run, Ray's own stop waits about 30 s for its workers; nothing of this throwaway
+            # cluster (its temporary folder is removed below) needs that grace
+            head.wait(GRACE_S)
+        for p in started:
+            if _alive(p):
+                p.kill()
+        head.wait(10)
+        deadline = time.time() + 10
+        while any(_alive(p) for p in started) and time.time() < deadline:
+            time.sleep(0.2)
         if not isinstance(out, int):
             out.close()
         shutil.rmtree(temp, ignore_errors=True)
