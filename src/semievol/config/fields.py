@@ -25,6 +25,15 @@ def runtime(default: Any, engine: str | None = None) -> Any:
     return field(default=default, metadata={"fingerprint": "never", "engine": engine})
 
 
+def added_later(default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A setting that decides results but came after runs existed: at its default (what those runs did) it
+    enters no fingerprint, so a run folder made before it stays finished; set otherwise, it counts."""
+    meta = {"fingerprint": "unless_default"}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 def openai_only(default: Any) -> Any:
     """A setting that decides results, but only the openai engine reads it: it counts where model.engine
     is 'openai'."""
@@ -44,7 +53,12 @@ def fingerprint_settings(section: Any) -> dict[str, Any]:
         counts = f.metadata.get("fingerprint", "always")
         if counts == "never" or (counts == "openai" and engine != "openai"):
             continue
-        out[f.name] = getattr(section, f.name)
+        value = getattr(section, f.name)
+        if counts == "unless_default" and value == (
+            f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        ):
+            continue
+        out[f.name] = value
     if out.get("engine") in SAME_RESULTS:
         out["engine"] = SAME_RESULTS[out["engine"]]
     return out

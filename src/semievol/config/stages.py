@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .fields import ConfigError, _check, runtime
+from .fields import ConfigError, _check, added_later, runtime
 from .sections import ModelConfig, TaskConfig
 
 
@@ -29,6 +29,12 @@ class TrainConfig:
     """Passes over the training data."""
     max_steps: int = 0
     """If above 0, train for exactly this many optimizer steps instead of 'epochs'."""
+    cv_epochs: list[float] = added_later(factory=list)
+    """The warm model's epochs chosen by cross-validation on the labeled rows among these (e.g. [8, 24, 48]):
+    each trained on all folds but one and scored on the held-out fold; the best mean accuracy wins (ties: the
+    first listed), then trains on every labeled row. Empty: 'epochs'. The choice is in sft/cv.json."""
+    cv_folds: int = added_later(2)
+    """Folds for cv_epochs (stratified by answer, seeded)."""
     batch_size: int = 8
     """Effective batch size (micro_batch_size x gradient accumulation)."""
     micro_batch_size: int = 8
@@ -76,6 +82,13 @@ class TrainConfig:
         _check(self.lr > 0, "sft.lr", f"must be positive, got {self.lr}")
         _check(self.epochs > 0 or self.max_steps > 0, "sft.epochs", "must be positive (or set max_steps)")
         _check(self.max_steps >= 0, "sft.max_steps", f"must be 0 or more, got {self.max_steps}")
+        _check(all(e > 0 for e in self.cv_epochs), "sft.cv_epochs", f"must all be positive, got {self.cv_epochs}")
+        _check(self.cv_folds >= 2, "sft.cv_folds", f"must be at least 2, got {self.cv_folds}")
+        _check(
+            not self.cv_epochs or self.launcher == "none",
+            "sft.cv_epochs",
+            "cross-validation runs in one process; set sft.launcher none (or drop cv_epochs)",
+        )
         _check(self.micro_batch_size >= 1, "sft.micro_batch_size", "must be at least 1")
         _check(
             self.micro_batch_tokens >= 0, "sft.micro_batch_tokens", f"must be 0 or more, got {self.micro_batch_tokens}"

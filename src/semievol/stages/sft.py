@@ -8,14 +8,20 @@ training steps in disguise.
 from __future__ import annotations
 
 import json
+import random
+import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from ..jsonio import atomic_write_json
 from ..models import resolve_model
+from ..progress import log
 from ..prompts import Prompt, training_pair
 from ..runctx import RunContext
 from ..tasks import Example
-from ..training import train_lora
+from ..training import TrainingError, train_lora
+from .evaluate import predict
 
 
 def labeled_pairs(examples: list[Example], kind: str, use_rationale: bool) -> list[tuple[Prompt, str]]:
@@ -31,6 +37,8 @@ def run_sft(ctx: RunContext, out: Path, max_steps: int | None = None, desc: str 
     """Train the warm adapter on the labeled split and write it to ``out``."""
     cfg = ctx.cfg
     tcfg = cfg.sft if max_steps is None else replace(cfg.sft, max_steps=max_steps)
+    if max_steps is None and cfg.sft.cv_epochs:
+        tcfg = replace(tcfg, epochs=choose_epochs(ctx, out))
     pairs = labeled_pairs(ctx.task.labeled.examples, ctx.task.kind, tcfg.use_rationale)
     result = train_lora(
         resolve_model(cfg.model.model), pairs, tcfg, out, seed=cfg.seed, desc=desc, log_dir=tensorboard_dir(ctx, out)
@@ -46,3 +54,46 @@ def trained_steps(adapters: list[Path]) -> int:
 def run_sft_matched(ctx: RunContext, out: Path, steps: int) -> Path:
     """The compute-matched control: the labeled split alone for exactly ``steps`` optimizer steps."""
     return run_sft(ctx, out, max_steps=steps, desc="sft_matched")
+
+
+def stratified_folds(examples: list[Example], k: int, seed: int) -> list[list[Example]]:
+    """``k`` folds of the rows: a seeded shuffle, then each answer's rows dealt round-robin, so every fold holds
+    each class in about its share."""
+    rows = sorted(examples, key=lambda e: e.id)
+    random.Random(seed).shuffle(rows)
+    rows.sort(key=lambda e: str(e.answer))  # stable: the shuffled order stays within a class
+    return [rows[i::k] for i in range(k)]
+
+
+def choose_epochs(ctx: RunContext, out: Path) -> float:
+    """The warm model's epochs by k-fold cross-validation on the labeled rows (``sft.cv_epochs``): every
+    setting trains on all folds but one with the run's other sft settings and is scored on the held-out fold;
+    the best mean held-out accuracy wins, ties to the first listed. Writes ``out/cv.json``; the fold
+    adapters are deleted once scored."""
+    cfg, task = ctx.cfg, ctx.task
+    labeled = [e for e in task.labeled.examples if e.answer is not None]
+    k = cfg.sft.cv_folds
+    if len(labeled) < 2 * k:
+        raise TrainingError(f"sft.cv_epochs: {len(labeled)} labeled rows are too few for {k} folds")
+    parts = stratified_folds(labeled, k, cfg.seed)
+    engine = ctx.get_engine()
+    held_out: dict[str, list[float]] = {f"{e:g}": [] for e in cfg.sft.cv_epochs}
+    for i, held in enumerate(parts):
+        pairs = labeled_pairs([e for j, p in enumerate(parts) if j != i for e in p], task.kind, cfg.sft.use_rationale)
+        for epochs in cfg.sft.cv_epochs:
+            fold = out / "cv" / f"fold{i}_epochs{epochs:g}"
+            desc = f"sft cv fold {i + 1}/{k}, {epochs:g} epochs"
+            train_lora(
+                resolve_model(cfg.model.model), pairs, replace(cfg.sft, epochs=epochs), fold, cfg.seed, desc=desc
+            )
+            name = f"cv-{uuid.uuid4().hex[:12]}"  # a name no earlier adapter of this engine had
+            engine.add_adapter(name, str(fold))
+            preds = predict(engine, held, task.kind, name, cfg.model.max_new_tokens, task.numeric)
+            held_out[f"{epochs:g}"].append(sum(bool(p["correct"]) for p in preds) / len(preds))
+            shutil.rmtree(fold, ignore_errors=True)
+    mean = {e: sum(v) / len(v) for e, v in held_out.items()}
+    chosen = max(cfg.sft.cv_epochs, key=lambda e: mean[f"{e:g}"])  # max keeps the first of equals
+    shutil.rmtree(out / "cv", ignore_errors=True)
+    atomic_write_json(out / "cv.json", {"folds": k, "held_out": held_out, "mean": mean, "chosen_epochs": chosen})
+    log(f"sft: {chosen:g} epochs chosen by {k}-fold cross-validation (held-out accuracy {mean[f'{chosen:g}']:.3f})")
+    return chosen
