@@ -15,7 +15,7 @@ side by side, one thread each. Finished cells are collected, not re-run; the JSO
 rewritten after each cell, so a stopped run loses at most the cells under way.
 
 ``--baselines sft_default,sft_cv`` adds, on the same draws, SFT at semievol's default settings and SFT
-with learning rate and epochs chosen by cross-validation on the labeled rows (``sft_baselines.py``).
+with its epochs chosen by cross-validation on the labeled rows (``sft_baselines.py``).
 ``--ablation class_quota,one_epoch,...`` then runs each part of the recipe undone in turn on the same
 seeds, each variant from a copy of its seed's recipe run (the stages it leaves unchanged are reused).
 
@@ -283,9 +283,10 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         "rows). Differences: evolved minus the other, the mean over seeds with a 95% two-level bootstrap "
         "interval (seeds, then test rows). warm = SFT on the labeled rows at the recipe's settings; matched = "
         "the labeled rows alone for as many optimizer steps as warm and evolve together; default = SFT at "
-        "semievol's default settings (lr 1e-4, 2 epochs); CV = SFT with lr and epochs chosen by 2-fold "
-        "cross-validation on the labeled rows; best SFT = whichever of matched, default and CV has the highest "
-        "mean accuracy over the row's seeds (chosen on the test split, in the baselines' favour); logreg = "
+        "semievol's default settings (lr 1e-4, 2 epochs); CV = SFT at lr 1e-3 with its epochs (8, 24 or 48) "
+        "chosen by 2-fold cross-validation on the labeled rows (`sft.cv_epochs`); best SFT = whichever of "
+        "matched, default and CV has the highest mean accuracy over the row's seeds (chosen on the test split, "
+        "in the baselines' favour); logreg = "
         "logistic regression on all-MiniLM-L6-v2 vectors of the same labeled rows; paper = the paper's SemiEvol "
         "(semievol's defaults), majority = the same without the justification (LMSI-style majority vote). A '-' "
         "baseline did not run on every seed.",
