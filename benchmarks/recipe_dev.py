@@ -71,6 +71,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "select": {"rule": "class_rank"},
         "evolve": {"train_epochs": 3},
     },
+    # recipe v2 (strong_warm) on the test splits, seed 1: its 192-step warm model was 8.6 points above SFT
+    # trained 429 steps on FPB and 12.0 below it on SST-2; no fixed epoch count is the strongest SFT, so the
+    # warm model's epochs are chosen by cross-validation on the labeled rows (what the sft_cv baseline does)
+    "cv_warm": {
+        "sft": {"epochs": 24, "cv_epochs": [8, 24, 48]},
+        "propagate": {"configs": ["warm:0:0", "probe:0:0"]},
+        "select": {"rule": "class_rank"},
+        "evolve": {"train_epochs": 3},
+    },
     "rank_views_e3": {
         "propagate": {"configs": ["probe:0:0", "knn:16:0"]},
         "select": {"rule": "class_rank"},
@@ -102,7 +111,7 @@ def dev_splits(data_dir: Path, task: str) -> Path:
 
 def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> Path:
     rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / variant
-    if (rd / "evaluate" / "metrics.json").exists():
+    if (rd / "evaluate" / "metrics.json").exists() or f"{task}/l{n_labeled}/seed{seed}/{variant}" in stored():
         return rd
     base_rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / "recipe"
     if variant != "recipe" and base_rd.exists():  # reuse the stages the variant's settings leave unchanged
@@ -154,15 +163,21 @@ def logreg_dev(task: str, n_labeled: int, seed: int) -> float:
     return round(100 * float((probe.distributions(vecs["dev"]).argmax(axis=1) == gold).mean()), 1)
 
 
+def stored() -> dict[str, Any]:
+    """The runs the results JSON already holds: a new machine has lost their folders, not their figures."""
+    path = RESULTS / "recipe_dev.json"
+    return json.loads(path.read_text())["runs"] if path.exists() else {}
+
+
 def collect() -> dict[str, Any]:
-    runs: dict[str, Any] = {}
+    runs: dict[str, Any] = stored()
     for metrics in sorted(RUNS.glob("*/l*/seed*/*/evaluate/metrics.json")):
         rd = metrics.parent.parent
         key = "/".join(rd.relative_to(RUNS).parts)
         runs[key] = summarise(rd)
         task, n, seed = rd.parts[-4], int(rd.parts[-3][1:]), int(rd.parts[-2][4:])
         runs[key]["logreg"] = logreg_dev(task, n, seed)
-    return runs
+    return dict(sorted(runs.items()))
 
 
 def markdown(runs: dict[str, Any]) -> str:
@@ -196,11 +211,13 @@ def markdown(runs: dict[str, Any]) -> str:
 
 def write(runs: dict[str, Any], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recipe_dev.json").write_text(
+    tmp = RESULTS / ".recipe_dev.json"  # the JSON is the record of every finished run: never half-written
+    tmp.write_text(
         json.dumps(
             {"args": vars(args), "machine": machine(), "recipe": RECIPE, "variants": VARIANTS, "runs": runs}, indent=1
         )
     )
+    tmp.replace(RESULTS / "recipe_dev.json")
     (RESULTS / "recipe_dev.md").write_text(markdown(runs))
 
 
