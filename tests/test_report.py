@@ -353,3 +353,13 @@ def test_a_model_right_on_every_test_row_still_plots(tmp_path):
     metrics["models"]["evolved"] = accuracy_record([True] * 120)  # Wilson's upper bound: 0.9999999999999999
     (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
     assert "data:image/png;base64," in _section(write_report(run).read_text(), "accuracy")
+
+
+def test_the_training_section_says_which_epochs_cross_validation_chose(tmp_path):
+    run = make_run(tmp_path)
+    (run / "sft" / "cv.json").write_text(
+        json.dumps({"folds": 2, "held_out": {}, "mean": {"8": 0.5, "24": 0.625}, "chosen_epochs": 24.0})
+    )
+    training = _section(write_report(run).read_text(), "training")
+    assert "trained 24 epochs, chosen by 2-fold cross-validation" in training
+    assert "8: 50.0%, 24: 62.5%" in training and 'class="note"' not in training

@@ -120,7 +120,16 @@ def section_training(run_dir: Path) -> str:
                 f"{s['seconds']:.0f}s" if "seconds" in s else "-",
             ]
         )
-    return html_plot(draw) + html_table(["adapter", "steps", "examples", "lr", "final loss", "time"], rows)
+    out = html_plot(draw) + html_table(["adapter", "steps", "examples", "lr", "final loss", "time"], rows)
+    if cv := _json(run_dir / "sft" / "cv.json"):  # sft.cv_epochs: how the warm model's epochs were chosen
+        said = (
+            f"The warm model trained {cv['chosen_epochs']:g} epochs, chosen by {cv['folds']}-fold cross-validation "
+            "on the labeled rows; mean held-out accuracy by epochs: "
+            + ", ".join(f"{e}: {100 * a:.1f}%" for e, a in cv["mean"].items())
+            + "."
+        )
+        out += f"<p>{esc(said)}</p>"
+    return out
 
 
 AUDIT_ROWS = 20  # flagged labeled rows shown in the audit section
