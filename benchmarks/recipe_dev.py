@@ -80,6 +80,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "select": {"rule": "class_rank"},
         "evolve": {"train_epochs": 3},
     },
+    # the other answer to the same finding: SST-2's warm model kept improving up to the control's 429 steps
+    # (twofold cross-validation at 64 rows trains on 32, where SST-2 stays near chance: its choice is noise)
+    "long_warm": {
+        "sft": {"epochs": 48},
+        "propagate": {"configs": ["warm:0:0", "probe:0:0"]},
+        "select": {"rule": "class_rank"},
+        "evolve": {"train_epochs": 3},
+    },
     "rank_views_e3": {
         "propagate": {"configs": ["probe:0:0", "knn:16:0"]},
         "select": {"rule": "class_rank"},
