@@ -8,11 +8,12 @@ training steps in disguise.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import uuid
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from ..jsonio import atomic_write_json
 from ..models import resolve_model
@@ -57,12 +58,11 @@ def run_sft_matched(ctx: RunContext, out: Path, steps: int) -> Path:
 
 
 def stratified_folds(examples: list[Example], k: int, seed: int) -> list[list[Example]]:
-    """``k`` folds of the rows: a seeded shuffle, then each answer's rows dealt round-robin, so every fold holds
-    each class in about its share."""
-    rows = sorted(examples, key=lambda e: e.id)
-    random.Random(seed).shuffle(rows)
-    rows.sort(key=lambda e: str(e.answer))  # stable: the shuffled order stays within a class
-    return [rows[i::k] for i in range(k)]
+    """``k`` folds of the rows, each class in about its share: the label audit's fold rule (``audit.fold_of``)."""
+    from ..audit import fold_of
+
+    fold = fold_of(np.array([str(e.answer) for e in examples]), k, seed)
+    return [[e for e, f in zip(examples, fold, strict=True) if f == i] for i in range(k)]
 
 
 def choose_epochs(ctx: RunContext, out: Path) -> float:
