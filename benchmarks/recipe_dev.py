@@ -74,26 +74,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # recipe v2 (strong_warm) on the test splits, seed 1: its 192-step warm model was 8.6 points above SFT
     # trained 429 steps on FPB and 12.0 below it on SST-2; no fixed epoch count is the strongest SFT, so the
     # warm model's epochs are chosen by cross-validation on the labeled rows (what the sft_cv baseline does)
-    "cv_warm": {
-        "sft": {"epochs": 24, "cv_epochs": [8, 24, 48]},
-        "propagate": {"configs": ["warm:0:0", "probe:0:0"]},
-        "select": {"rule": "class_rank"},
-        "evolve": {"train_epochs": 3},
-    },
+    "cv_warm": {"sft": {"cv_epochs": [8, 24, 48]}},
     # the other answer to the same finding: SST-2's warm model kept improving up to the control's 429 steps
     # (twofold cross-validation at 64 rows trains on 32, where SST-2 stays near chance: its choice is noise)
-    "long_warm": {
-        "sft": {"epochs": 48},
-        "propagate": {"configs": ["warm:0:0", "probe:0:0"]},
-        "select": {"rule": "class_rank"},
-        "evolve": {"train_epochs": 3},
-    },
+    "long_warm": {"sft": {"epochs": 48}},
     "rank_views_e3": {
         "propagate": {"configs": ["probe:0:0", "knn:16:0"]},
         "select": {"rule": "class_rank"},
         "evolve": {"train_epochs": 3},
     },
 }
+
+# the v3 candidates are recipe v2 (strong_warm) with one change each
+for _name in ("cv_warm", "long_warm"):
+    VARIANTS[_name] = merge(VARIANTS["strong_warm"], VARIANTS[_name])
 
 
 def dev_splits(data_dir: Path, task: str) -> Path:
