@@ -345,7 +345,7 @@ def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--recipe", default="benchmarks/recipes/few_labels_v2.yaml")
+    ap.add_argument("--recipe", default="benchmarks/recipes/few_labels_v3.yaml")
     ap.add_argument("--tasks", default="fpb,sst2,agnews,emotion")
     ap.add_argument("--labeled", default="64")
     ap.add_argument("--seeds", default="0,1,2,3,4")
