@@ -382,9 +382,9 @@ def main() -> None:
     def collect() -> list[dict[str, Any]]:
         fresh = [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
         for key, c in stored.items():  # a baseline finished now on the draw of a cell whose run folder is gone
-            if not key[3] and not cell_dir(root, *key[:3]).exists():
-                c["right"] |= (new := baselines_right(root, *key[:3]))
-                c["accuracy"] |= {m: float(np.mean(v)) for m, v in new.items()}
+            if not key[3] and not cell_dir(root, *key[:3]).exists() and (new := baselines_right(root, *key[:3])):
+                accuracy = {m: float(np.mean(v)) for m, v in new.items()}
+                fresh.append(c | {"right": c["right"] | new, "accuracy": c["accuracy"] | accuracy})
         return merge_cells(stored, fresh)
 
     if not args.collect_only:
