@@ -11,8 +11,9 @@ seeded draw) and the whole test split, evaluated for warm (SFT on the labeled ro
 settings), evolved, and the compute-matched control (the labeled rows alone for as many optimizer steps as
 warm and evolve together). Beside it, on the same draw: a logistic regression on the embedder's vectors
 of the labeled rows (``semievol.views.Probe``), the five-second baseline. ``--workers 2`` runs two cells
-side by side, one thread each. Finished cells are collected, not re-run; the JSON and markdown are
-rewritten after each cell, so a stopped run loses at most the cells under way.
+side by side, one thread each; ``--workers 1 --threads 2`` runs one cell on both cores. Finished cells are
+collected, not re-run; the JSON and markdown are rewritten after each cell, so a stopped run loses at most
+the cells under way.
 
 ``--baselines sft_default,sft_cv`` adds, on the same draws, SFT at semievol's default settings and SFT
 with its epochs chosen by cross-validation on the labeled rows (``sft_baselines.py``).
@@ -109,8 +110,9 @@ def run_cell(
     recipe: dict[str, Any], root: Path, data_dir: Path, task: str, n: int, seed: int, variant: str = ""
 ) -> None:
     rd = cell_dir(root, task, n, seed, variant)
+    threads = recipe["model"].get("threads", 1)  # one a cell unless --threads says otherwise
     if variant in BASELINES:  # the labeled draw of the recipe's cell, trained by the baseline
-        cfg = {"seed": seed, "model": {**recipe["model"], "threads": 1}, "sft": recipe.get("sft", {})}
+        cfg = {"seed": seed, "model": recipe["model"] | {"threads": threads}, "sft": recipe.get("sft", {})}
         cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
         BASELINES[variant][0](cfg, rd)
         return
@@ -123,7 +125,7 @@ def run_cell(
         copy_run(base, rd)
     cfg = merge(recipe, ABLATIONS.get(variant, {}))
     cfg["seed"] = seed
-    cfg["model"] = {**cfg["model"], "threads": 1}
+    cfg["model"] = cfg["model"] | {"threads": threads}
     cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
     cfg["evaluate"] = {"models": list(MODELS)}
     run_semievol(cfg, rd)
@@ -352,10 +354,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--baselines", default="", help=f"comma list of {', '.join(BASELINES)} (after the recipe's cells)")
     ap.add_argument("--ablation", default="", help=f"comma list of {', '.join(ABLATIONS)} (after the baselines)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads a cell (2 with --workers 1 on two cores)")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
     data_dir = args.data_dir.resolve()
     recipe = yaml.safe_load((ROOT / args.recipe).read_text())
+    recipe["model"]["threads"] = args.threads
     root = RUNS / Path(args.recipe).stem
     grid = [
         (task, int(n), int(s))
