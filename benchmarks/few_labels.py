@@ -33,6 +33,7 @@ pseudo-labelling per cell on two cores.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import sys
@@ -51,7 +52,16 @@ if str(HERE) not in sys.path:
 from paper.runs import copy_run
 from paper.settings import merge
 from paper.stats import row_paired, stats
-from recipe_runs import embedder, fit_probe, machine, pseudo_accuracy, run_semievol, trained_steps, wall_seconds
+from recipe_runs import (
+    embedder,
+    fit_probe,
+    machine,
+    pseudo_accuracy,
+    run_semievol,
+    trained_steps,
+    training_precision,
+    wall_seconds,
+)
 from sft_baselines import run_sft_cv, run_sft_default
 
 from semievol.answers import LETTERS
@@ -226,6 +236,8 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         "kept": pseudo["n_kept"],
         "steps": trained_steps(rd),
         "wall_seconds": wall_seconds(rd),
+        "machine": machine(),  # run folders do not outlive their machine: the one collecting is the one that ran
+        "precision": training_precision(rd),
     }
 
 
@@ -279,7 +291,7 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
         "# Few labels: the recipe against the SFT baselines and the embedder's logistic regression (issue 22)",
         "",
         f"Command: `python benchmarks/few_labels.py --data-dir ../shared/data ...`; recipe `{recipe_path}`; "
-        f"machine: {machine}.",
+        f"machines: {machine}.",
         "",
         "Accuracy on each task's whole test split, mean ± SD over seeds (each seed its own draw of labeled "
         "rows). Differences: evolved minus the other, the mean over seeds with a 95% two-level bootstrap "
@@ -328,6 +340,18 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machines(cells: list[dict[str, Any]]) -> str:
+    """Where the cells ran, with how many ran there: sessions get different CPUs, and where bf16 is not faster
+    than fp32 the training runs in fp32 (slower, and another numeric path)."""
+    where = collections.Counter(
+        f"{c['machine']}, training in {c['precision']}"
+        if c.get("machine")
+        else "not recorded (cells before session 15)"
+        for c in cells
+    )
+    return "; ".join(f"{k} ({n} cell{'s' * (n > 1)})" for k, n in sorted(where.items()))
+
+
 def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = summarise(cells)
@@ -341,7 +365,7 @@ def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> 
         + "\n"
     )
     tmp.replace(RESULTS / f"{root.name}.json")
-    (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machine()))
+    (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machines(cells)))
 
 
 def main() -> None:

@@ -64,6 +64,12 @@ def trained_steps(rd: Path) -> dict[str, int]:
     }
 
 
+def training_precision(rd: Path) -> str | None:
+    """'bf16' or 'fp32': how the run's warm model trained (bf16 autocast only on CPUs where it is faster)."""
+    path = rd / "sft" / "train_summary.json"
+    return ("bf16" if json.loads(path.read_text())["bf16_autocast"] else "fp32") if path.exists() else None
+
+
 @functools.cache
 def embedder() -> Any:
     """The embedded all-MiniLM-L6-v2, loaded once per process (collecting reads every finished run)."""

@@ -104,3 +104,19 @@ def test_finished_cells_outlive_their_run_folders_and_are_not_run_again(tmp_path
     (row,) = few_labels.summarise(cells)
     assert row["seeds"] == [1, 2, 3] and row["sft_default"]["n"] == 1
     assert not (tmp_path / "x.json.tmp").exists()
+
+
+def test_the_page_says_where_each_cell_ran_and_in_which_precision():
+    """Sessions get different CPUs (bf16 autocast only where it is faster): the page counts the cells of each
+    machine and precision, and names the cells stored before either was recorded."""
+    evolved = [True] * 4
+    cells = [
+        _cell(1, evolved, evolved) | {"machine": "CPU A", "precision": "bf16"},
+        _cell(2, evolved, evolved) | {"machine": "CPU B", "precision": "fp32"},
+        _cell(3, evolved, evolved) | {"machine": "CPU B", "precision": "fp32"},
+        _cell(4, evolved, evolved),
+    ]
+    assert few_labels.machines(cells) == (
+        "CPU A, training in bf16 (1 cell); CPU B, training in fp32 (2 cells); "
+        "not recorded (cells before session 15) (1 cell)"
+    )
