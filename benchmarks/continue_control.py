@@ -7,7 +7,7 @@ The run's own control (``sft_matched``) starts from the base model and spends wa
 schedule. This one starts where evolve starts, from the warm adapter, so evolved minus it is what the
 pseudo-labels add and nothing else. Its adapter goes to RUN_DIR/sft_continue; every run's test accuracy
 beside the run's own models, with paired intervals over the test rows, to
-benchmarks/results/continue_control.{json,md} (rows of earlier runs kept).
+benchmarks/results/continue_control/continue_control.{json,md} (rows of earlier runs kept).
 """
 
 # ruff: noqa: E402 (the package beside this file is importable only after the sys.path line)
