@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -314,7 +315,14 @@ def test_thousands_separators_and_currency(n):
 
 
 option_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=20)
-options = st.lists(option_text.map(str.strip).filter(bool), min_size=2, max_size=8)
+# an option shows at least one character: one of only format characters or separators (a soft hyphen, a
+# zero-width space) is an empty option, rejected as such (tests/test_bad_input.py)
+_SHOWS_NOTHING = {"Cf", "Zs", "Zl", "Zp"}
+options = st.lists(
+    option_text.map(str.strip).filter(lambda s: any(unicodedata.category(c) not in _SHOWS_NOTHING for c in s)),
+    min_size=2,
+    max_size=8,
+)
 
 
 @given(options)
