@@ -72,7 +72,8 @@ def measure(rd: Path) -> dict[str, Any]:
     engine.add_adapter("continue", str(adapter))
     preds, _ = evaluate_model(engine, task.test.examples, task.kind, "continue", cfg.model.max_new_tokens, task.numeric)
     ids = [p["id"] for p in preds]
-    right = {m: [right_of(rd, m)[i] for i in ids] for m in MODELS} | {"continue": [bool(p["correct"]) for p in preds]}
+    stored = {m: right_of(rd, m) for m in MODELS}
+    right = {m: [stored[m][i] for i in ids] for m in MODELS} | {"continue": [bool(p["correct"]) for p in preds]}
     steps = {
         s: json.loads((rd / s / "train_summary.json").read_text())["steps"] for s in ("sft", "evolve", "sft_matched")
     }
