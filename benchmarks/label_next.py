@@ -26,7 +26,14 @@ What a "run" is, is the ``--engine`` flag:
 
 **Audit.** Per seed, 10% of the labeled split's answers are flipped to another class (seeded), the
 result is written as the labeled file of a run, and `semievol audit` ranks the rows; precision and recall of
-its top 10% (as many rows as were flipped) and of its flagged rows at finding the flips.
+its top 10% (as many rows as were flipped) and of its flagged rows at finding the flips. With
+``--audit-run RUN_DIR`` (an LLM run on the same task) that run's finished select stage is copied into every
+audit folder and the audit runs twice on the same flips, ``--pseudo none`` and ``--pseudo kept`` (each fold's
+classifier also trains on the rows the LLM's selection kept); the flips are then drawn only from labeled rows
+that run did not train on, so no flipped row's true answer reached the pseudo-labels through the warm model.
+That run trained on its own, unflipped labeled rows; the pseudo-labels of a run trained on the flipped split
+would be somewhat worse (its warm model sees 10% wrong answers) or better (it sees all labeled rows, not a
+draw of them), and the page says which run was used.
 
 Writes `benchmarks/results/label_next.json` and `label_next.md` (or ``--results``).
 """
@@ -51,10 +58,10 @@ import numpy as np
 import yaml
 
 from semievol.audit import audit, fit_softmax, predict_proba
-from semievol.config import TaskConfig, build_config, to_dict
+from semievol.config import TaskConfig, build_config, load_yaml, to_dict
 from semievol.jsonio import atomic_write_jsonl, read_jsonl
 from semievol.retrieval import embedding_file, text_embedder
-from semievol.rundir import fingerprint, write_manifest
+from semievol.rundir import fingerprint, last_finished, write_manifest
 from semievol.stages.scoring import normalized_entropy
 from semievol.suggest import suggest, write_task_rows
 from semievol.tasks import Example, Task, load_task
@@ -279,7 +286,16 @@ def label_loop(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[st
 
 def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[str, Any]:
     files = task_files(Path(args.data_dir), args.task)
-    per_seed = {}
+    llm_select, trained = None, set()
+    if args.audit_run:
+        llm = Path(args.audit_run)
+        llm_select = last_finished(llm, "select")
+        if llm_select is None:
+            raise SystemExit(f"--audit-run: {llm} has no finished select stage")
+        llm_cfg = build_config(load_yaml(llm / "config.yaml"))
+        trained = {e.question for e in load_task(llm_cfg.task, seed=llm_cfg.seed).labeled.examples}
+    arms = ["none", "kept"] if llm_select else ["none"]
+    per_arm: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in arms}
     for seed in args.seeds:
         rd = work / f"audit_s{seed}"
         cfg = run_config(args, rd, seed, [])
@@ -288,7 +304,8 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
         lab = task.labeled.examples
         letters = [chr(65 + i) for i in range(len(lab[0].options or []))]
         rng = random.Random(f"flip-{seed}")
-        flipped = set(rng.sample(range(len(lab)), round(args.flip * len(lab))))
+        eligible = [i for i, e in enumerate(lab) if e.question not in trained]
+        flipped = set(rng.sample(eligible, round(args.flip * len(lab))))
         answers = [
             rng.choice([a for a in letters if a != e.answer]) if i in flipped else e.answer for i, e in enumerate(lab)
         ]
@@ -301,29 +318,43 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
         f = embedding_file(rd / "propagate" / "emb_labeled", texts)
         f.parent.mkdir(parents=True, exist_ok=True)
         np.save(f, emb(texts))
-        ranked = read_jsonl(audit(rd))
+        if llm_select:
+            shutil.copytree(llm_select, rd / "select")
         ids = {lab[i].id for i in flipped}
-        k = len(ids)
-        top = [r["id"] for r in ranked[:k]]
-        flagged = [r["id"] for r in ranked if r["flagged"]]
-        hit_top, hit_flag = len(set(top) & ids), len(set(flagged) & ids)
-        per_seed[seed] = {
-            "rows": len(lab),
-            "flipped": k,
-            "top_k": k,
-            "precision_top": hit_top / k,
-            "recall_top": hit_top / k,
-            "flagged": len(flagged),
-            "precision_flagged": hit_flag / max(len(flagged), 1),
-            "recall_flagged": hit_flag / k,
-            "out_of_fold_accuracy": json.loads((rd / "audit" / "audit.json").read_text())["out_of_fold_accuracy"],
+        for arm in arms:
+            ranked = read_jsonl(audit(rd, pseudo=arm))
+            summary = json.loads((rd / "audit" / "audit.json").read_text())
+            k = len(ids)
+            top = [r["id"] for r in ranked[:k]]
+            flagged = [r["id"] for r in ranked if r["flagged"]]
+            hit_top, hit_flag = len(set(top) & ids), len(set(flagged) & ids)
+            per_arm[arm][seed] = {
+                "rows": len(lab),
+                "flipped": k,
+                "top_k": k,
+                "precision_top": hit_top / k,
+                "recall_top": hit_top / k,
+                "flagged": len(flagged),
+                "precision_flagged": hit_flag / max(len(flagged), 1),
+                "recall_flagged": hit_flag / k,
+                "out_of_fold_accuracy": summary["out_of_fold_accuracy"],
+                "pseudo_labels": summary["pseudo_labels"],
+            }
+            print(
+                f"audit seed {seed} --pseudo {arm}: top {k}: {hit_top} flips found; flagged {len(flagged)}: {hit_flag}",
+                flush=True,
+            )
+    out: dict[str, Any] = {"arms": {}}
+    for arm, per_seed in per_arm.items():
+        mean = {
+            key: statistics.fmean(p[key] for p in per_seed.values())
+            for key in ("precision_top", "recall_top", "precision_flagged", "recall_flagged")
         }
-        print(f"audit seed {seed}: top {k}: {hit_top} flips found; flagged {len(flagged)}: {hit_flag}", flush=True)
-    pooled = {
-        key: statistics.fmean(p[key] for p in per_seed.values())
-        for key in ("precision_top", "recall_top", "precision_flagged", "recall_flagged")
-    }
-    return {"per_seed": per_seed, "mean": pooled}
+        out["arms"][arm] = {"per_seed": per_seed, "mean": mean}
+    out["llm_run"] = str(args.audit_run) if args.audit_run else None
+    out["default_arm"] = arms[-1]  # the tool's default: kept pseudo-labels where the run has them
+    out |= out["arms"][out["default_arm"]]
+    return out
 
 
 # ---------------------------------------------------------------- output
@@ -389,22 +420,34 @@ def markdown(res: dict[str, Any]) -> str:
             "(seeded); `semievol audit` (5 folds, softmax regression on the embedder's vectors, confident "
             "learning).",
             "",
-            "| seed | rows | flipped | out-of-fold accuracy | top-10%: precision = recall | flagged | precision | recall |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for s, p in au["per_seed"].items():
-            lines.append(
-                f"| {s} | {p['rows']} | {p['flipped']} | {100 * p['out_of_fold_accuracy']:.1f}% | "
-                f"{100 * p['precision_top']:.1f}% | {p['flagged']} | {100 * p['precision_flagged']:.1f}% | "
-                f"{100 * p['recall_flagged']:.1f}% |"
-            )
-        m = au["mean"]
+        if au.get("llm_run"):
+            lines += [
+                f"`--pseudo kept`: each fold's classifier also trained on the rows the selection of `{au['llm_run']}` "
+                "kept, with their pseudo-labels; flips drawn from the labeled rows that run did not train on.",
+                "",
+            ]
         lines += [
-            f"| mean | | | | {100 * m['precision_top']:.1f}% | | {100 * m['precision_flagged']:.1f}% | "
-            f"{100 * m['recall_flagged']:.1f}% |",
+            "| --pseudo | seed | rows | flipped | pseudo-labels | out-of-fold accuracy | top-10%: precision = recall "
+            "| flagged | precision | recall |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for arm, r in au.get("arms", {"none": au}).items():
+            for s, p in r["per_seed"].items():
+                lines.append(
+                    f"| {arm} | {s} | {p['rows']} | {p['flipped']} | {p.get('pseudo_labels', 0)} | "
+                    f"{100 * p['out_of_fold_accuracy']:.1f}% | {100 * p['precision_top']:.1f}% | {p['flagged']} | "
+                    f"{100 * p['precision_flagged']:.1f}% | {100 * p['recall_flagged']:.1f}% |"
+                )
+            m = r["mean"]
+            lines.append(
+                f"| {arm} | mean | | | | | {100 * m['precision_top']:.1f}% | | {100 * m['precision_flagged']:.1f}% | "
+                f"{100 * m['recall_flagged']:.1f}% |"
+            )
+        lines += [
             "",
-            "Target: at least half the flips in the top 10% with precision at least 50%: "
-            f"**{'met' if au['target_met'] else 'not met'}**.",
+            f"Target (the tool's default, `--pseudo {au.get('default_arm', 'none')}`): at least half the flips in the "
+            f"top 10% with precision at least 50%: **{'met' if au['target_met'] else 'not met'}**.",
             "",
         ]
     return "\n".join(lines)
@@ -429,6 +472,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--strategies", default="mix,uncertainty,diversity,coverage")
     ap.add_argument("--flip", type=float, default=0.1)
     ap.add_argument("--audit-rows", type=int, default=0, help="labeled rows audited (0 = the whole labeled split)")
+    ap.add_argument(
+        "--audit-run",
+        default=None,
+        metavar="RUN_DIR",
+        help="an LLM run on the same task: the audit also runs with its kept pseudo-labels (--pseudo kept)",
+    )
     ap.add_argument(
         "--set",
         action="append",

@@ -16,6 +16,7 @@ from semievol.audit import confident_learning, fit_softmax, fold_of, out_of_fold
 from semievol.cli import main
 from semievol.config import build_config, to_dict
 from semievol.report import write_report
+from semievol.rundir import finish_stage
 
 SENTIMENTS = ["negative", "neutral", "positive"]
 CUES = {"A": "fell slumped dropped", "B": "unchanged steady flat", "C": "rose soared jumped"}
@@ -110,3 +111,65 @@ def test_audit_refuses_tasks_without_a_shared_label_set(tmp_path, capsys):
     assert not (rd / "audit").exists()
     assert main(["audit", str(_run_dir(tmp_path / "b", _sentiment_task(tmp_path / "t2"))), "--folds", "1"]) == 2
     assert "--folds: must be at least 2" in capsys.readouterr().err
+
+
+def _select_stage(rd: Path, rows: list[dict]) -> None:
+    out = rd / "select"
+    out.mkdir()
+    (out / "pseudo_labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    finish_stage(out, "select", "test")
+
+
+def test_out_of_fold_trains_every_fold_on_the_extra_rows():
+    # two classes the labeled rows cannot tell apart on the second axis; the extra rows teach it
+    x = np.array([[1.0, 0.0]] * 10 + [[0.0, 1.0]] * 10)
+    y = np.array([0] * 10 + [1] * 10)
+    alone = out_of_fold(x, y, 2, 5, seed=0)
+    extra = (np.array([[0.0, 1.0]] * 40), np.ones(40, dtype=np.int64))
+    helped = out_of_fold(x, y, 2, 5, seed=0, extra=extra)
+    assert (helped[y == 1, 1] > alone[y == 1, 1]).all() and (helped[y == 0, 0] < alone[y == 0, 0]).all()
+
+
+def test_audit_also_trains_on_the_runs_kept_pseudo_labels(tmp_path, capsys):
+    task = _sentiment_task(tmp_path / "task", n=30, flips=(4,))
+    rd = _run_dir(tmp_path, task)
+    labeled = list(csv.DictReader(open(task / "labeled.csv")))
+    rng = random.Random(1)
+    filler = "the company said its quarterly sales in the region".split()
+    kept = [
+        {"question": " ".join(rng.sample(filler, 5) + CUES[a].split()[1:3]), "answer": a, "options": SENTIMENTS}
+        for a in "ABC" * 10
+    ]
+    rows = [{**r, "id": f"unlabeled-{i}", "selected": True} for i, r in enumerate(kept)]
+    rows.append({**rows[0], "id": "unlabeled-dropped", "selected": False})  # selection did not keep it
+    rows.append({**rows[0], "id": "unlabeled-other", "options": ["up", "down", "flat"]})  # another label set
+    rows.append(
+        {
+            "id": "unlabeled-dup",
+            "question": labeled[4]["question"],
+            "answer": "B",
+            "options": SENTIMENTS,
+            "selected": True,
+        }
+    )
+    _select_stage(rd, rows)
+    assert main(["--quiet", "audit", str(rd), "--pseudo", "none"]) == 0
+    alone = json.loads((rd / "audit" / "audit.json").read_text())
+    assert alone["pseudo_labels"] == 0 and alone["pseudo"] == "none"
+    p_alone = {r["id"]: r["probs"] for r in map(json.loads, (rd / "audit" / "audit.jsonl").read_text().splitlines())}
+    assert main(["--quiet", "audit", str(rd)]) == 0
+    summary = json.loads((rd / "audit" / "audit.json").read_text())
+    # the 30 kept rows; not the one selection dropped, the other label set, or the labeled row's question
+    assert summary["pseudo_labels"] == 30 and "kept pseudo-labels" in summary["method"]
+    assert len(list((rd / "audit").glob("emb_kept*"))) == 1
+    ranked = [json.loads(x) for x in (rd / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert ranked[0]["id"] == "labeled-4"
+    # the kept rows use the cue's other words, so the classifier is surer of the rows' true class
+    gold = {r["id"]: SENTIMENTS["ABC".index(r["answer"])] for r in labeled if r["id"] != "labeled-4"}
+    with_kept = np.mean([r["probs"][gold[r["id"]]] for r in ranked if r["id"] in gold])
+    without = np.mean([p_alone[i][c] for i, c in gold.items()])
+    assert with_kept > without + 0.05, (with_kept, without)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # argparse
+        main(["audit", str(rd), "--pseudo", "all"])
+    assert e.value.code == 2 and "--pseudo" in capsys.readouterr().err

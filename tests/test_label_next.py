@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from collections import Counter
@@ -9,6 +10,10 @@ from pathlib import Path
 
 import yaml
 from test_audit import _sentiment_task
+
+from semievol.config import build_config, to_dict
+from semievol.rundir import finish_stage
+from semievol.tasks import load_task
 
 _spec = importlib.util.spec_from_file_location(
     "label_next", Path(__file__).resolve().parents[1] / "benchmarks" / "label_next.py"
@@ -123,3 +128,47 @@ def test_full_semievol_rounds_on_the_fake_engine(tmp_path, tiny_model):
     run = tmp_path / "work" / "s0" / "suggest_mix" / "r1"
     train = [json.loads(x) for x in (run / "evolve" / "train_data.jsonl").read_text().splitlines()]
     assert Counter(r["source"] for r in train)["labeled"] == 12
+
+
+def test_audit_with_an_llm_runs_kept_pseudo_labels(tmp_path):
+    d = _data(tmp_path)
+    llm = tmp_path / "llm"  # stands in for an LLM run: its config and a finished select stage
+    files = {s: str(d / "senti" / f"{s}.csv") for s in ("labeled", "unlabeled", "test")}
+    cfg = build_config(
+        {"run_dir": str(llm), "seed": 3, "model": {"embedder": "hash"}, "task": {**files, "limit_labeled": 12}}
+    )
+    llm.mkdir()
+    (llm / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    trained = {e.question for e in load_task(cfg.task, seed=3).labeled.examples}
+    unlabeled = list(csv.DictReader(open(files["unlabeled"])))
+    rows = [
+        {
+            "id": r["id"],
+            "question": r["question"],
+            "options": json.loads(r["options"]),
+            "answer": r["answer"],
+            "selected": i % 4 != 0,
+        }
+        for i, r in enumerate(unlabeled)
+    ]
+    (llm / "select").mkdir()
+    (llm / "select" / "pseudo_labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    finish_stage(llm / "select", "select", "test")
+    argv = ["--data-dir", str(d), "--task", "senti", "--embedder", "hash", "--seeds", "0,1", "--parts", "audit"]
+    argv += ["--work", str(tmp_path / "work"), "--results", str(tmp_path / "out"), "--threads", "0"]
+    res = label_next.main([*argv, "--audit-run", str(llm)])["audit"]
+    assert set(res["arms"]) == {"none", "kept"} and res["default_arm"] == "kept" and res["llm_run"] == str(llm)
+    for seed in (0, 1):
+        assert (
+            res["arms"]["none"]["per_seed"][seed]["pseudo_labels"] == 0
+            and res["arms"]["kept"]["per_seed"][seed]["pseudo_labels"] == 45
+        )
+        assert res["arms"]["none"]["per_seed"][seed]["flipped"] == res["arms"]["kept"]["per_seed"][seed]["flipped"] == 6
+        # the flips avoid the 12 rows the LLM run trained on
+        flipped = list(csv.DictReader(open(tmp_path / "work" / f"audit_s{seed}" / "labeled_flipped.csv")))
+        given = {r["question"]: r["answer"] for r in csv.DictReader(open(files["labeled"]))}
+        moved = {r["question"] for r in flipped if r["answer"] != given[r["question"]]}
+        assert len(moved) == 6 and not moved & trained
+    assert res["per_seed"] == res["arms"]["kept"]["per_seed"]
+    md = (tmp_path / "out" / "label_next.md").read_text()
+    assert "| kept | mean |" in md and "| none | mean |" in md and "`--pseudo kept`" in md

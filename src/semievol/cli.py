@@ -138,6 +138,13 @@ def _audit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--folds", type=int, default=5, metavar="K", help="out-of-fold splits of the labeled rows (default: 5)"
     )
+    p.add_argument(
+        "--pseudo",
+        choices=("kept", "none"),
+        default="kept",
+        help="kept (default): every fold's classifier also trains on the unlabeled rows the run's selection "
+        "kept, with their pseudo-labels; none: on the labeled rows of the other folds only",
+    )
 
 
 # The demo: the generated task, with the few-label training that task needs at 135M parameters (the

@@ -147,7 +147,9 @@ def section_audit(run_dir: Path) -> str:
     intro = (
         f"<p>{summary['flagged']} of {summary['rows']} labeled rows flagged: an out-of-fold model "
         f"({summary['folds']} folds, embedder {esc(summary['embedder'])}, out-of-fold accuracy "
-        f"{pct(summary.get('out_of_fold_accuracy'))}) is confident in another answer. Per-class thresholds: "
+        f"{pct(summary.get('out_of_fold_accuracy'))}"
+        + (f", also trained on {summary['pseudo_labels']} kept pseudo-labels" if summary.get("pseudo_labels") else "")
+        + ") is confident in another answer. Per-class thresholds: "
         + esc(", ".join(f"{k} {v:.2f}" for k, v in summary["thresholds"].items()))
         + ".</p>"
     )
