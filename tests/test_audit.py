@@ -15,7 +15,7 @@ from conftest import write_choice_task
 from semievol.audit import confident_learning, fit_softmax, fold_of, out_of_fold, predict_proba
 from semievol.cli import main
 from semievol.config import build_config, to_dict
-from semievol.report import write_report
+from semievol.report import section_audit, write_report
 from semievol.rundir import finish_stage
 
 SENTIMENTS = ["negative", "neutral", "positive"]
@@ -162,6 +162,7 @@ def test_audit_also_trains_on_the_runs_kept_pseudo_labels(tmp_path, capsys):
     # the 30 kept rows; not the one selection dropped, the other label set, or the labeled row's question
     assert summary["pseudo_labels"] == 30 and "kept pseudo-labels" in summary["method"]
     assert len(list((rd / "audit").glob("emb_kept*"))) == 1
+    assert "also trained on 30 kept pseudo-labels" in section_audit(rd)
     ranked = [json.loads(x) for x in (rd / "audit" / "audit.jsonl").read_text().splitlines()]
     assert ranked[0]["id"] == "labeled-4"
     # the kept rows use the cue's other words, so the classifier is surer of the rows' true class
