@@ -134,13 +134,15 @@ def _suggest_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _audit_flags(p: argparse.ArgumentParser) -> None:
+    from .audit import PSEUDO
+
     _run_dir(p)
     p.add_argument(
         "--folds", type=int, default=5, metavar="K", help="out-of-fold splits of the labeled rows (default: 5)"
     )
     p.add_argument(
         "--pseudo",
-        choices=("kept", "none"),
+        choices=PSEUDO,
         default="kept",
         help="kept (default): every fold's classifier also trains on the unlabeled rows the run's selection "
         "kept, with their pseudo-labels; none: on the labeled rows of the other folds only",
