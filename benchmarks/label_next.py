@@ -57,13 +57,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from semievol.audit import audit, fit_softmax, predict_proba
+from semievol.audit import audit, fit_softmax, kept_pseudo_labels, predict_proba
 from semievol.config import TaskConfig, build_config, load_yaml, to_dict
 from semievol.jsonio import atomic_write_jsonl, read_jsonl
 from semievol.retrieval import embedding_file, text_embedder
 from semievol.rundir import fingerprint, last_finished, write_manifest
 from semievol.stages.scoring import normalized_entropy
-from semievol.suggest import suggest, write_task_rows
+from semievol.suggest import label_names, suggest, write_task_rows
 from semievol.tasks import Example, Task, load_task
 
 HERE = Path(__file__).resolve().parent
@@ -320,6 +320,10 @@ def audit_flips(args: argparse.Namespace, work: Path, emb: Embeddings) -> dict[s
         np.save(f, emb(texts))
         if llm_select:
             shutil.copytree(llm_select, rd / "select")
+            # the kept rows' vectors from this benchmark's cache, as for the labeled rows above: the audit
+            # finds them where propagate would have left them instead of loading the embedder every seed
+            kept = [q for q, _ in kept_pseudo_labels(rd, label_names(task) or [], set(texts))]
+            np.save(embedding_file(rd / "propagate" / "emb_kept", kept), emb(kept))
         ids = {lab[i].id for i in flipped}
         for arm in arms:
             ranked = read_jsonl(audit(rd, pseudo=arm))

@@ -170,5 +170,10 @@ def test_audit_with_an_llm_runs_kept_pseudo_labels(tmp_path):
         moved = {r["question"] for r in flipped if r["answer"] != given[r["question"]]}
         assert len(moved) == 6 and not moved & trained
     assert res["per_seed"] == res["arms"]["kept"]["per_seed"]
+    # the kept rows' vectors came from the benchmark's cache, where propagate keeps them, not from the embedder
+    seed_dir = tmp_path / "work" / "audit_s0"
+    assert len(list((seed_dir / "propagate").glob("emb_kept*"))) == 1 and not list(
+        (seed_dir / "audit").glob("emb_kept*")
+    )
     md = (tmp_path / "out" / "label_next.md").read_text()
     assert "| kept | mean |" in md and "| none | mean |" in md and "`--pseudo kept`" in md
