@@ -51,7 +51,7 @@ if str(HERE) not in sys.path:
 
 from paper.runs import copy_run
 from paper.settings import merge
-from paper.stats import row_paired, stats
+from paper.stats import row_paired, stats, tasks_pooled
 from recipe_runs import (
     embedder,
     fit_probe,
@@ -273,6 +273,33 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recipe's evolved model against each control averaged over the tasks at one label count (each task
+    weighted equally, on the seeds it ran): one line where the per-task rows hold a seed or two each."""
+    out = []
+    recipe = [c for c in cells if not c.get("variant")]
+    for n in sorted({c["labeled"] for c in recipe}):
+        here = [c for c in recipe if c["labeled"] == n]
+        tasks = sorted({c["task"] for c in here})
+        if len(tasks) < 2:
+            continue
+        row: dict[str, Any] = {"labeled": n, "tasks": tasks}
+        for other in ("sft_matched", "warm", "probe"):
+            row[f"evolved_minus_{other}"] = tasks_pooled(
+                {
+                    t: {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in here if c["task"] == t}
+                    for t in tasks
+                }
+            )
+        out.append(row)
+    return out
+
+
+def pooled_delta(d: dict[str, Any]) -> str:
+    lo, hi = d["ci95"]
+    return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
 def pct(s: dict[str, Any]) -> str:
     if not s.get("n"):
         return "-"
@@ -286,7 +313,9 @@ def delta(d: dict[str, Any]) -> str:
     return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
+def markdown(
+    rows: list[dict[str, Any]], recipe_path: str, machine: str, pooled: list[dict[str, Any]] | None = None
+) -> str:
     lines = [
         "# Few labels: the recipe against the SFT baselines and the embedder's logistic regression (issue 22)",
         "",
@@ -320,6 +349,15 @@ def markdown(rows: list[dict[str, Any]], recipe_path: str, machine: str) -> str:
             f"{delta(r['evolved_minus_best_sft'])} ({r['best_sft'].removeprefix('sft_')}) | "
             f"{delta(r['evolved_minus_semievol_paper'])} | {delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | {wall} |"
         )
+    for p in pooled or []:
+        lines += [
+            "",
+            f"Over the tasks at {p['labeled']} labeled rows ({', '.join(p['tasks'])}; each task weighted equally, "
+            f"{p['evolved_minus_sft_matched']['n_cells']} cells; the interval redraws seeds and test rows within "
+            "each task): evolved minus matched "
+            f"{pooled_delta(p['evolved_minus_sft_matched'])}, minus warm {pooled_delta(p['evolved_minus_warm'])}, "
+            f"minus logreg {pooled_delta(p['evolved_minus_probe'])}.",
+        ]
     ablation = [r for r in rows if r["variant"]]
     if ablation:
         lines += [
@@ -355,17 +393,24 @@ def machines(cells: list[dict[str, Any]]) -> str:
 def write(args: argparse.Namespace, root: Path, cells: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = summarise(cells)
+    pooled = over_tasks(cells)
     kept = [c | {"right": {m: "".join("01"[b] for b in v) for m, v in c["right"].items()}} for c in cells]
     tmp = RESULTS / f"{root.name}.json.tmp"  # the JSON is the record of every finished cell: never half-written
     tmp.write_text(
         json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "cells": kept, "summary": rows},
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "machine": machine(),
+                "cells": kept,
+                "summary": rows,
+                "over_tasks": pooled,
+            },
             indent=1,
         )
         + "\n"
     )
     tmp.replace(RESULTS / f"{root.name}.json")
-    (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machines(cells)))
+    (RESULTS / f"{root.name}.md").write_text(markdown(rows, args.recipe, machines(cells), pooled))
 
 
 def main() -> None:

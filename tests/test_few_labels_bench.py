@@ -120,3 +120,23 @@ def test_the_page_says_where_each_cell_ran_and_in_which_precision():
         "CPU A, training in bf16 (1 cell); CPU B, training in fp32 (2 cells); "
         "not recorded (cells before session 15) (1 cell)"
     )
+
+
+def test_over_the_tasks_each_task_counts_once_whatever_its_seeds_and_test_rows():
+    """The line under the table averages tasks, not cells: a task with two seeds or a larger test split does
+    not outweigh one with a single seed, and a single task gives no such line."""
+    fpb = [_cell(s, [True] * 15 + [False] * 5, [True] * 10 + [False] * 10) for s in (0, 1)]  # +25 points
+    sst2 = [_cell(0, [True] * 20 + [False] * 20, [True] * 24 + [False] * 16) | {"task": "sst2"}]  # -10 points
+    assert few_labels.over_tasks(fpb) == []
+    (p,) = few_labels.over_tasks(fpb + sst2)
+    d = p["evolved_minus_sft_matched"]
+    assert p["tasks"] == ["fpb", "sst2"] and d["n_tasks"] == 2 and d["n_cells"] == 3
+    assert abs(d["mean"] - (0.25 - 0.10) / 2) < 1e-9
+    assert d["per_task"] == {"fpb": 0.25, "sst2": -0.10}
+    assert d["ci95"][0] < d["mean"] < d["ci95"][1]
+    # every row and seed of a task differing by the same amount leaves no noise to draw
+    same = {"a": {0: ([True] * 10, [False] * 10)}, "b": {0: ([True] * 6, [True] * 6)}}
+    assert few_labels.tasks_pooled(same)["ci95"] == [0.5, 0.5]
+    page = few_labels.markdown(few_labels.summarise(fpb + sst2), "x.yaml", "test machine", [p])
+    assert "Over the tasks at 64 labeled rows (fpb, sst2; each task weighted equally, 3 cells;" in page
+    assert "evolved minus matched +7.5 [" in page

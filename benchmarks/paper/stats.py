@@ -118,6 +118,41 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
     }
 
 
+def tasks_pooled(
+    tasks: dict[str, dict[int, tuple[list[bool], list[bool]]]], draws: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Model A minus model B averaged over tasks, each task weighted equally whatever its test split's size.
+
+    ``tasks`` maps a task to ``row_paired``'s argument for it. The tasks are fixed (they are the question, not
+    a sample), so the bootstrap redraws, within each task, its seeds and then its test rows, and averages the
+    tasks' means: the interval holds seed and test-row noise, not the choice of tasks.
+    """
+    tasks = {t: p for t, p in tasks.items() if p}
+    if not tasks:
+        return {"n_tasks": 0}
+    rng = random.Random(seed)
+    diff = {t: {s: [int(a) - int(b) for a, b in zip(*p[s], strict=True)] for s in sorted(p)} for t, p in tasks.items()}
+    boots = []
+    for _ in range(draws):
+        means = []
+        for d in diff.values():
+            seeds = list(d)
+            n = len(d[seeds[0]])
+            drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
+            rows = [rng.randrange(n) for _ in range(n)]
+            means.append(sum(d[s][i] for s in drawn for i in rows) / (n * len(drawn)))
+        boots.append(statistics.fmean(means))
+    boots.sort()
+    per_task = {t: statistics.fmean(sum(v) / len(v) for v in d.values()) for t, d in diff.items()}
+    return {
+        "n_tasks": len(tasks),
+        "n_cells": sum(len(d) for d in diff.values()),
+        "mean": statistics.fmean(per_task.values()),
+        "per_task": per_task,
+        "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]],
+    }
+
+
 def target_check(main: dict[str, Any]) -> dict[str, Any]:
     """The issue's target on one task: SemiEvol at least 1 point above SFT and above compute-matched SFT, and
     its lowest seed above both controls' highest seeds (seed ranges that do not overlap)."""
