@@ -101,10 +101,12 @@ BASELINES = {
     "majority_vote": (run_majority, "evolved"),  # after semievol_paper: it starts from a copy of that cell
 }
 SFT_BASELINES = ("sft_matched", "sft_default", "sft_cv")  # 'the best of the SFT baselines' is the best of these
-# the ablation: each part of the recipe (v2) undone in turn (overrides of the recipe's config)
+# the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "probe_only": {"propagate": {"configs": ["probe:0:0"]}},  # no LLM vote: the logistic regression teaches
-    "short_warm": {"sft": {"epochs": 8}},  # warm trained as in v1 (64 steps, not 192)
+    "llm_only": {"propagate": {"configs": ["warm:0:0"]}},  # no second view: the warm model's vote alone
+    "short_warm": {"sft": {"epochs": 8}},  # warm trained as in v1 (8 epochs: 64 steps at 64 rows)
+    "no_align": {"select": {"align": False}},  # class_rank's quotas stay; the distributions are not rescaled
     "class_quota": {"select": {"rule": "class_quota"}},  # the quotas filled from each class's argmax rows
     "one_epoch": {"evolve": {"train_epochs": 1}},
     "fresh": {"evolve": {"mode": "fresh"}},  # evolve from the base model, not the warm adapter
