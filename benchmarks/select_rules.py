@@ -93,7 +93,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
         "",
         "Command: `python benchmarks/select_rules.py RUN_DIR ...`: `semievol select` with each rule on a copy "
         "of the run's votes; the kept rows graded against the unlabeled split's gold answers (which a user does "
-        "not have). Per class: rows kept for that class @ the share of them right. Rules: "
+        "not have). all: every row's answer after the rule (class_rank relabels the rows it keeps with the class "
+        "it kept them for); per class: rows kept for that class @ the share of them right. Rules: "
         + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in RULES.items()),
         "",
         "| run | rule | kept | right: all / kept | kept minus all | per class kept @ right |",
