@@ -304,7 +304,10 @@ def test_paired_difference_and_the_verdict_in_words():
     said = verdict({"evolved": a, "warm": b, "sft_matched": a})
     assert said["lines"][0].startswith("The evolved model is better than the warm model")
     assert "not distinguishable from SFT trained as many steps" in said["lines"][1]
-    assert verdict({"evolved": b, "warm": a})["lines"][0].startswith("The evolved model is worse than")
+    assert len(said["lines"]) == 2
+    without = verdict({"evolved": b, "warm": a})["lines"]
+    assert without[0].startswith("The evolved model is worse than")
+    assert without[1].startswith("Not compared with SFT trained as many steps") and "sft_matched" in without[1]
     assert verdict({"warm": a}) is None
 
 

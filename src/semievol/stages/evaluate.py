@@ -79,6 +79,11 @@ def verdict(correct: dict[str, list[bool]]) -> dict[str, Any] | None:
             f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
             f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows)."
         )
+    if "sft_matched" not in correct:  # the baseline a user must beat: say that it was not run, and how to run it
+        out["lines"].append(
+            "Not compared with SFT trained as many steps on the labeled rows alone, the control a gain must beat: "
+            "add sft_matched to evaluate.models (one more adapter, trained as long as sft and evolve together)."
+        )
     return out
 
 
