@@ -297,11 +297,6 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def pooled_delta(d: dict[str, Any]) -> str:
-    lo, hi = d["ci95"]
-    return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
 def pct(s: dict[str, Any]) -> str:
     if not s.get("n"):
         return "-"
@@ -309,7 +304,8 @@ def pct(s: dict[str, Any]) -> str:
 
 
 def delta(d: dict[str, Any]) -> str:
-    if not d.get("n_seeds"):
+    """A difference with its interval (``row_paired``'s or ``tasks_pooled``'s), or '-' where none was measured."""
+    if "ci95" not in d:
         return "-"
     lo, hi = d["ci95"]
     return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
@@ -357,8 +353,8 @@ def markdown(
             f"Over the tasks at {p['labeled']} labeled rows ({', '.join(p['tasks'])}; each task weighted equally, "
             f"{p['evolved_minus_sft_matched']['n_cells']} cells; the interval redraws seeds and test rows within "
             "each task): evolved minus matched "
-            f"{pooled_delta(p['evolved_minus_sft_matched'])}, minus warm {pooled_delta(p['evolved_minus_warm'])}, "
-            f"minus logreg {pooled_delta(p['evolved_minus_probe'])}.",
+            f"{delta(p['evolved_minus_sft_matched'])}, minus warm {delta(p['evolved_minus_warm'])}, "
+            f"minus logreg {delta(p['evolved_minus_probe'])}.",
         ]
     ablation = [r for r in rows if r["variant"]]
     if ablation:

@@ -127,11 +127,11 @@ def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> P
     rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / variant
     if (rd / "evaluate" / "metrics.json").exists() or f"{task}/l{n_labeled}/seed{seed}/{variant}" in stored():
         return rd
-    for base in (BASE_OF.get(variant), "recipe"):  # reuse the stages the variant's settings leave unchanged
-        base_rd = RUNS / task / f"l{n_labeled}" / f"seed{seed}" / str(base)
-        if base and variant != base and (base_rd / "evaluate" / "metrics.json").exists():
-            copy_run(base_rd, rd)
-            break
+    # reuse the stages the variant's settings leave unchanged, from the first finished base on this machine
+    bases = [b for b in (BASE_OF.get(variant), "recipe") if b and b != variant]
+    finished = [rd.with_name(b) for b in bases if (rd.with_name(b) / "evaluate" / "metrics.json").exists()]
+    if finished:
+        copy_run(finished[0], rd)
     cfg = merge(RECIPE, VARIANTS[variant])
     cfg["seed"] = seed
     cfg["task"] = {

@@ -74,6 +74,16 @@ def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> 
     return stats(diffs)
 
 
+def redraw(diff: dict[int, list[int]], rng: random.Random) -> float:
+    """One draw of the two-level bootstrap: the seeds drawn with replacement, then the test rows (the same rows
+    for every seed drawn), and the mean per-row difference over both."""
+    seeds = list(diff)
+    n = len(diff[seeds[0]])
+    drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
+    rows = [rng.randrange(n) for _ in range(n)]
+    return sum(diff[s][i] for s in drawn for i in rows) / (n * len(drawn))
+
+
 def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Model A minus model B over the test rows, per seed and pooled: is a difference larger than the noise of
     drawing these test rows, and than the noise of training on another seed?
@@ -101,12 +111,7 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
             "only_b": d.count(-1),
             "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]],
         }
-    pooled = []
-    for _ in range(draws):
-        drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
-        rows = [rng.randrange(n) for _ in range(n)]
-        pooled.append(sum(diff[s][i] for s in drawn for i in rows) / (n * len(drawn)))
-    pooled.sort()
+    pooled = sorted(redraw(diff, rng) for _ in range(draws))
     mean = statistics.fmean(sum(diff[s]) / n for s in seeds)
     return {
         "n_seeds": len(seeds),
@@ -132,17 +137,7 @@ def tasks_pooled(
         return {"n_tasks": 0}
     rng = random.Random(seed)
     diff = {t: {s: [int(a) - int(b) for a, b in zip(*p[s], strict=True)] for s in sorted(p)} for t, p in tasks.items()}
-    boots = []
-    for _ in range(draws):
-        means = []
-        for d in diff.values():
-            seeds = list(d)
-            n = len(d[seeds[0]])
-            drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
-            rows = [rng.randrange(n) for _ in range(n)]
-            means.append(sum(d[s][i] for s in drawn for i in rows) / (n * len(drawn)))
-        boots.append(statistics.fmean(means))
-    boots.sort()
+    boots = sorted(statistics.fmean(redraw(d, rng) for d in diff.values()) for _ in range(draws))
     per_task = {t: statistics.fmean(sum(v) / len(v) for v in d.values()) for t, d in diff.items()}
     return {
         "n_tasks": len(tasks),
