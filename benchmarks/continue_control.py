@@ -24,7 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
 
-from paper.stats import row_paired
+from paper.stats import delta, row_paired
 from recipe_runs import machine, training_precision
 
 from semievol.config import build_config, load_yaml
@@ -90,11 +90,6 @@ def measure(rd: Path) -> dict[str, Any]:
         "machine": machine(),
         "precision": training_precision(rd),
     }
-
-
-def delta(d: dict[str, Any]) -> str:
-    lo, hi = d["ci95"]
-    return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

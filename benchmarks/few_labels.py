@@ -51,7 +51,7 @@ if str(HERE) not in sys.path:
 
 from paper.runs import copy_run
 from paper.settings import merge
-from paper.stats import row_paired, stats, tasks_pooled
+from paper.stats import delta, row_paired, stats, tasks_pooled
 from recipe_runs import (
     embedder,
     fit_probe,
@@ -301,14 +301,6 @@ def pct(s: dict[str, Any]) -> str:
     if not s.get("n"):
         return "-"
     return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['sd']:.1f}" if s["n"] > 1 else "")
-
-
-def delta(d: dict[str, Any]) -> str:
-    """A difference with its interval (``row_paired``'s or ``tasks_pooled``'s), or '-' where none was measured."""
-    if "ci95" not in d:
-        return "-"
-    lo, hi = d["ci95"]
-    return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def markdown(

@@ -66,6 +66,14 @@ def fmt_delta(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:+.1f} ({', '.join(f'{100 * v:+.1f}' for v in s['values'])})"
 
 
+def delta(d: dict[str, Any]) -> str:
+    """A difference with its interval (``row_paired``'s or ``tasks_pooled``'s), or '-' where none was measured."""
+    if "ci95" not in d:
+        return "-"
+    lo, hi = d["ci95"]
+    return f"{100 * d['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
 def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> dict[str, Any]:
     """Stats of accuracy(a, model_a) - accuracy(b, model_b) over the seeds where both were measured."""
     diffs = [
