@@ -32,7 +32,16 @@ if str(HERE) not in sys.path:
 
 from paper.runs import copy_run
 from paper.settings import merge
-from recipe_runs import embedder, fit_probe, machine, pseudo_accuracy, run_semievol, trained_steps, wall_seconds
+from recipe_runs import (
+    embedder,
+    fit_probe,
+    machine,
+    pseudo_accuracy,
+    run_semievol,
+    trained_steps,
+    wall_seconds,
+    with_resume_steps,
+)
 
 RESULTS = HERE / "results" / "recipe_dev"
 RUNS = ROOT / "runs" / "recipe_dev"
@@ -100,6 +109,13 @@ VARIANTS["v4_class_pct"] = merge(VARIANTS["long_warm"], {"select": {"rule": "cla
 # a variant starts from a copy of this variant's finished run on the same draw where one is on this machine
 # (else of 'recipe'): the v4 candidates share long_warm's sft and propagate (run them in this order)
 BASE_OF = {"v4_rank35": "long_warm", "v4_class_pct": "v4_rank35"}
+# v3 lost where SFT trained as long is SFT from the base model in one schedule: on FPB's seed-2 test cell the
+# warm adapter trained on without pseudo-labels (two schedules, the learning rate restarted) fell to 65.6 while
+# one 621-step schedule reached 82.1, and evolved (74.6) sat between (benchmarks/results/continue_control).
+# 'resume' makes evolve the end of the warm model's own schedule: the control becomes the same schedule's end
+# on the labeled rows alone, so evolved and control differ in their last steps' data only. evolve.steps: three
+# passes over the rows evolve is expected to train on (recipe_runs.with_resume_steps), as v3 trained.
+VARIANTS["v4_resume"] = merge(VARIANTS["long_warm"], {"evolve": {"mode": "resume"}})
 
 
 def dev_splits(data_dir: Path, task: str) -> Path:
@@ -132,7 +148,9 @@ def run_one(task: str, seed: int, variant: str, n_labeled: int, data: Path) -> P
     finished = [rd.with_name(b) for b in bases if (rd.with_name(b) / "evaluate" / "metrics.json").exists()]
     if finished:
         copy_run(finished[0], rd)
-    cfg = merge(RECIPE, VARIANTS[variant])
+    with open(data / "unlabeled.csv", newline="", encoding="utf-8") as f:
+        n_unlabeled = sum(1 for _ in csv.reader(f)) - 1
+    cfg = with_resume_steps(merge(RECIPE, VARIANTS[variant]), n_labeled, n_unlabeled)
     cfg["seed"] = seed
     cfg["task"] = {
         "answer_kind": "choice",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,12 +57,28 @@ def pseudo_accuracy(rd: Path) -> dict[str, Any]:
 
 
 def trained_steps(rd: Path) -> dict[str, int]:
-    """Optimizer steps of each training stage the run finished."""
-    return {
-        s: json.loads((rd / s / "train_summary.json").read_text())["steps"]
-        for s in ("sft", "evolve", "sft_matched")
-        if (rd / s / "train_summary.json").exists()
-    }
+    """Optimizer steps of each training stage the run finished; the control's counted from the base model
+    (under evolve.mode 'resume' its first steps are the warm model's)."""
+    out = {}
+    for s in ("sft", "evolve", "sft_matched"):
+        if (rd / s / "train_summary.json").exists():
+            summary = json.loads((rd / s / "train_summary.json").read_text())
+            out[s] = (
+                summary["schedule"]["to_step"] if s == "sft_matched" and "schedule" in summary else summary["steps"]
+            )
+    return out
+
+
+def with_resume_steps(cfg: dict[str, Any], n_labeled: int, n_unlabeled: int) -> dict[str, Any]:
+    """``cfg`` with evolve.steps filled in where evolve.mode is 'resume' and it is not given: train_epochs
+    passes over what evolve trains on when the selection keeps select.theta percent of the unlabeled rows (the
+    share class_rank keeps): the labeled rows labeled_repeat times and the kept ones."""
+    ev = cfg.get("evolve", {})
+    if ev.get("mode") != "resume" or ev.get("steps"):
+        return cfg
+    rows = n_labeled * ev.get("labeled_repeat", 1) + int(cfg.get("select", {}).get("theta", 50) * n_unlabeled / 100)
+    steps = math.ceil(math.ceil(rows / cfg["sft"]["batch_size"]) * ev["train_epochs"])
+    return {**cfg, "evolve": {**ev, "steps": steps}}
 
 
 def training_precision(rd: Path) -> str | None:

@@ -344,3 +344,52 @@ def test_compute_matched_sft_counts_the_warm_steps_when_evolve_starts_from_them(
         for name in ("sft", "evolve", "sft_matched")
     }
     assert steps["sft_matched"] == steps["sft"] + steps["evolve"]
+
+
+def test_resume_mode_finishes_one_schedule_two_ways(tiny_model, tmp_path):
+    """evolve.mode 'resume': warm is the first part of one schedule; evolve and the matched control go on from
+    it (no restart of the learning rate), so the control is the same as SFT trained from the base model for
+    all the steps, and the two finished models differ in the data of their last steps only."""
+    from semievol.pipeline import make_context, run
+
+    task = write_sentiment_task(tmp_path / "task")
+    d = tiny_config_dict(tiny_model, task, tmp_path / "run")
+    d["propagate"]["configs"] = ["probe:0:0"]
+    d["select"] = {"justify": "none"}
+    d["evolve"] = {"mode": "resume", "steps": 3}
+    d["evaluate"] = {"models": ["warm", "evolved", "sft_matched"]}
+    run(make_context(build_config(d), quiet=True, need_test=True))
+    run_dir = tmp_path / "run"
+    summary = {
+        n: json.loads((run_dir / n / "train_summary.json").read_text()) for n in ("sft", "evolve", "sft_matched")
+    }
+    warm_steps = summary["sft"]["steps"]
+    whole = warm_steps + 3
+    assert summary["sft"]["schedule"] == {"from_step": 0, "to_step": warm_steps, "planned_steps": whole}
+    for name in ("evolve", "sft_matched"):
+        assert summary[name]["steps"] == 3
+        assert summary[name]["schedule"] == {"from_step": warm_steps, "to_step": whole, "planned_steps": whole}
+    assert (run_dir / "sft" / "resume_state.pt").is_file()
+    # the control is SFT from the base model for every step, in one run
+    from semievol.stages.sft import run_sft
+
+    ctx = make_context(build_config(d), quiet=True, need_test=True)
+    one_run = run_sft(ctx, tmp_path / "one_run", max_steps=whole, desc="one run")
+    control = [json.loads(x)["loss"] for x in (run_dir / "sft_matched" / "train_log.jsonl").read_text().splitlines()]
+    alone = [json.loads(x)["loss"] for x in (one_run / "train_log.jsonl").read_text().splitlines()]
+    assert control == pytest.approx(alone[warm_steps:], abs=1e-6)
+    evolved = [json.loads(x)["lr"] for x in (run_dir / "evolve" / "train_log.jsonl").read_text().splitlines()]
+    assert evolved == pytest.approx(
+        [json.loads(x)["lr"] for x in (one_run / "train_log.jsonl").read_text().splitlines()][warm_steps:]
+    )
+    # changing evolve.steps re-plans the warm model's schedule, so sft reruns
+    d["evolve"]["steps"] = 4
+    run(make_context(build_config(d), quiet=True, need_test=True), stages=("sft",))
+    assert (
+        json.loads((run_dir / "sft" / "train_summary.json").read_text())["schedule"]["planned_steps"] == warm_steps + 4
+    )
+
+
+def test_resume_mode_needs_evolve_steps():
+    with pytest.raises(ConfigError, match="evolve.steps"):
+        build_config({"evolve": {"mode": "resume"}})

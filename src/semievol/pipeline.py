@@ -139,7 +139,9 @@ def steps(ctx: RunContext) -> Iterator[Step]:
     cfg, run_dir = ctx.cfg, ctx.run_dir
     fp = partial(stage_fingerprint, ctx)
     base = base_fingerprint(cfg, ctx.task)
-    sft = Step(BY_NAME["sft"], stage_dir(run_dir, "sft"), partial(fp, "sft", [base]), partial(run_sft, ctx))
+    # under evolve.mode 'resume' the warm model's schedule is planned over evolve's steps too
+    planned = ("resume", cfg.evolve.steps) if cfg.evolve.mode == "resume" else ()
+    sft = Step(BY_NAME["sft"], stage_dir(run_dir, "sft"), partial(fp, "sft", [base], *planned), partial(run_sft, ctx))
     yield sft
     n_gold = len(ctx.task.labeled.examples)
     pool = list(ctx.task.labeled.examples)
@@ -185,7 +187,7 @@ def steps(ctx: RunContext) -> Iterator[Step]:
             BY_NAME["sft_matched"],
             stage_dir(run_dir, "sft_matched"),
             lambda: fp("sft_matched", [sft.fp], trained_steps(chain)),
-            lambda out: run_sft_matched(ctx, out, trained_steps(chain)),
+            lambda out: run_sft_matched(ctx, out, trained_steps(chain), sft.out),
             (last,),
         )
         yield matched

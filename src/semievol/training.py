@@ -110,21 +110,31 @@ def train_lora(
     log_dir: Path | None = None,
     weights: list[float] | None = None,
     soft: list[list[float] | None] | None = None,
+    schedule_tail: int = 0,
+    resume_from: Path | None = None,
 ) -> TrainResult:
     """Fine-tune a LoRA adapter on (prompt, response) pairs and write it to ``out_dir`` atomically.
 
     ``weights`` scales each pair's loss; ``soft`` gives a pair a distribution over the option letters that
-    replaces the one-hot target at its answer letter (soft cross-entropy); None keeps a pair hard."""
+    replaces the one-hot target at its answer letter (soft cross-entropy); None keeps a pair hard.
+
+    ``schedule_tail``: the schedule is planned this many steps past the run, which leaves its state beside the
+    adapter; ``resume_from``: such a run's folder to go on from (``training_state``)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
     from .training_speed import shared_prefix, speed_up_lora, use_bf16
+    from .training_state import data_digest, load_resume_state, resume_state, resumed_schedule
 
     if not pairs:
         raise TrainingError("no training examples")
     accum = cfg.batch_size // cfg.micro_batch_size
     world = world_size()
+    if world > 1 and (schedule_tail or resume_from is not None):
+        raise TrainingError(f"{desc}: a schedule stopped part-way and resumed (evolve.mode resume) runs in one process")
+    resumed = load_resume_state(resume_from) if resume_from is not None else None
+    init_adapter = resume_from if resume_from is not None else init_adapter
     if accum % world:
         raise TrainingError(
             f"{desc}: sft.batch_size / sft.micro_batch_size ({accum}) must be a multiple of the "
@@ -171,17 +181,23 @@ def train_lora(
     n_prefix = shared_prefix(data) if cfg.shared_prefix and not cfg.gradient_checkpointing and world == 1 else 0
     prefix = torch.tensor([data[0][0][:n_prefix]], device=device) if n_prefix else None
     data = [(x[n_prefix:], y[n_prefix:]) for x, y in data]
+    digest = data_digest(data, seed, cfg.micro_batch_size)
     lengths = [len(x) for x, _ in data]
     targets = row_targets(tok, data, weights, soft, desc)
     micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / accum))
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    first, planned, peak = resumed_schedule(resumed, total, schedule_tail, lr or cfg.lr, desc)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=cfg.weight_decay)
+    if resumed:
+        opt.load_state_dict(resumed["optimizer"])
     if accelerator is not None:  # the scheduler stays ours: accelerate's would step once per process
         model, opt = accelerator.prepare(model, opt)
         params = [p for p in model.parameters() if p.requires_grad]
-    sched = get_cosine_schedule_with_warmup(opt, int(round(cfg.warmup_ratio * total)), total)
+    for param_group in opt.param_groups:  # the schedule scales this; a resumed one starts at step `first`
+        param_group["initial_lr"] = peak
+    sched = get_cosine_schedule_with_warmup(opt, int(round(cfg.warmup_ratio * planned)), planned, last_epoch=first - 1)
     bf16 = use_bf16(cfg, device)
     speed_up_lora(model, bf16, cfg.fast_dropout)
     pad = tok.pad_token_id
@@ -198,6 +214,11 @@ def train_lora(
         return float(accelerator.reduce(torch.tensor([x], dtype=torch.float64, device=device), "sum").item())
 
     stream = micro_batches()
+    skipped = resumed["micro_batches"] if resumed and resumed["data_digest"] == digest else 0
+    for _ in range(skipped):  # the same rows as the run it goes on from: the stream goes on where that stopped
+        next(stream)
+    if resumed:
+        torch.set_rng_state(resumed["rng"])
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     forward_args = inspect.signature(inner.forward).parameters
     head_select = "logits_to_keep" in forward_args
@@ -291,19 +312,24 @@ def train_lora(
     if writer is not None:
         writer.close()
     seconds = time.time() - start
-    summary = {
+    summary: dict[str, Any] = {
         "steps": total,
         "examples": len(data),
         "final_loss": loss_value,
         "seconds": round(seconds, 2),
         "bf16_autocast": bf16,
         "shared_prefix_tokens": n_prefix,
-        "lr": lr or cfg.lr,
+        "lr": peak,
         "effective_batch": cfg.batch_size,
         "init_adapter": str(init_adapter) if init_adapter else None,
     }
+    handover = None
+    if planned > total or first:
+        summary["schedule"] = {"from_step": first, "to_step": first + total, "planned_steps": planned}
+    if first + total < planned:
+        handover = resume_state(opt, first + total, planned, digest, skipped + total * accum, peak)
     if accelerator is None:
-        save_adapter(model, tok, history, summary, out_dir)
+        save_adapter(model, tok, history, summary, out_dir, resume=handover)
     else:
         summary["processes"] = world
         accelerator.wait_for_everyone()
@@ -329,6 +355,7 @@ def save_adapter(
     summary: dict[str, Any],
     out_dir: Path,
     state_dict: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> None:
     """Write the PEFT folder under a hidden temporary name, fsync it, then rename it into place.
 
@@ -349,6 +376,12 @@ def save_adapter(
     with open(tmp / "train_log.jsonl", "w") as f:
         f.write("".join(json.dumps(h) + "\n" for h in history))
     (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if resume is not None:
+        import torch
+
+        from .training_state import STATE_FILE
+
+        torch.save(resume, tmp / STATE_FILE)
     files = sorted(tmp.iterdir(), key=lambda p: (p.name == "adapter_config.json", p.name))
     for p in files:
         if p.is_file():

@@ -246,16 +246,22 @@ class SelectConfig:
 class EvolveConfig:
     """Evolution: the final fine-tune on labeled plus selected pseudo-labels."""
 
-    mode: Literal["fresh", "continue", "warm_start"] = "fresh"
+    mode: Literal["fresh", "continue", "warm_start", "resume"] = "fresh"
     """'fresh': LoRA from the base model on labeled + selected (paper); 'continue': keep training the warm adapter on
     the selected data (released code); 'warm_start': labeled + selected as in 'fresh', starting from the warm
-    adapter at sft.lr."""
+    adapter at sft.lr; 'resume': one learning-rate schedule over sft's steps and evolve.steps more: the warm model
+    is its first part, evolve finishes it on labeled + selected (the warm adapter's optimizer and schedule going
+    on, no restart) and the compute-matched control finishes it on the labeled rows alone, so the two differ in
+    the data of the last steps only."""
     continue_lr: float = 1e-6
     """Learning rate for mode 'continue'."""
     rounds: int = runtime(1)
     """Propagate-select-evolve rounds; each round's selected data joins the labeled pool of the next."""
     train_epochs: float = 0.0
     """Passes over the evolve data; 0 = sft.epochs."""
+    steps: int = added_later(0)
+    """If above 0, evolve trains exactly this many optimizer steps instead of train_epochs passes; mode 'resume'
+    needs it (the warm model's schedule is planned over its own steps and these)."""
     labeled_repeat: int = 1
     """Each labeled row appears this many times in the evolve data (the pseudo-labelled rows once), so a few hand
     labels are not drowned by many pseudo-labels."""
@@ -272,6 +278,13 @@ class EvolveConfig:
         _check(self.rounds >= 1, "evolve.rounds", f"must be at least 1, got {self.rounds}")
         _check(self.continue_lr > 0, "evolve.continue_lr", "must be positive")
         _check(self.train_epochs >= 0, "evolve.train_epochs", f"must be 0 or more, got {self.train_epochs}")
+        _check(self.steps >= 0, "evolve.steps", f"must be 0 or more, got {self.steps}")
+        _check(
+            self.mode != "resume" or self.steps > 0,
+            "evolve.steps",
+            "mode 'resume' needs evolve.steps above 0 (the steps that finish the warm model's schedule)",
+        )
+        _check(self.mode != "resume" or self.rounds == 1, "evolve.rounds", "mode 'resume' runs one round")
         _check(
             1 <= self.labeled_repeat <= 100, "evolve.labeled_repeat", f"must be in 1..100, got {self.labeled_repeat}"
         )
@@ -338,6 +351,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         # numpy's legacy generators (and so transformers.set_seed) take 0..2**32-1; torch derives row seeds from it
         _check(0 <= self.seed < 2**32, "seed", f"must be in 0..{2**32 - 1}, got {self.seed}")
+        _check(
+            self.evolve.mode != "resume" or self.sft.launcher == "none",
+            "evolve.mode",
+            "'resume' trains in one process; set sft.launcher none",
+        )
 
 
 SECTIONS = ("model", "task", "sft", "propagate", "select", "evolve", "evaluate", "ray")

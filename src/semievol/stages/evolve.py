@@ -1,8 +1,9 @@
 """Evolution: the final LoRA fine-tune on the labeled rows plus the selected pseudo-labels.
 
 ``evolve.mode`` says where it starts: from the base model (the paper), from the warm adapter on the same
-data (``warm_start``), or from the warm adapter on the selected rows alone (``continue``, the released
-code). Pseudo-labelled rows can carry soft targets (the option distribution their label was read from) and
+data (``warm_start``), from the warm adapter on the selected rows alone (``continue``, the released code),
+or going on with the warm model's own schedule (``resume``: its optimizer and learning rate carry on).
+Pseudo-labelled rows can carry soft targets (the option distribution their label was read from) and
 SoftMatch-style confidence weights; labeled rows always train on their hard answer at weight 1.
 """
 
@@ -48,13 +49,14 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], pseudo_labels: P
     chosen = selected_examples(pseudo_labels, ctx.task.unlabeled)
     n_gold = len(ctx.task.labeled.examples)
     tcfg = replace(cfg.sft, epochs=ecfg.train_epochs) if ecfg.train_epochs > 0 else cfg.sft
+    tcfg = replace(tcfg, max_steps=ecfg.steps) if ecfg.steps > 0 else tcfg
     init: Path | None
     lr: float | None
     if ecfg.mode == "continue":
         data, gold, init, lr = chosen, 0, warm.path, ecfg.continue_lr
     else:
         data, gold = with_pseudo(pool, chosen, n_gold), n_gold
-        init, lr = (warm.path, None) if ecfg.mode == "warm_start" else (None, None)
+        init, lr = (warm.path, None) if ecfg.mode in ("warm_start", "resume") else (None, None)
     if ecfg.labeled_repeat > 1:  # the labeled rows first, repeated; the batches are shuffled in training
         data, gold = data[:gold] * ecfg.labeled_repeat + data[gold:], gold * ecfg.labeled_repeat
     weights, soft = pseudo_targets(pseudo_labels, data, gold, ecfg, ctx.task.kind)
@@ -70,6 +72,7 @@ def run_evolve(ctx: RunContext, out: Path, pool: list[Example], pseudo_labels: P
         log_dir=tensorboard_dir(ctx, out),
         weights=weights,
         soft=soft,
+        resume_from=warm.path if ecfg.mode == "resume" else None,
     )
     if not is_main():
         return

@@ -34,15 +34,27 @@ def tensorboard_dir(ctx: RunContext, stage_out: Path) -> Path | None:
     return ctx.run_dir / "tensorboard" / stage_out.name if ctx.cfg.sft.report_to == "tensorboard" else None
 
 
-def run_sft(ctx: RunContext, out: Path, max_steps: int | None = None, desc: str = "sft") -> Path:
-    """Train the warm adapter on the labeled split and write it to ``out``."""
+def run_sft(
+    ctx: RunContext, out: Path, max_steps: int | None = None, desc: str = "sft", resume_from: Path | None = None
+) -> Path:
+    """Train the warm adapter on the labeled split and write it to ``out``; with evolve.mode 'resume' it is the
+    first part of a schedule that evolve (or, going on from ``resume_from``, the matched control) finishes."""
     cfg = ctx.cfg
     tcfg = cfg.sft if max_steps is None else replace(cfg.sft, max_steps=max_steps)
     if max_steps is None and cfg.sft.cv_epochs:
         tcfg = replace(tcfg, epochs=choose_epochs(ctx, out))
+    warm_of_resume = cfg.evolve.mode == "resume" and max_steps is None
     pairs = labeled_pairs(ctx.task.labeled.examples, ctx.task.kind, tcfg.use_rationale)
     result = train_lora(
-        resolve_model(cfg.model.model), pairs, tcfg, out, seed=cfg.seed, desc=desc, log_dir=tensorboard_dir(ctx, out)
+        resolve_model(cfg.model.model),
+        pairs,
+        tcfg,
+        out,
+        seed=cfg.seed,
+        desc=desc,
+        log_dir=tensorboard_dir(ctx, out),
+        schedule_tail=cfg.evolve.steps if warm_of_resume else 0,
+        resume_from=resume_from,
     )
     return result.adapter_dir
 
@@ -52,8 +64,11 @@ def trained_steps(adapters: list[Path]) -> int:
     return sum(json.loads((d / "train_summary.json").read_text())["steps"] for d in adapters)
 
 
-def run_sft_matched(ctx: RunContext, out: Path, steps: int) -> Path:
-    """The compute-matched control: the labeled split alone for exactly ``steps`` optimizer steps."""
+def run_sft_matched(ctx: RunContext, out: Path, steps: int, warm: Path) -> Path:
+    """The compute-matched control: the labeled split alone for exactly ``steps`` optimizer steps. With
+    evolve.mode 'resume' its first steps are the warm model's (``warm``), which it goes on from."""
+    if ctx.cfg.evolve.mode == "resume":
+        return run_sft(ctx, out, max_steps=steps - trained_steps([warm]), desc="sft_matched", resume_from=warm)
     return run_sft(ctx, out, max_steps=steps, desc="sft_matched")
 
 
