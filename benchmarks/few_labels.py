@@ -61,6 +61,7 @@ from recipe_runs import (
     trained_steps,
     training_precision,
     wall_seconds,
+    with_resume_steps,
 )
 from sft_baselines import run_sft_cv, run_sft_default
 
@@ -135,7 +136,7 @@ def run_cell(
         if not (base / "evaluate" / "metrics.json").exists():  # its folder went with an earlier machine
             run_cell(recipe, root, data_dir, task, n, seed)
         copy_run(base, rd)
-    cfg = merge(recipe, ABLATIONS.get(variant, {}))
+    cfg = with_resume_steps(merge(recipe, ABLATIONS.get(variant, {})), n, N_UNLABELED)
     cfg["seed"] = seed
     cfg["model"] = cfg["model"] | {"threads": threads}
     cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}

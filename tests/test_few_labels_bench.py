@@ -140,3 +140,33 @@ def test_over_the_tasks_each_task_counts_once_whatever_its_seeds_and_test_rows()
     page = few_labels.markdown(few_labels.summarise(fpb + sst2), "x.yaml", "test machine", [p])
     assert "Over the tasks at 64 labeled rows (fpb, sst2; each task weighted equally, 3 cells;" in page
     assert "evolved minus matched +7.5 [" in page
+
+
+def test_resume_steps_are_three_passes_over_what_evolve_is_expected_to_train_on(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from recipe_runs import trained_steps, with_resume_steps
+
+    cfg = {
+        "sft": {"batch_size": 8},
+        "select": {"rule": "class_rank", "theta": 50},
+        "evolve": {"mode": "resume", "train_epochs": 3, "labeled_repeat": 2},
+    }
+    # 64 labeled rows twice and half of 1,000 unlabeled: 628 rows, 79 batches a pass (v3's evolve steps)
+    assert with_resume_steps(cfg, 64, 1000)["evolve"]["steps"] == 237
+    assert with_resume_steps(cfg, 64, 859)["evolve"]["steps"] == 210  # FPB's development split: 429 kept
+    given = {**cfg, "evolve": {**cfg["evolve"], "steps": 100}}
+    assert with_resume_steps(given, 64, 1000) == given
+    other = {**cfg, "evolve": {"mode": "warm_start", "train_epochs": 3}}
+    assert with_resume_steps(other, 64, 1000) == other
+    # the control that went on from the warm model counts its steps from the base model
+    for stage, summary in (
+        ("sft", {"steps": 384, "schedule": {"from_step": 0, "to_step": 384, "planned_steps": 621}}),
+        ("evolve", {"steps": 237, "schedule": {"from_step": 384, "to_step": 621, "planned_steps": 621}}),
+        ("sft_matched", {"steps": 237, "schedule": {"from_step": 384, "to_step": 621, "planned_steps": 621}}),
+    ):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "train_summary.json").write_text(json.dumps(summary))
+    assert trained_steps(tmp_path) == {"sft": 384, "evolve": 237, "sft_matched": 621}
