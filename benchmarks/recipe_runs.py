@@ -71,12 +71,13 @@ def trained_steps(rd: Path) -> dict[str, int]:
 
 def with_resume_steps(cfg: dict[str, Any], n_labeled: int, n_unlabeled: int) -> dict[str, Any]:
     """``cfg`` with evolve.steps filled in where evolve.mode is 'resume' and it is not given: train_epochs
-    passes over what evolve trains on when the selection keeps select.theta percent of the unlabeled rows (the
-    share class_rank keeps): the labeled rows labeled_repeat times and the kept ones."""
+    passes over the labeled rows labeled_repeat times and half the unlabeled rows (what class_rank keeps at
+    theta 50). The budget depends on the data's size only, so variants that select otherwise share the warm
+    model planned for it; a selection that keeps fewer rows makes more passes over them."""
     ev = cfg.get("evolve", {})
     if ev.get("mode") != "resume" or ev.get("steps"):
         return cfg
-    rows = n_labeled * ev.get("labeled_repeat", 1) + int(cfg.get("select", {}).get("theta", 50) * n_unlabeled / 100)
+    rows = n_labeled * ev.get("labeled_repeat", 1) + n_unlabeled // 2
     steps = math.ceil(math.ceil(rows / cfg["sft"]["batch_size"]) * ev["train_epochs"])
     return {**cfg, "evolve": {**ev, "steps": steps}}
 

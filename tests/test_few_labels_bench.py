@@ -142,7 +142,7 @@ def test_over_the_tasks_each_task_counts_once_whatever_its_seeds_and_test_rows()
     assert "evolved minus matched +7.5 [" in page
 
 
-def test_resume_steps_are_three_passes_over_what_evolve_is_expected_to_train_on(tmp_path):
+def test_resume_steps_are_three_passes_over_the_labeled_rows_twice_and_half_the_unlabeled(tmp_path):
     import json
     import sys
 
@@ -157,6 +157,8 @@ def test_resume_steps_are_three_passes_over_what_evolve_is_expected_to_train_on(
     # 64 labeled rows twice and half of 1,000 unlabeled: 628 rows, 79 batches a pass (v3's evolve steps)
     assert with_resume_steps(cfg, 64, 1000)["evolve"]["steps"] == 237
     assert with_resume_steps(cfg, 64, 859)["evolve"]["steps"] == 210  # FPB's development split: 429 kept
+    fewer = {**cfg, "select": {"rule": "class_rank", "theta": 35}}  # the same budget, more passes over fewer rows
+    assert with_resume_steps(fewer, 64, 1000)["evolve"]["steps"] == 237
     given = {**cfg, "evolve": {**cfg["evolve"], "steps": 100}}
     assert with_resume_steps(given, 64, 1000) == given
     other = {**cfg, "evolve": {"mode": "warm_start", "train_epochs": 3}}
