@@ -84,7 +84,9 @@ def run_rule(rd: Path, name: str, work: Path) -> dict[str, Any]:
 
 
 def cell_name(rd: Path) -> str:
-    return "/".join(rd.resolve().parts[-3:])  # task/l64/seed2
+    """task/l64/seed2 for a few_labels cell; task/l64/seed0/variant for a recipe_dev run (one folder deeper)."""
+    parts = rd.resolve().parts
+    return "/".join(parts[-3:] if parts[-2].startswith("l") and parts[-2][1:].isdigit() else parts[-4:])
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:

@@ -37,3 +37,8 @@ def test_a_rule_that_keeps_nothing_is_a_row_not_a_crash():
     g = select_rules.grade([_row("A", "B", False)])
     assert g["kept"] == 0 and g["kept_right"] is None
     assert "| t | percentile_25 | 0 | - | - | - |" in select_rules.markdown({"t": {"percentile_25": g}})
+
+
+def test_a_run_is_named_by_task_labels_seed_and_variant_where_it_has_one(tmp_path):
+    assert select_rules.cell_name(tmp_path / "few_labels_v3" / "fpb" / "l64" / "seed2") == "fpb/l64/seed2"
+    assert select_rules.cell_name(tmp_path / "fpb" / "l64" / "seed0" / "v4_resume") == "fpb/l64/seed0/v4_resume"
