@@ -181,7 +181,8 @@ def train_lora(
     n_prefix = shared_prefix(data) if cfg.shared_prefix and not cfg.gradient_checkpointing and world == 1 else 0
     prefix = torch.tensor([data[0][0][:n_prefix]], device=device) if n_prefix else None
     data = [(x[n_prefix:], y[n_prefix:]) for x, y in data]
-    digest = data_digest(data, seed, cfg.micro_batch_size)
+    # hashed only where a schedule is handed over: a run that neither resumes nor stops part-way needs none
+    digest = data_digest(data, seed, cfg.micro_batch_size) if resumed or schedule_tail else ""
     lengths = [len(x) for x, _ in data]
     targets = row_targets(tok, data, weights, soft, desc)
     micro_per_epoch = math.ceil(len(data) / cfg.micro_batch_size)
