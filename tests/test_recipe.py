@@ -231,6 +231,9 @@ def test_the_recipe_runs_every_stage_on_a_classification_task(tiny_model, tmp_pa
     assert all(len(r["target_dist"]) == 3 and r["answer"] == "ABC"[int(np.argmax(r["target_dist"]))] for r in pseudo)
     selection = json.loads((run_dir / "select" / "selection.json").read_text())
     assert selection["aligned"] and selection["vote"] == "mean"
+    own = [r for r in pseudo if r["selected"]]
+    new = sum(r["answer"] != r["votes"][0]["answer"] for r in own)  # votes[0] is warm:0:0, the warm model's own
+    assert {k: selection["new_to_warm"][k] for k in ("kept", "new")} == {"kept": len(own), "new": new}
     kept = Counter(r["answer"] for r in pseudo if r["selected"])
     assert sum(kept.values()) <= round(0.6 * len(pseudo))
     assert all(kept[c] <= q for c, q in selection["quota_per_class"].items())

@@ -174,6 +174,20 @@ def test_report_points_out_a_justifier_that_leans_to_one_option(tmp_path):
     assert "--select.calibrate true" in classes
 
 
+def test_report_says_when_the_kept_labels_only_repeat_the_warm_model(tmp_path):
+    run = make_run(tmp_path)
+    assert "kept pseudo-labels differ" not in _section(write_report(run).read_text(), "classes")
+    selection = run / "select" / "selection.json"
+    record = json.loads(selection.read_text())
+    selection.write_text(json.dumps(record | {"new_to_warm": {"kept": 350, "new": 0, "share": 0.0, "note": "x"}}))
+    classes = _section(write_report(run).read_text(), "classes")
+    assert "0 of the 350 kept pseudo-labels differ" in classes and "(none: evolve was shown only" in classes
+    selection.write_text(json.dumps(record | {"new_to_warm": {"kept": 10, "new": 3, "share": 0.3, "note": None}}))
+    assert "3 of the 10 kept pseudo-labels differ from the warm model&#x27;s own answer (30%)" in _section(
+        write_report(run).read_text(), "classes"
+    )
+
+
 def test_report_notes_missing_pieces_instead_of_failing(tmp_path):
     run = make_run(tmp_path, gold=False, stages=("sft",))
     page = write_report(run).read_text()

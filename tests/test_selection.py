@@ -14,8 +14,10 @@ from semievol.stages.scoring import (
     lean_from_counts,
     majority,
     mean_distributions,
+    new_to_warm,
     normalized_entropy,
     select_mask,
+    warm_agreement,
 )
 from semievol.stages.voting import draw_vote, row_rng
 
@@ -154,3 +156,21 @@ def test_justifier_lean_flags_one_option_the_votes_do_not_back():
     assert justifier_lean([dict(r, justified=False) for r in rows]) is None
     assert justifier_lean([dict(r, options=None) for r in rows]) is None
     assert lean_from_counts(Counter({"B": 79, "A": 21}), Counter({"B": 100, "A": 200})) is None  # under 80%
+
+
+def test_kept_labels_are_counted_against_the_warm_models_own_vote():
+    def votes(warm: str, probe: str) -> list[dict[str, str]]:
+        return [{"config": "warm:0:0", "answer": warm}, {"config": "probe:0:0", "answer": probe}]
+
+    assert warm_agreement(votes("B", "A"), "B", "choice") == ("kept",)
+    assert warm_agreement(votes("B", "A"), "A", "choice") == ("kept", "new")
+    assert warm_agreement([{"config": "warm:3:0.7", "answer": "B"}], "A", "choice") == ()  # demos: not its own
+    assert warm_agreement([{"config": "warm:0:0", "answer": "12"}], "12.0", "free") == ("kept",)
+    counts: Counter[str] = Counter()
+    for warm, label in [("B", "B")] * 7 + [("B", "A")] * 3:
+        counts.update(warm_agreement(votes(warm, "A"), label, "choice"))
+    assert new_to_warm(counts) == {"kept": 10, "new": 3, "share": 0.3, "note": None}
+    # every kept label is the warm model's own answer: said in words, with the count
+    same = new_to_warm(Counter({"kept": 350}))
+    assert same is not None and same["new"] == 0 and "all 350 kept pseudo-labels" in same["note"]
+    assert new_to_warm(Counter()) is None  # no configuration gave the warm model's own answer

@@ -232,4 +232,15 @@ def section_classes(rows: list[dict[str, Any]] | None, selection: dict[str, Any]
             "lean to one option rather than a reading of the questions is likely. "
             "--select.calibrate true --select.candidates_only true (if not set already) is the fix to try."
         )
+    new = selection.get("new_to_warm")  # kept labels against the warm model's own answers (warm:0:0)
+    if new:
+        out += html_note(
+            f"{new['new']} of the {new['kept']} kept pseudo-labels differ from the warm model's own answer "
+            + (
+                "(none: evolve was shown only answers the warm model already gives, so it can repeat them but not "
+                "correct them)."
+                if not new["new"]
+                else f"({new['share']:.0%}): what evolve can learn that the warm model does not already say."
+            )
+        )
     return out

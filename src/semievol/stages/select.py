@@ -2,16 +2,13 @@
 
 1. ``judge``: the warm model sees each question with the n candidate answers and gives the final one
    (every question, or only those whose votes disagree); the others keep the majority vote (or the mean of
-   the votes' distributions). Confidence is the normalised entropy of the option distribution (multiple
-   choice) or the paper's mean negative log-likelihood per token of the justified response.
+   the votes' distributions). Confidence: the option distribution's normalised entropy (multiple choice) or
+   the paper's mean negative log-likelihood per token of the justified response (free form).
 2. ``calibrate``: batch calibration divides each distribution by its mean over the rows, so a small model's
-   lean to one position does not decide the labels; alignment pulls each class to its share of the labeled
-   rows instead. Answers and scores are read again from the rescaled distributions.
+   lean to one position does not decide the labels; alignment pulls each class to its labeled share.
 3. ``choose``: a selection rule keeps the confident rows (``scoring.select_mask``, ``scoring.rank_by_class``).
 4. ``write``: ``pseudo_labels.jsonl`` (one line per unlabeled row, gold answers attached for the record
-   only) and ``selection.json``.
-
-The votes file and the unlabeled split are streamed; what is held per row is one small ``Judged`` record.
+   only) and ``selection.json``. Votes and the unlabeled split are streamed; one small ``Judged`` a row.
 """
 
 from __future__ import annotations
@@ -44,9 +41,11 @@ from .scoring import (
     lean_from_counts,
     majority,
     mean_distributions,
+    new_to_warm,
     rank_by_class,
     select_mask,
     vote_score,
+    warm_agreement,
 )
 
 # rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
@@ -104,13 +103,12 @@ class How:
 def run_select(ctx: RunContext, votes: Path, out: Path, warm: Adapter) -> Path:
     """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out`` from propagate's ``votes``."""
     how = How(ctx.cfg.select, ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens)
-    unlabeled = ctx.task.unlabeled
-    check_votes(votes, len(unlabeled))
+    check_votes(votes, len(ctx.task.unlabeled))
     shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule in QUOTA_RULES else {}
-    judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, unlabeled, how)
+    judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, ctx.task.unlabeled, how)
     priors = calibrate(judged, how, shares)
     keep, info = choose(judged, how.cfg, shares)
-    write(out, votes, unlabeled, judged, keep, info, priors, shares, how)
+    write(out, votes, ctx.task.unlabeled, judged, keep, info, priors, shares, how)
     return out / "pseudo_labels.jsonl"
 
 
@@ -118,9 +116,7 @@ def check_votes(votes: Path, n_unlabeled: int) -> None:
     """Stop unless the votes file has one row, not marked failed, for every unlabeled row."""
     n, failed = _count_lines(votes)
     if failed:  # a failed row has no votes: never let it pass for one that was voted on
-        raise SelectionError(
-            f"{votes}: {len(failed)} rows failed in propagate (first: {failed[0]}); rerun propagate to retry them"
-        )
+        raise SelectionError(f"{votes}: {len(failed)} rows failed in propagate (first: {failed[0]}); rerun propagate")
     if n != n_unlabeled:
         raise SelectionError(f"{votes}: {n} rows but the unlabeled split has {n_unlabeled}; rerun propagate")
 
@@ -245,6 +241,7 @@ def write(
     per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
     lean_answers: Counter[str] = Counter()  # justified answers and their rows' votes, for the lean check
     lean_votes: Counter[str] = Counter()
+    own: Counter[str] = Counter()  # kept rows with the warm model's own vote, and those labeled otherwise
 
     def records() -> Iterator[dict[str, Any]]:
         for (r, ex), j, kept in zip(_rows(votes, unlabeled), judged, keep, strict=True):
@@ -272,6 +269,7 @@ def write(
                 rec["correct"] = answers_match(j.answer, ex.answer, kind)
             per_class[str(j.answer)][0] += 1
             per_class[str(j.answer)][1] += int(kept)
+            own.update(warm_agreement(r["votes"], j.answer, kind) if kept else ())
             if j.justified and kind == "choice" and j.answer is not None:
                 lean_answers[str(j.answer)] += 1
                 lean_votes.update(
@@ -280,7 +278,9 @@ def write(
             yield rec
 
     atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
-    lean = lean_from_counts(lean_answers, lean_votes)
+    lean, new = lean_from_counts(lean_answers, lean_votes), new_to_warm(own)
+    if new and new["note"]:
+        log(new["note"])
     if lean:
         log(
             f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
@@ -314,6 +314,7 @@ def write(
             ),
             "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
             "lean": lean,
+            "new_to_warm": new,
             "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
         },
     )
