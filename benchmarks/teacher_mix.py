@@ -30,13 +30,16 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT / "src")]
 
+from select_rules import cell_name  # noqa: E402
+
+from semievol.answers import LETTERS  # noqa: E402
 from semievol.stages.scoring import WARM_OWN, class_rank  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "teacher"
-LETTERS = "ABCDEFGHIJ"
 
 
 def ranks(d: np.ndarray) -> np.ndarray:
@@ -99,12 +102,6 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def run_name(run: Path) -> str:
-    parts = run.resolve().parts
-    i = max(i for i, p in enumerate(parts) if p.startswith("seed"))
-    return "/".join(parts[i - 2 : len(parts)])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -114,7 +111,7 @@ def main() -> None:
     for run in args.runs:
         warm, probe, gold, shares, theta = load(run)
         row = {
-            "run": run_name(run),
+            "run": cell_name(run),
             "rows": len(gold),
             "theta": theta,
             "warm_right": round(float(np.mean(warm.argmax(axis=1) == gold)), 4),
