@@ -1,0 +1,244 @@
+"""Is an ensemble of warm models a better teacher than one? (issue 22, development rows only)
+
+Recipe v4's kept pseudo-labels never differ from the warm model's own answer (benchmarks/results/teacher/
+teacher_mix.md): evolve relearns what the warm model knows. A teacher worth distilling must be right where the
+warm model is wrong. At 64 labeled rows a LoRA run of the embedded model is chaotic (the same rows, another
+training seed, give another model), so several warm models trained on the same rows with different seeds may
+err on different rows and their mean be truer than any one of them. This measures that before any product
+change: for each task and draw it trains ``--members`` warm adapters on the same labeled rows (v4's warm
+settings, a full schedule each; member j's training seed is ``seed + 1000 * j``), scores the development rows
+and the unlabeled rows with each, and compares every member with the ensemble (mean of their option
+distributions): accuracy, and on the unlabeled rows how many of the ensemble's labels differ from member 0's
+and how many of those are right. Splits as ``recipe_dev.py`` cuts them (the test split is not read).
+
+    python benchmarks/warm_ensemble.py --data-dir ../shared/data --tasks fpb,sst2 --seeds 0,1 --members 3
+
+Resumable: adapters and predictions are kept under runs/warm_ensemble; the JSON and page are rewritten from
+them after every member (so two processes, one task each, can run side by side).
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402 (the modules beside this file are importable only after the sys.path line)
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from recipe_dev import dev_splits
+from recipe_runs import embedder, fit_probe, machine
+
+RESULTS = HERE / "results" / "teacher"
+RUNS = ROOT / "runs" / "warm_ensemble"
+DEV_SEED = {"fpb": 0, "sst2": 1}  # the development draws recipe_dev.py used
+
+
+def member_predictions(task: str, seed: int, j: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Member j's option distributions on the dev and unlabeled rows (trained and scored once, then read)."""
+    out = RUNS / task / f"l{args.labeled}" / f"seed{seed}" / f"member{j}"
+    cached = out / "predictions.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    from semievol.config import ModelConfig, TaskConfig, TrainConfig
+    from semievol.engines import engine_for
+    from semievol.models import resolve_model
+    from semievol.stages.evaluate import predict
+    from semievol.stages.sft import labeled_pairs
+    from semievol.tasks import load_task
+    from semievol.training import train_lora
+
+    data = dev_splits(Path(args.data_dir), task)
+    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"), test=str(data / "dev.csv"))
+    t = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed, need_test=True)
+    adapter = out / "adapter"
+    summary = adapter / "train_summary.json"
+    if not summary.exists():  # a member trained before an interruption is scored, not trained again
+        cfg = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=8)
+        pairs = labeled_pairs(t.labeled.examples, t.kind, False)
+        train_lora(resolve_model("embedded"), pairs, cfg, adapter, seed=seed + 1000 * j)
+    trained = json.loads(summary.read_text())
+    rec: dict[str, Any] = {k: trained.get(k) for k in ("seconds", "steps", "final_loss")}
+    engine = engine_for(ModelConfig(model="embedded", threads=args.threads), quiet=True)
+    engine.add_adapter(f"member{j}", str(adapter))
+    for name, examples in (("dev", t.test.examples), ("unlabeled", t.unlabeled.examples)):
+        preds = predict(engine, examples, "choice", f"member{j}", 8)
+        rec[name] = {"gold": [p["gold"] for p in preds], "dist": [p["dist"] for p in preds]}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".predictions.json"
+    tmp.write_text(json.dumps(rec))
+    tmp.replace(cached)
+    return rec
+
+
+def cell_views(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """What is known of a cell without a model's answer: the labeled draw's class shares and the embedder's
+    logistic regression on it, as distributions over the unlabeled rows (``recipe_runs.fit_probe``)."""
+    path = RUNS / task / f"l{args.labeled}" / f"seed{seed}" / "views.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from semievol.config import TaskConfig
+    from semievol.retrieval import embed
+    from semievol.tasks import load_task
+    from semievol.views import label_indices
+
+    data = dev_splits(Path(args.data_dir), task)
+    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"))
+    whole = load_task(TaskConfig(answer_kind="choice", **split))
+    drawn = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed)
+    probe = fit_probe(
+        embed([e.question for e in whole.labeled.examples], embedder()), whole.labeled.examples, drawn.labeled.examples
+    )
+    labels = label_indices(drawn.labeled.examples, probe.n_options)
+    views = {
+        "prior": (np.bincount(labels, minlength=probe.n_options) / len(labels)).tolist(),
+        "probe": probe.distributions(embed([e.question for e in drawn.unlabeled.examples], embedder())).tolist(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(views))
+    return views
+
+
+def signals(members: list[dict[str, Any]], views: dict[str, Any]) -> dict[str, list[float]]:
+    """Per member, what a run could choose it by without gold answers, read on the unlabeled rows: agreement
+    with the embedder's probe, with the other members, and the KL divergence of its predicted class shares
+    from the labeled draw's (a member leaning on one class answers it more often than the labels do)."""
+    preds = np.stack([np.asarray(m["unlabeled"]["dist"]).argmax(-1) for m in members])
+    probe = np.asarray(views["probe"]).argmax(-1)
+    prior = np.clip(np.asarray(views["prior"]), 1e-6, None)
+    out: dict[str, list[float]] = {"probe_agreement": [], "peer_agreement": [], "share_kl": []}
+    for j, p in enumerate(preds):
+        share = np.clip(np.bincount(p, minlength=len(prior)) / len(p), 1e-6, None)
+        out["probe_agreement"].append(round(float((p == probe).mean()), 4))
+        out["peer_agreement"].append(round(float(np.mean([(p == q).mean() for i, q in enumerate(preds) if i != j])), 4))
+        out["share_kl"].append(round(float((share * np.log(share / prior)).sum()), 4))
+    return out
+
+
+CHOOSE = {"probe_agreement": max, "peer_agreement": max, "share_kl": min}  # how each signal picks a member
+
+
+def compare(members: list[dict[str, Any]], views: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each member's accuracy and the ensemble's, on dev and unlabeled rows; what the ensemble changes."""
+    from semievol.answers import LETTERS
+
+    out: dict[str, Any] = {"members": len(members), "train_seconds": [m["seconds"] for m in members]}
+    for name in ("dev", "unlabeled"):
+        gold = np.asarray([LETTERS.index(g) for g in members[0][name]["gold"]])
+        dists = np.stack([np.asarray(m[name]["dist"]) for m in members])  # members x rows x options
+        preds = dists.argmax(-1)
+        mean = dists.mean(0).argmax(-1)
+        changed = mean != preds[0]
+        out[name] = {
+            "rows": int(len(gold)),
+            "member_acc": [round(100 * float((p == gold).mean()), 1) for p in preds],
+            "ensemble_acc": round(100 * float((mean == gold).mean()), 1),
+            "any_member_right": round(100 * float((preds == gold).any(0).mean()), 1),
+            "all_members_agree": round(100 * float((preds == preds[0]).all(0).mean()), 1),
+            "changed_from_member0": int(changed.sum()),
+            "changed_and_right": int((changed & (mean == gold)).sum()),
+            "changed_and_member0_was_right": int((changed & (preds[0] == gold)).sum()),
+        }
+    if views is not None:
+        sig = signals(members, views)
+        out["signals"] = sig
+        out["chosen"] = {name: int(np.argmax(v) if CHOOSE[name] is max else np.argmin(v)) for name, v in sig.items()}
+    return out
+
+
+def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "warm_ensemble.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
+    lines = [
+        "# An ensemble of warm models as the teacher (issue 22, development rows)",
+        "",
+        "Command: `python benchmarks/warm_ensemble.py --tasks fpb --threads 1` and, beside it, `--tasks sst2 "
+        f"--threads 1` ({args.members} members each); machine: {machine()}. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
+        "batch 8 per member (a full schedule each), training seeds seed + 1000 j. Scored on the development rows "
+        "and the unlabeled rows recipe_dev.py cuts (gold answers read for grading only); the test split is not read.",
+        "",
+        "| cell | rows | members (accuracy each) | mean of members | ensemble | ensemble - member 0 | any member right "
+        "| all agree | labels changed from member 0: all / right / were right |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell, r in results.items():
+        for name in ("dev", "unlabeled"):
+            s = r[name]
+            mean_member = float(np.mean(s["member_acc"]))
+            lines.append(
+                f"| {cell} {name} | {s['rows']} | {' / '.join(f'{a:.1f}' for a in s['member_acc'])} | "
+                f"{mean_member:.1f} | {s['ensemble_acc']:.1f} | {s['ensemble_acc'] - s['member_acc'][0]:+.1f} | "
+                f"{s['any_member_right']:.1f} | {s['all_members_agree']:.1f} | {s['changed_from_member0']} / "
+                f"{s['changed_and_right']} / {s['changed_and_member0_was_right']} |"
+            )
+    lines += [
+        "",
+        "Choosing one member without gold answers: each member's signal on the unlabeled rows (agreement with the "
+        "embedder's probe, with the other members; KL of its predicted class shares from the labeled draw's), and "
+        "the development accuracy of the member each signal picks.",
+        "",
+        "| cell | member | dev accuracy | probe agreement | peer agreement | share KL |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell, r in results.items():
+        if "signals" not in r:
+            continue
+        sig, acc = r["signals"], r["dev"]["member_acc"]
+        for j, a in enumerate(acc):
+            lines.append(
+                f"| {cell} | {j} | {a:.1f} | {sig['probe_agreement'][j]:.3f} | {sig['peer_agreement'][j]:.3f} | "
+                f"{sig['share_kl'][j]:.3f} |"
+            )
+        picks = ", ".join(f"{name} picks {j} ({acc[j]:.1f})" for name, j in r["chosen"].items())
+        lines.append(f"| {cell} | picked | | {picks} | | |")
+    lines.append("")
+    (RESULTS / "warm_ensemble.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--tasks", default="fpb,sst2")
+    ap.add_argument("--seeds", default="", help="draw seeds, one per task (default: the recipe_dev draws)")
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--labeled", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=48)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    tasks = args.tasks.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [DEV_SEED.get(t, 0) for t in tasks]
+    for task, seed in zip(tasks, seeds, strict=True):
+        cell_views(task, seed, args)
+        for j in range(args.members):
+            member_predictions(task, seed, j, args)
+            write_page(collect(), args)
+
+
+def collect() -> dict[str, Any]:
+    """Every cell with at least two scored members on this machine (so processes side by side share the page)."""
+    results = {}
+    for cell in sorted({p.parent.parent for p in RUNS.glob("*/l*/seed*/member*/predictions.json")}):
+        found = sorted(cell.glob("member*/predictions.json"), key=lambda p: int(p.parent.name[len("member") :]))
+        if len(found) > 1:
+            views = cell / "views.json"
+            members = [json.loads(p.read_text()) for p in found]
+            results[str(cell.relative_to(RUNS))] = compare(
+                members, json.loads(views.read_text()) if views.exists() else None
+            )
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""benchmarks/warm_ensemble.py: the ensemble of warm models is compared with its members on the same rows."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "warm_ensemble", Path(__file__).resolve().parents[1] / "benchmarks" / "warm_ensemble.py"
+)
+warm_ensemble = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(warm_ensemble)
+
+
+def member(dists: list[list[float]], gold: list[str]) -> dict:
+    split = {"gold": gold, "dist": dists}
+    return {"seconds": 1, "dev": split, "unlabeled": split}
+
+
+def test_the_ensemble_outvotes_a_member_where_the_others_agree_against_it():
+    gold = ["A", "B", "B"]
+    m0 = member([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], gold)  # wrong on row 1, not confidently
+    m1 = member([[0.8, 0.2], [0.1, 0.9], [0.3, 0.7]], gold)
+    m2 = member([[0.7, 0.3], [0.2, 0.8], [0.9, 0.1]], gold)  # wrong on row 2
+    r = warm_ensemble.compare([m0, m1, m2])["dev"]
+    assert r["member_acc"] == pytest.approx([66.7, 100.0, 66.7])
+    assert r["ensemble_acc"] == 100.0  # row 1: mean 0.3 / 0.7; row 2: mean 0.47 / 0.53
+    assert r["changed_from_member0"] == 1 and r["changed_and_right"] == 1 and r["changed_and_member0_was_right"] == 0
+    assert r["any_member_right"] == 100.0 and r["all_members_agree"] == pytest.approx(33.3)
+
+
+def test_a_confident_member_can_outweigh_two_that_disagree_with_it():
+    # the mean of distributions, not a majority vote: member 0's near one-hot answer survives two mild ones
+    gold = ["B"]
+    ms = [member([[0.999, 0.001]], gold), member([[0.4, 0.6]], gold), member([[0.45, 0.55]], gold)]
+    r = warm_ensemble.compare(ms)["unlabeled"]
+    assert r["ensemble_acc"] == 0.0 and r["changed_from_member0"] == 0
+
+
+def test_signals_point_at_the_member_that_leans_on_one_class():
+    # labels balanced; member 1 answers 'B' everywhere, member 0 follows the probe
+    gold = ["A", "B", "A", "B"]
+    m0 = member([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]], gold)
+    m1 = member([[0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9]], gold)
+    views = {"prior": [0.5, 0.5], "probe": [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6]]}
+    r = warm_ensemble.compare([m0, m1], views)
+    assert r["signals"]["probe_agreement"] == [1.0, 0.5]
+    assert r["signals"]["share_kl"][0] == 0.0 and r["signals"]["share_kl"][1] > 0.5
+    assert r["chosen"]["probe_agreement"] == 0 and r["chosen"]["share_kl"] == 0
