@@ -160,7 +160,7 @@ def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
         "# An ensemble of warm models as the teacher (issue 22, development rows)",
         "",
         "Command: `python benchmarks/warm_ensemble.py --tasks fpb --threads 1` and, beside it, `--tasks sst2 "
-        f"--threads 1` ({args.members} members each); machine: {machine()}. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
+        f"--threads 1` (`--members 5`; the tables list the members scored so far); machine: {machine()}, bf16 training. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
         "batch 8 per member (a full schedule each), training seeds seed + 1000 j. Scored on the development rows "
         "and the unlabeled rows recipe_dev.py cuts (gold answers read for grading only); the test split is not read.",
         "",
