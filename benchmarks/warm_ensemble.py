@@ -34,7 +34,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from recipe_dev import dev_splits
-from recipe_runs import embedder, fit_probe, machine
+from recipe_runs import embedder, machine
 
 RESULTS = HERE / "results" / "teacher"
 RUNS = ROOT / "runs" / "warm_ensemble"
@@ -80,25 +80,23 @@ def member_predictions(task: str, seed: int, j: int, args: argparse.Namespace) -
 
 def cell_views(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """What is known of a cell without a model's answer: the labeled draw's class shares and the embedder's
-    logistic regression on it, as distributions over the unlabeled rows (``recipe_runs.fit_probe``)."""
+    logistic regression on it (``semievol.views.Probe``), as distributions over the unlabeled rows."""
     path = RUNS / task / f"l{args.labeled}" / f"seed{seed}" / "views.json"
     if path.exists():
         return json.loads(path.read_text())
     from semievol.config import TaskConfig
     from semievol.retrieval import embed
     from semievol.tasks import load_task
-    from semievol.views import label_indices
+    from semievol.views import Probe, label_indices
 
     data = dev_splits(Path(args.data_dir), task)
     split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"))
-    whole = load_task(TaskConfig(answer_kind="choice", **split))
     drawn = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed)
-    probe = fit_probe(
-        embed([e.question for e in whole.labeled.examples], embedder()), whole.labeled.examples, drawn.labeled.examples
-    )
-    labels = label_indices(drawn.labeled.examples, probe.n_options)
+    n_options = len(drawn.labeled.examples[0].options or [])
+    labels = label_indices(drawn.labeled.examples, n_options)
+    probe = Probe(embed([e.question for e in drawn.labeled.examples], embedder()), labels, n_options)
     views = {
-        "prior": (np.bincount(labels, minlength=probe.n_options) / len(labels)).tolist(),
+        "prior": (np.bincount(labels, minlength=n_options) / len(labels)).tolist(),
         "probe": probe.distributions(embed([e.question for e in drawn.unlabeled.examples], embedder())).tolist(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +120,7 @@ def signals(members: list[dict[str, Any]], views: dict[str, Any]) -> dict[str, l
     return out
 
 
-CHOOSE = {"probe_agreement": max, "peer_agreement": max, "share_kl": min}  # how each signal picks a member
+CHOOSE = {"probe_agreement": np.argmax, "peer_agreement": np.argmax, "share_kl": np.argmin}  # how each picks
 
 
 def compare(members: list[dict[str, Any]], views: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,7 +147,7 @@ def compare(members: list[dict[str, Any]], views: dict[str, Any] | None = None) 
     if views is not None:
         sig = signals(members, views)
         out["signals"] = sig
-        out["chosen"] = {name: int(np.argmax(v) if CHOOSE[name] is max else np.argmin(v)) for name, v in sig.items()}
+        out["chosen"] = {name: int(CHOOSE[name](v)) for name, v in sig.items()}
     return out
 
 
@@ -160,7 +158,7 @@ def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
         "# An ensemble of warm models as the teacher (issue 22, development rows)",
         "",
         "Command: `python benchmarks/warm_ensemble.py --tasks fpb --threads 1` and, beside it, `--tasks sst2 "
-        f"--threads 1` (`--members 5`; the tables list the members scored so far); machine: {machine()}, bf16 training. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
+        f"--threads 1` (`--members {max((r['members'] for r in results.values()), default=0)}`); machine: {machine()}, bf16 training. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
         "batch 8 per member (a full schedule each), training seeds seed + 1000 j. Scored on the development rows "
         "and the unlabeled rows recipe_dev.py cuts (gold answers read for grading only); the test split is not read.",
         "",
