@@ -47,7 +47,7 @@ from .stages.evaluate import run_evaluate
 from .stages.evolve import run_evolve, with_pseudo
 from .stages.propagate import run_propagate
 from .stages.select import run_select, selected_examples
-from .stages.sft import run_sft, run_sft_matched, trained_steps
+from .stages.sft import member_dirs, run_sft, run_sft_matched, trained_steps
 from .stages.shards import merge_shards, propagate_shard
 from .tasks import Task, load_task
 from .training import TrainingError
@@ -146,6 +146,8 @@ def steps(ctx: RunContext) -> Iterator[Step]:
     n_gold = len(ctx.task.labeled.examples)
     pool = list(ctx.task.labeled.examples)
     before, warm = sft, Adapter("warm", sft.out, sft.fp)
+    # the warm members besides the warm model ('members' configurations average them with each round's warm)
+    members = tuple(Adapter(f"member{j}", d, sft.fp) for j, d in enumerate(member_dirs(sft.out, cfg.sft.members)) if j)
     evolves: list[Step] = []
     select = None
     for r in range(1, cfg.evolve.rounds + 1):
@@ -153,9 +155,9 @@ def steps(ctx: RunContext) -> Iterator[Step]:
             BY_NAME["propagate"],
             stage_dir(run_dir, "propagate", r),
             partial(fp, "propagate", [before.fp]),
-            partial(run_propagate, ctx, pool=pool, warm_adapter=warm),
+            partial(run_propagate, ctx, pool=pool, warm_adapter=warm, members=members),
             (before,),
-            partial(propagate_shard, ctx, pool=pool, warm=warm),
+            partial(propagate_shard, ctx, pool=pool, warm=warm, members=members),
         )
         yield prop
         select = Step(

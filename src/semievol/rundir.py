@@ -222,7 +222,7 @@ def input_records(task: Task) -> dict[str, Any]:
 
 # Files a stage appends to or reuses when it is restarted for the same fingerprint; everything else in an
 # unfinished stage folder is removed and redone.
-_RESUMABLE = ("votes.jsonl",)
+_RESUMABLE = ("votes.jsonl", "members")
 
 
 def _keeps_on_restart(name: str) -> bool:
@@ -233,7 +233,8 @@ def clear_unfinished(out: Path, fp: str) -> None:
     """Prepare ``out`` for a stage that has not finished for ``fp``.
 
     A folder finished or started for other settings is removed; one started for the same settings (a
-    killed run) keeps only what resumes (``votes.jsonl`` and the embedding caches), so the rest is redone.
+    killed run) keeps only what resumes (``votes.jsonl``, the embedding caches, and sft's ``members`` folder
+    of warm members trained before the kill, each renamed into place whole), so the rest is redone.
     """
     if not out.exists():
         return

@@ -35,6 +35,12 @@ class TrainConfig:
     first listed), then trains on every labeled row. Empty: 'epochs'. The choice is in sft/cv.json."""
     cv_folds: int = added_later(2)
     """Folds for cv_epochs (stratified by answer, seeded)."""
+    members: int = added_later(1)
+    """Warm models trained on the labeled rows, each with its own training seed (the run's seed + 1000 j for
+    member j; member 0 is the warm model): the others sit in sft/members/ and answer, with the warm model, in the
+    propagate configurations named 'members' (the mean of their distributions). At 64 labeled rows one
+    training seed is a wide draw (docs/results/few_labels.md); their mean is a steadier teacher. Costs
+    members - 1 more trainings."""
     batch_size: int = 8
     """Effective batch size (micro_batch_size x gradient accumulation)."""
     micro_batch_size: int = 8
@@ -84,6 +90,7 @@ class TrainConfig:
         _check(self.max_steps >= 0, "sft.max_steps", f"must be 0 or more, got {self.max_steps}")
         _check(all(e > 0 for e in self.cv_epochs), "sft.cv_epochs", f"must all be positive, got {self.cv_epochs}")
         _check(self.cv_folds >= 2, "sft.cv_folds", f"must be at least 2, got {self.cv_folds}")
+        _check(1 <= self.members <= 16, "sft.members", f"must be in 1..16, got {self.members}")
         _check(
             not self.cv_epochs or self.launcher == "none",
             "sft.cv_epochs",
@@ -117,7 +124,8 @@ class PropagateConfig:
     """Nearest labeled examples retrieved per unlabeled question."""
     configs: list[str] = field(default_factory=lambda: ["warm:0:0", "warm:3:0.7", "base:3:0.7", "warm:1:1.0"])
     """The n answering configurations, each 'MODEL:DEMOS:TEMPERATURE' with MODEL in {base, warm}, optionally with a
-    fourth part ':p1' or ':p2', another wording of the prompt (PET-style; multiple choice); for classification
+    fourth part ':p1' or ':p2', another wording of the prompt (PET-style; multiple choice); MODEL 'members'
+    (multiple choice, sft.members of 2 or more): the mean of the warm models' distributions; for classification
     tasks also the embedder's view: 'knn:K:T' (labels of the K nearest labeled rows, similarity-weighted) or
     'probe:0:T' (a logistic regression on the labeled rows' vectors)."""
     index: Literal["auto", "numpy", "faiss"] = "auto"
@@ -138,7 +146,7 @@ class PropagateConfig:
 class AnswerConfig:
     """One answering configuration of the collaborative pseudo-labelling grid."""
 
-    model: Literal["base", "warm", "knn", "probe"]
+    model: Literal["base", "warm", "members", "knn", "probe"]
     demos: int
     temperature: float
     phrasing: int = 0
@@ -171,11 +179,15 @@ def parse_answer_config(text: str) -> AnswerConfig:
             f"'{text}': the phrasing must be p0..p{N_PHRASINGS - 1}",
         )
         phrasing = int(word)
-        _check(model in ("base", "warm"), "propagate.configs", f"'{text}': only base and warm take a phrasing")
+        _check(
+            model in ("base", "warm", "members"),
+            "propagate.configs",
+            f"'{text}': only base, warm and members take a phrasing",
+        )
     _check(
-        model in ("base", "warm", "knn", "probe"),
+        model in ("base", "warm", "members", "knn", "probe"),
         "propagate.configs",
-        f"'{text}': model must be base, warm, knn or probe",
+        f"'{text}': model must be base, warm, members, knn or probe",
     )
     try:
         d, t = int(demos), float(temp)
@@ -355,6 +367,11 @@ class RunConfig:
             self.evolve.mode != "resume" or self.sft.launcher == "none",
             "evolve.mode",
             "'resume' trains in one process; set sft.launcher none",
+        )
+        _check(
+            self.sft.members > 1 or not any(c.split(":")[0] == "members" for c in self.propagate.configs),
+            "propagate.configs",
+            "a 'members' configuration needs sft.members of 2 or more (the warm models it averages)",
         )
 
 

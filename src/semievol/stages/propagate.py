@@ -140,11 +140,17 @@ def vote_status(path: Path) -> tuple[set[str], dict[str, str]]:
 
 
 def run_propagate(
-    ctx: RunContext, out: Path, pool: list[Example], warm_adapter: Adapter, shard: tuple[int, int] | None = None
+    ctx: RunContext,
+    out: Path,
+    pool: list[Example],
+    warm_adapter: Adapter,
+    shard: tuple[int, int] | None = None,
+    members: tuple[Adapter, ...] = (),
 ) -> Path:
     """Write ``votes.jsonl`` (one line per unlabeled row) and ``configs.json`` into ``out``.
 
-    With ``shard`` (I, N): vote only on shard I's rows, into ``votes.shard-I-of-N.jsonl``.
+    With ``shard`` (I, N): vote only on shard I's rows, into ``votes.shard-I-of-N.jsonl``. ``members``: the
+    warm members besides ``warm_adapter`` that 'members' configurations average (sft.members).
     """
     out.mkdir(parents=True, exist_ok=True)
     pcfg = ctx.cfg.propagate
@@ -154,6 +160,8 @@ def run_propagate(
         raise ViewError("propagate.configs: knn and probe configurations answer multiple-choice tasks only")
     if ctx.task.kind != "choice" and any(c.phrasing for c in configs):
         raise ConfigError("propagate.configs: a phrasing (':p1', ':p2') words multiple-choice prompts only")
+    if ctx.task.kind != "choice" and any(c.model == "members" for c in configs):
+        raise ConfigError("propagate.configs: 'members' averages option distributions: multiple-choice tasks only")
     record = {
         "configs": [c.name for c in configs],
         "k": pcfg.k,
@@ -171,9 +179,13 @@ def run_propagate(
     nn = Neighbours(ctx, pool, out, vectors=uses_view)
     view = EmbedderView(pool, nn.keys, configs) if uses_view else None
     warm = None
-    if any(c.model == "warm" for c in configs):
+    if any(c.model in ("warm", "members") for c in configs):
         warm = ctx.adapter(warm_adapter)
-    how = Voting(ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, tuple(configs), warm)
+    averaged = (warm_adapter, *members) if any(c.model == "members" for c in configs) else ()
+    names = tuple(ctx.adapter(a) for a in averaged)
+    how = Voting(
+        ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens, tuple(configs), warm, names
+    )
     votes = out / (shard_file(shard) if shard else "votes.jsonl")
     rows = shard_rows(len(unlabeled), shard) if shard else range(len(unlabeled))
     done, earlier_failed = vote_status(votes)
@@ -199,7 +211,7 @@ def run_propagate(
             how,
             ([(e, nbrs) for e, nbrs, _ in c] for c in chunks),
             pool,
-            {warm: str(warm_adapter.path)} if warm else {},
+            {warm: str(warm_adapter.path)} | {a.name: str(a.path) for a in averaged} if warm else {},
             out / ".ray-rows",
             pooled,
         )

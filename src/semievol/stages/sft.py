@@ -11,6 +11,7 @@ import json
 import shutil
 import uuid
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +46,29 @@ def run_sft(
         tcfg = replace(tcfg, epochs=choose_epochs(ctx, out))
     warm_of_resume = cfg.evolve.mode == "resume" and max_steps is None
     pairs = labeled_pairs(ctx.task.labeled.examples, ctx.task.kind, tcfg.use_rationale)
-    result = train_lora(
+    train = partial(
+        train_lora,
         resolve_model(cfg.model.model),
         pairs,
         tcfg,
-        out,
-        seed=cfg.seed,
-        desc=desc,
-        log_dir=tensorboard_dir(ctx, out),
         schedule_tail=cfg.evolve.steps if warm_of_resume else 0,
         resume_from=resume_from,
     )
-    return result.adapter_dir
+    if max_steps is None:  # the other warm members first: each is kept when a killed stage starts again
+        for j, member in enumerate(member_dirs(out, cfg.sft.members)[1:], start=1):
+            if (member / "adapter_config.json").exists():
+                log(f"sft: member {j} trained earlier, kept")
+                continue
+            train(member, seed=cfg.seed + MEMBER_SEED_STEP * j, desc=f"sft member {j}/{cfg.sft.members - 1}")
+    return train(out, seed=cfg.seed, desc=desc, log_dir=tensorboard_dir(ctx, out)).adapter_dir
+
+
+MEMBER_SEED_STEP = 1000  # member j of sft.members trains with the run's seed + 1000 j
+
+
+def member_dirs(sft_out: Path, members: int) -> list[Path]:
+    """The warm members' adapter folders: the warm model's (``sft_out``) first, then ``sft_out/members/member{j}``."""
+    return [sft_out] + [sft_out / "members" / f"member{j}" for j in range(1, members)]
 
 
 def trained_steps(adapters: list[Path]) -> int:

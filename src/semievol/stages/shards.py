@@ -28,7 +28,13 @@ _SHARD = re.compile(r"votes\.shard-(\d+)-of-(\d+)\.jsonl(\.done|\.pending)?")
 
 
 def propagate_shard(
-    ctx: RunContext, out: Path, fp: str, pool: list[Example], warm: Adapter, shard: tuple[int, int]
+    ctx: RunContext,
+    out: Path,
+    fp: str,
+    pool: list[Example],
+    warm: Adapter,
+    shard: tuple[int, int],
+    members: tuple[Adapter, ...] = (),
 ) -> None:
     """One worker's share of propagate: shard I of N, resumable, marked finished by its ``.done`` file."""
     name = shard_file(shard)
@@ -50,7 +56,7 @@ def propagate_shard(
             return
         atomic_write_text(pending, fp)
         t = time.time()
-        run_propagate(ctx, out, pool, warm, shard=shard)
+        run_propagate(ctx, out, pool, warm, shard=shard, members=members)
         with open(votes, "rb") as f:
             rows = sum(1 for _ in f)
         atomic_write_json(done, {"fingerprint": fp, "shard": list(shard), "rows": rows})

@@ -43,6 +43,7 @@ class Voting:
     max_new_tokens: int
     configs: tuple[AnswerConfig, ...]
     warm: str | None  # the warm adapter's name in the engine
+    members: tuple[str, ...] = ()  # the warm members' names ('members' configurations average them), warm first
 
 
 def vote_chunk(
@@ -65,26 +66,48 @@ def vote_chunk(
     # multiple choice: configurations that differ only in temperature share one forward pass per row (the
     # temperature only reshapes the distribution the pass gives)
     scored: dict[tuple[str | None, int, int], dict[int, np.ndarray]] = {}
+
+    def distributions(adapter: str | None, c: AnswerConfig, live: list[int]) -> list[np.ndarray]:
+        key = (adapter, c.demos, c.phrasing)
+        if key not in scored or any(i not in scored[key] for i in live):
+            prompts = [answer_prompt(chunk[i], kind, demos_for[i][: c.demos], c.phrasing) for i in live]
+            try:
+                results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
+            except CallsFailed as e:  # the rows answered are kept for the configurations that share the pass
+                scored[key] = {i: r for i, r in zip(live, e.results, strict=True) if r is not None}
+                raise
+            scored[key] = dict(zip(live, results, strict=True))
+        return [scored[key][i] for i in live]
+
+    def members_mean(c: AnswerConfig, live: list[int]) -> list[np.ndarray | None]:
+        """The mean of the warm members' distributions; a row any member's call failed on fails."""
+        each: list[list[Any]] = []
+        errors: dict[int, str] = {}
+        for name in how.members:
+            try:
+                each.append(distributions(name, c, live))
+            except CallsFailed as e:
+                errors.update(e.errors)
+                each.append(e.results)
+        mean = [None if j in errors else np.mean([d[j] for d in each], axis=0) for j in range(len(live))]
+        if errors:
+            raise CallsFailed(mean, errors)
+        return mean
+
     for ci, c in enumerate(how.configs):
         adapter = how.warm if c.model == "warm" else None
         live = [i for i in range(len(chunk)) if i not in failed]  # a failed row asks for nothing more
-        same = scored.get((adapter, c.demos, c.phrasing)) if kind == "choice" and not c.is_view else None
-        prompts = (
-            []
-            if c.is_view or same is not None
-            else [answer_prompt(chunk[i], kind, demos_for[i][: c.demos], c.phrasing) for i in live]
-        )
         try:
             if c.is_view:
                 view = views[ci] if views is not None else None
                 assert view is not None, "the view answers its configurations"
                 results = [view[i] for i in live]
-            elif same is not None:
-                results = [same[i] for i in live]
+            elif kind == "choice" and c.model == "members":
+                results = members_mean(c, live)
             elif kind == "choice":
-                results = engine.score_options(prompts, [len(chunk[i].options or []) for i in live], adapter)
-                scored[(adapter, c.demos, c.phrasing)] = dict(zip(live, results, strict=True))
+                results = distributions(adapter, c, live)
             else:
+                prompts = [answer_prompt(chunk[i], kind, demos_for[i][: c.demos], c.phrasing) for i in live]
                 results = engine.generate(prompts, 1, c.temperature, seed * 1000 + ci, how.max_new_tokens, adapter)
         except CallsFailed as e:
             results = e.results

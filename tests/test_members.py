@@ -1,0 +1,123 @@
+"""sft.members: warm models trained with other seeds on the same labeled rows, whose mean distribution answers
+in the 'members' propagate configurations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_config_dict
+
+from semievol.config import ConfigError, build_config, parse_answer_config
+from semievol.engines.base import CallsFailed
+from semievol.engines.fake import FakeEngine
+from semievol.stages.voting import Voting, vote_chunk
+from semievol.tasks import Example
+
+
+class CountingEngine(FakeEngine):
+    def __init__(self, fail: tuple[str, str] | None = None) -> None:
+        super().__init__()
+        self.calls: list[tuple[str | None, int]] = []
+        self.fail = fail  # (adapter, question) whose call fails for good
+
+    def score_options(self, prompts, n_options, adapter):
+        self.calls.append((adapter, len(prompts)))
+        out = super().score_options(prompts, n_options, adapter)
+        hit = self.fail is not None and adapter == self.fail[0]
+        bad = {i: "refused" for i, p in enumerate(prompts) if hit and self.fail[1] in p.key()}
+        if bad:
+            raise CallsFailed([None if i in bad else d for i, d in enumerate(out)], bad)
+        return out
+
+
+def _chunk(n: int = 4) -> list[Example]:
+    return [Example(id=str(i), question=f"Question {i}?", options=["x", "y", "z"], answer=None) for i in range(n)]
+
+
+def _how(configs: list[str], members: tuple[str, ...] = ("warm", "m1", "m2")) -> Voting:
+    return Voting("choice", False, 0, 8, tuple(parse_answer_config(c) for c in configs), "warm", members)
+
+
+def test_members_answer_with_the_mean_of_their_distributions_and_share_the_warm_pass():
+    chunk = _chunk()
+    demos = [[] for _ in chunk]
+    engine = CountingEngine()
+    rows = vote_chunk(engine, _how(["warm:0:0", "members:0:0"]), chunk, demos)
+    assert [a for a, _ in engine.calls] == ["warm", "m1", "m2"]  # the warm model's pass once for both
+    one = (parse_answer_config("warm:0:0"),)  # each member alone, as the warm model
+    alone = {
+        n: vote_chunk(FakeEngine(), Voting("choice", False, 0, 8, one, n), chunk, demos) for n in ("warm", "m1", "m2")
+    }
+    for i, r in enumerate(rows):
+        assert [v["config"] for v in r["votes"]] == ["warm:0:0", "members:0:0"]
+        want = np.mean([alone[n][i]["votes"][0]["dist"] for n in ("warm", "m1", "m2")], axis=0)
+        assert np.allclose(r["votes"][1]["dist"], want, atol=1e-5)
+        assert r["votes"][1]["answer"] == "ABC"[int(np.argmax(want))]
+        assert r["votes"][0]["dist"] == alone["warm"][i]["votes"][0]["dist"]
+
+
+def test_a_row_one_member_could_not_answer_fails_and_the_others_keep_the_mean():
+    chunk = _chunk()
+    rows = vote_chunk(CountingEngine(fail=("m1", "Question 2?")), _how(["members:0:0"]), chunk, [[] for _ in chunk])
+    assert rows[2]["failed"] and "members:0:0" in rows[2]["error"]
+    clean = vote_chunk(FakeEngine(), _how(["members:0:0"]), chunk, [[] for _ in chunk])
+    assert [r["votes"] for r in rows if not r.get("failed")] == [r["votes"] for i, r in enumerate(clean) if i != 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"), [("members:0:0", True), ("members:3:0.7", True), ("members:0:0:p1", True), ("member:0:0", False)]
+)
+def test_members_configurations_parse(text, ok):
+    if ok:
+        assert parse_answer_config(text).model == "members"
+    else:
+        with pytest.raises(ConfigError, match="propagate.configs"):
+            parse_answer_config(text)
+
+
+def test_a_members_configuration_needs_two_members_or_more(tiny_model, choice_task, tmp_path):
+    d = tiny_config_dict(tiny_model, choice_task, tmp_path / "run")
+    d["propagate"]["configs"] = ["members:0:0"]
+    with pytest.raises(ConfigError, match="sft.members of 2 or more"):
+        build_config(d)
+    with pytest.raises(ConfigError, match="sft.members"):
+        build_config(d | {"sft": d["sft"] | {"members": 0}})
+    build_config(d | {"sft": d["sft"] | {"members": 2}})
+
+
+def test_members_train_with_their_own_seeds_vote_and_survive_a_killed_sft(tiny_model, choice_task, tmp_path):
+    from safetensors.numpy import load_file
+
+    from semievol.pipeline import make_context, run
+    from semievol.rundir import PENDING
+
+    run_dir = tmp_path / "run"
+    d = tiny_config_dict(tiny_model, choice_task, run_dir)
+    d["sft"]["members"] = 3
+    d["propagate"] = {"k": 0, "chunk_size": 10, "configs": ["warm:0:0", "members:0:0"]}
+    cfg = build_config(d)
+    run(make_context(cfg, quiet=True), ("sft", "propagate"))
+    sft = run_dir / "sft"
+    folders = [sft, sft / "members" / "member1", sft / "members" / "member2"]
+    summaries = [json.loads((f / "train_summary.json").read_text()) for f in folders]
+    assert len({s["steps"] for s in summaries}) == 1
+    weights = [load_file(str(f / "adapter_model.safetensors")) for f in folders]
+    key = sorted(weights[0])[0]
+    assert not np.allclose(weights[0][key], weights[1][key]) and not np.allclose(weights[1][key], weights[2][key])
+    votes = [json.loads(x) for x in (run_dir / "propagate" / "votes.jsonl").read_text().splitlines()]
+    assert all([v["config"] for v in r["votes"]] == ["warm:0:0", "members:0:0"] for r in votes)
+    assert any(r["votes"][0]["dist"] != r["votes"][1]["dist"] for r in votes)
+
+    # killed while training the warm model, after both other members: they are kept, the warm model retrains
+    fp = json.loads((sft / "manifest.json").read_text())["fingerprint"]
+    (sft / "manifest.json").unlink()
+    (sft / "adapter_model.safetensors").unlink()
+    (sft / PENDING).write_text(fp)
+    before = [(f / "adapter_model.safetensors").stat().st_mtime_ns for f in folders[1:]]
+    run(make_context(cfg, quiet=True), ("sft",))
+    assert [(f / "adapter_model.safetensors").stat().st_mtime_ns for f in folders[1:]] == before
+    assert (sft / "manifest.json").exists()
+    again = load_file(str(sft / "adapter_model.safetensors"))
+    assert np.allclose(again[key], weights[0][key])  # the same seed trains the same warm model
