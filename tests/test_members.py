@@ -97,6 +97,9 @@ def test_members_train_with_their_own_seeds_vote_and_survive_a_killed_sft(tiny_m
     d = tiny_config_dict(tiny_model, choice_task, run_dir)
     d["sft"]["members"] = 3
     d["propagate"] = {"k": 0, "chunk_size": 10, "configs": ["warm:0:0", "members:0:0"]}
+    d["select"] = {"justify": "none", "vote": "mean", "rule": "all"}
+    d["evolve"] = {"targets": "soft", "labeled_repeat": 2}
+    d["evaluate"] = {"models": ["warm", "evolved", "members"]}
     cfg = build_config(d)
     run(make_context(cfg, quiet=True), ("sft", "propagate"))
     sft = run_dir / "sft"
@@ -121,3 +124,35 @@ def test_members_train_with_their_own_seeds_vote_and_survive_a_killed_sft(tiny_m
     assert (sft / "manifest.json").exists()
     again = load_file(str(sft / "adapter_model.safetensors"))
     assert np.allclose(again[key], weights[0][key])  # the same seed trains the same warm model
+
+    # the rest of the run: every warm model is evaluated, and the verdict compares the evolved model with their mean
+    run(make_context(cfg, quiet=True, need_test=True))
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"warm", "evolved", "member1", "member2"}
+    lines = metrics["verdict"]["lines"]
+    assert any("the mean of 3 warm models" in line for line in lines)
+
+
+def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():
+    from semievol.stages.evaluate import verdict
+
+    correct = {
+        "evolved": [True, True, False, True],
+        "warm": [True, False, False, False],
+        "member1": [True, True, False, False],
+        "member2": [False, False, True, False],
+    }
+    said = verdict(correct, members_as_long=True)
+    d = said["warm_models"]
+    assert d["difference"] == pytest.approx(0.75 - np.mean([0.25, 0.5, 0.25]))
+    line = next(x for x in said["lines"] if "warm models" in x)
+    assert "3 training seeds, each trained as many steps as the evolved model" in line
+    assert "the warm models 25.0 to 50.0%" in line
+    assert "warm_models" not in verdict({k: correct[k] for k in ("evolved", "warm")})
+
+
+def test_evaluating_the_members_needs_them(tiny_model, choice_task, tmp_path):
+    d = tiny_config_dict(tiny_model, choice_task, tmp_path / "run")
+    d["evaluate"] = {"models": ["warm", "evolved", "members"]}
+    with pytest.raises(ConfigError, match="evaluate.models"):
+        build_config(d)

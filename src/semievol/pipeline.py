@@ -195,11 +195,23 @@ def steps(ctx: RunContext) -> Iterator[Step]:
         yield matched
     # each model evaluated, with the step that trained it; the adapters are named only when evaluate runs, as
     # the compute-matched one's fingerprint reads the trained steps, which a run of earlier stages has not made
-    trained: dict[str, Step | None] = {"base": None, "warm": sft, "evolved": last, "sft_matched": matched}
+    trained: dict[str, Step | None] = {
+        "base": None,
+        "warm": sft,
+        "evolved": last,
+        "sft_matched": matched,
+        "members": sft,  # they live in sft's folder
+    }
     roles = {"warm": "warm", "evolved": "evolved", "sft_matched": "matched"}
 
     def models() -> dict[str, Adapter | None]:
-        return {m: None if (s := trained[m]) is None else Adapter(roles[m], s.out, s.fp) for m in cfg.evaluate.models}
+        out: dict[str, Adapter | None] = {}
+        for m in cfg.evaluate.models:
+            if m == "members":  # each of sft's other warm models under its own name
+                out |= {a.role: a for a in members}
+            else:
+                out[m] = None if (s := trained[m]) is None else Adapter(roles[m], s.out, s.fp)
+        return out
 
     summaries = [d.out for d in (last, sft, matched) if d is not None]
     yield Step(

@@ -310,12 +310,15 @@ class EvalConfig:
     limit: int = 0
     """Evaluate on the first N test rows after a seeded shuffle (0 = all)."""
     models: list[str] = field(default_factory=lambda: ["base", "warm", "evolved"])
-    """Which models the run evaluates."""
+    """Which models the run evaluates: base, warm, evolved, sft_matched (the compute-matched control), and
+    members (sft.members' other warm models, member1..: with the warm model, SFT under as many training seeds)."""
 
     def __post_init__(self) -> None:
         _check(self.limit >= 0, "evaluate.limit", "must be 0 or more")
         for m in self.models:
-            _check(m in ("base", "warm", "evolved", "sft_matched"), "evaluate.models", f"unknown model '{m}'")
+            _check(
+                m in ("base", "warm", "evolved", "sft_matched", "members"), "evaluate.models", f"unknown model '{m}'"
+            )
 
 
 @dataclass
@@ -372,6 +375,11 @@ class RunConfig:
             self.sft.members > 1 or not any(c.split(":")[0] == "members" for c in self.propagate.configs),
             "propagate.configs",
             "a 'members' configuration needs sft.members of 2 or more (the warm models it averages)",
+        )
+        _check(
+            self.sft.members > 1 or "members" not in self.evaluate.models,
+            "evaluate.models",
+            "'members' needs sft.members of 2 or more (the other warm models it evaluates)",
         )
 
 

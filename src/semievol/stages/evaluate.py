@@ -62,22 +62,36 @@ VERDICT_AGAINST = {
 }
 
 
-def verdict(correct: dict[str, list[bool]]) -> dict[str, Any] | None:
-    """The evolved model against the warm model and the compute-matched control: paired differences on the
-    test rows and one sentence each. None without an evolved model and one of the two."""
+def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> dict[str, Any] | None:
+    """The evolved model against the warm model, the compute-matched control and, where sft.members' other warm
+    models were evaluated (``member1``, ...), the mean of the warm models: paired differences on the test rows
+    and one sentence each. ``members_as_long``: each warm model trained as many steps as the evolved one. None
+    without an evolved model and one to compare it with."""
+    seeds = ["warm"] + sorted(k for k in correct if k.startswith("member")) if "warm" in correct else []
     if "evolved" not in correct or not set(VERDICT_AGAINST) & set(correct):
         return None
     out: dict[str, Any] = {"lines": []}
-    for other, words in VERDICT_AGAINST.items():
-        if other not in correct:
+    against = dict(VERDICT_AGAINST)
+    if len(seeds) > 1:  # the seed-covering control: each row's correctness averaged over the warm models
+        against["warm_models"] = (
+            f"the mean of {len(seeds)} warm models (SFT on the labeled rows, {len(seeds)} training seeds"
+            + (", each trained as many steps as the evolved model)" if members_as_long else ")")
+        )
+    for other, words in against.items():
+        if other not in correct and other != "warm_models":
             continue
-        d = paired_difference(correct["evolved"], correct[other])
+        if other == "warm_models":
+            d = paired_difference(correct["evolved"], np.mean([correct[k] for k in seeds], axis=0).tolist())
+            accs = [100 * float(np.mean(correct[k])) for k in seeds]
+            spread = f"; the warm models {min(accs):.1f} to {max(accs):.1f}%"
+        else:
+            d, spread = paired_difference(correct["evolved"], correct[other]), ""
         lo, hi = d["ci95"]
         call = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
         out[other] = d
         out["lines"].append(
             f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
-            f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows)."
+            f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows{spread})."
         )
     if "sft_matched" not in correct:  # the baseline a user must beat: say that it was not run, and how to run it
         out["lines"].append(
@@ -191,7 +205,7 @@ def run_evaluate(
             f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, "
             f"n={rec['n']})"
         )
-    said = verdict(right)
+    said = verdict(right, members_as_long=members_trained_as_long(ctx, trained))
     if said:
         metrics["verdict"] = said
         for line in said["lines"]:
@@ -203,6 +217,17 @@ def run_evaluate(
         metrics["pseudo_labels"] = pseudo_label_metrics(read_jsonl(select_dir / "pseudo_labels.jsonl"))
         metrics["selection"] = json.loads((select_dir / "selection.json").read_text())
     atomic_write_json(out / "metrics.json", metrics)
+
+
+def members_trained_as_long(ctx: RunContext, trained: list[Path]) -> bool:
+    """Whether each warm model took as many optimizer steps as the evolved model (evolve from the base model
+    for the warm model's steps): then the warm models are compute-matched controls, one per seed."""
+    steps = {
+        d.name: json.loads((d / "train_summary.json").read_text())["steps"]
+        for d in trained
+        if (d / "train_summary.json").exists()
+    }
+    return ctx.cfg.evolve.mode == "fresh" and "sft" in steps and steps.get("evolve") == steps["sft"]
 
 
 def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None:
