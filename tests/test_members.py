@@ -148,6 +148,8 @@ def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():
     line = next(x for x in said["lines"] if "warm models" in x)
     assert "3 training seeds, each trained as many steps as the evolved model" in line
     assert "the warm models 25.0 to 50.0%" in line
+    assert not any("Not compared" in x for x in said["lines"])  # the warm models are the compute-matched control
+    assert any("Not compared" in x for x in verdict(correct)["lines"])
     assert "warm_models" not in verdict({k: correct[k] for k in ("evolved", "warm")})
 
 

@@ -93,7 +93,8 @@ def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> di
             f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
             f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows{spread})."
         )
-    if "sft_matched" not in correct:  # the baseline a user must beat: say that it was not run, and how to run it
+    # the baseline a user must beat: say that it was not run, and how to run it (unless the warm models are it)
+    if "sft_matched" not in correct and not (members_as_long and len(seeds) > 1):
         out["lines"].append(
             "Not compared with SFT trained as many steps on the labeled rows alone, the control a gain must beat: "
             "add sft_matched to evaluate.models (one more adapter, trained as long as sft and evolve together)."
