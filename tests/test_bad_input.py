@@ -514,7 +514,7 @@ CONFIG_CASES = [
     ),
     Case(
         "unknown model in a configuration",
-        "propagate.configs: 'cold:1:0': model must be base, warm, knn or probe",
+        "propagate.configs: 'cold:1:0': model must be base, warm, members, knn or probe",
         {},
         ["--configs", "cold:1:0"],
     ),
