@@ -33,9 +33,8 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from recipe_dev import dev_splits
 from recipe_runs import machine
-from warm_ensemble import DEV_SEED
+from warm_ensemble import DEV_SEED, dev_cell
 from warm_ensemble import RUNS as TEACHERS
 
 RESULTS = HERE / "results" / "teacher"
@@ -76,18 +75,15 @@ def student_predictions(task: str, seed: int, i: int, args: argparse.Namespace) 
     if cached.exists():
         return json.loads(cached.read_text())
     from semievol.answers import LETTERS
-    from semievol.config import ModelConfig, TaskConfig, TrainConfig
+    from semievol.config import ModelConfig, TrainConfig
     from semievol.engines import engine_for
     from semievol.models import resolve_model
     from semievol.stages.evaluate import predict
     from semievol.stages.sft import labeled_pairs
-    from semievol.tasks import load_task
     from semievol.training import train_lora
 
     members = teacher(task, seed, args.labeled, args.members)
-    data = dev_splits(Path(args.data_dir), task)
-    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"), test=str(data / "dev.csv"))
-    t = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed, need_test=True)
+    t = dev_cell(args, task, seed)
     if [e.answer for e in t.unlabeled.examples] != members[0]["unlabeled"]["gold"]:
         raise SystemExit(f"ensemble_student: {task} seed {seed}: the unlabeled rows are not the teacher's")
     prior = None

@@ -41,23 +41,34 @@ RUNS = ROOT / "runs" / "warm_ensemble"
 DEV_SEED = {"fpb": 0, "sst2": 1}  # the development draws recipe_dev.py used
 
 
+def dev_cell(args: argparse.Namespace, task: str, seed: int, with_dev: bool = True) -> Any:
+    """A development cell's task: ``args.labeled`` rows drawn by ``seed`` from recipe_dev.py's labeled cut, its
+    unlabeled rows and (``with_dev``) its development rows as the test split."""
+    from semievol.config import TaskConfig
+    from semievol.tasks import load_task
+
+    data = dev_splits(Path(args.data_dir), task)
+    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"))
+    if with_dev:
+        split["test"] = str(data / "dev.csv")
+    cfg = TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split)
+    return load_task(cfg, seed=seed, need_test=with_dev)
+
+
 def member_predictions(task: str, seed: int, j: int, args: argparse.Namespace) -> dict[str, Any]:
     """Member j's option distributions on the dev and unlabeled rows (trained and scored once, then read)."""
     out = RUNS / task / f"l{args.labeled}" / f"seed{seed}" / f"member{j}"
     cached = out / "predictions.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    from semievol.config import ModelConfig, TaskConfig, TrainConfig
+    from semievol.config import ModelConfig, TrainConfig
     from semievol.engines import engine_for
     from semievol.models import resolve_model
     from semievol.stages.evaluate import predict
     from semievol.stages.sft import labeled_pairs
-    from semievol.tasks import load_task
     from semievol.training import train_lora
 
-    data = dev_splits(Path(args.data_dir), task)
-    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"), test=str(data / "dev.csv"))
-    t = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed, need_test=True)
+    t = dev_cell(args, task, seed)
     adapter = out / "adapter"
     summary = adapter / "train_summary.json"
     if not summary.exists():  # a member trained before an interruption is scored, not trained again
@@ -84,14 +95,10 @@ def cell_views(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
     path = RUNS / task / f"l{args.labeled}" / f"seed{seed}" / "views.json"
     if path.exists():
         return json.loads(path.read_text())
-    from semievol.config import TaskConfig
     from semievol.retrieval import embed
-    from semievol.tasks import load_task
     from semievol.views import Probe, label_indices
 
-    data = dev_splits(Path(args.data_dir), task)
-    split = dict(labeled=str(data / "labeled.csv"), unlabeled=str(data / "unlabeled.csv"))
-    drawn = load_task(TaskConfig(answer_kind="choice", limit_labeled=args.labeled, **split), seed=seed)
+    drawn = dev_cell(args, task, seed, with_dev=False)
     n_options = len(drawn.labeled.examples[0].options or [])
     labels = label_indices(drawn.labeled.examples, n_options)
     probe = Probe(embed([e.question for e in drawn.labeled.examples], embedder()), labels, n_options)
