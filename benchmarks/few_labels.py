@@ -75,6 +75,31 @@ N_UNLABELED = 1000
 MODELS = ("warm", "sft_matched", "evolved")
 
 
+def evaluated_models(cfg: dict[str, Any]) -> list[str]:
+    """What a cell's run evaluates: warm, evolved and the compute-matched control. Under sft.members (recipe
+    v5) the warm models are that control, each trained as many steps as the evolved model under its own
+    seed, so the run evaluates them all ('members') instead of training sft_matched (the warm model again)."""
+    return ["warm", "evolved", "members"] if cfg.get("sft", {}).get("members", 1) > 1 else list(MODELS)
+
+
+def warm_models(right: dict[str, list[bool]]) -> list[str]:
+    """The warm model and sft.members' others among a cell's answers, in seed order."""
+    return ["warm"] + sorted((m for m in right if m.startswith("member")), key=lambda m: int(m[len("member") :]))
+
+
+def control_pairs(cells: list[dict[str, Any]], other: str) -> dict[int, tuple[list[bool], list[Any]]]:
+    """(evolved, other) answers per seed. Where a cell has sft.members' warm models, the compute-matched
+    control ('sft_matched') is their mean answer per row: the evolved model against five training seeds."""
+    out: dict[int, tuple[list[bool], list[Any]]] = {}
+    for c in cells:
+        r = c["right"]
+        if other == "sft_matched" and "member1" in r:
+            out[c["seed"]] = (r["evolved"], np.mean([r[m] for m in warm_models(r)], axis=0).tolist())
+        elif other in r:
+            out[c["seed"]] = (r["evolved"], r[other])
+    return out
+
+
 def run_paper(cfg: dict[str, Any], rd: Path) -> None:
     """The paper's SemiEvol: semievol's defaults (4 configurations, justification, entropy percentile, evolve
     from the base model), on the cell's draws."""
@@ -140,7 +165,7 @@ def run_cell(
     cfg["seed"] = seed
     cfg["model"] = cfg["model"] | {"threads": threads}
     cfg["task"] = {"task": task, "data_dir": str(data_dir), "limit_labeled": n, "limit_unlabeled": N_UNLABELED}
-    cfg["evaluate"] = {"models": list(MODELS)}
+    cfg["evaluate"] = {"models": evaluated_models(cfg)}
     run_semievol(cfg, rd)
 
 
@@ -220,7 +245,8 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
     rd = cell_dir(root, task, n, seed, variant)
     if variant in BASELINES or not (rd / "evaluate" / "metrics.json").exists():
         return None
-    right = {m: answers_right(rd, m) for m in MODELS}
+    evaluated = json.loads((rd / "evaluate" / "metrics.json").read_text())["models"]
+    right = {m: answers_right(rd, m) for m in evaluated if m in MODELS or m.startswith("member")}
     if not variant:
         right |= baselines_right(root, task, n, seed)
     rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
@@ -233,7 +259,9 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         "seed": seed,
         "variant": variant,
         "right": right,
-        "accuracy": {m: float(np.mean(v)) for m, v in right.items()},
+        "accuracy": {m: float(np.mean(v)) for m, v in right.items()}
+        # under sft.members the control's accuracy is the warm models' mean (control_pairs pairs with it)
+        | ({"sft_matched": float(np.mean([right[m] for m in warm_models(right)]))} if "member1" in right else {}),
         "pseudo_all": pseudo["all"],
         "pseudo_kept": pseudo["kept"],
         "kept": pseudo["n_kept"],
@@ -254,9 +282,9 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         row: dict[str, Any] = {"task": task, "labeled": n, "variant": variant, "seeds": [c["seed"] for c in cs]}
         for m in (*MODELS, "probe", *BASELINES):  # a baseline counts on the seeds where it finished
-            row[m] = stats([c["accuracy"][m] for c in cs if m in c["right"]])
+            row[m] = stats([c["accuracy"][m] for c in cs if m in c["accuracy"]])
         for other in ("sft_matched", "warm", "probe", *BASELINES):
-            pairs = {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in cs if other in c["right"]}
+            pairs = control_pairs(cs, other)
             row[f"evolved_minus_{other}"] = row_paired(pairs) if pairs else {}
         # the strongest SFT baseline by mean accuracy, among those that finished on every seed of the row
         complete = [m for m in SFT_BASELINES if row[m].get("n") == len(cs)]
@@ -289,10 +317,7 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"labeled": n, "tasks": tasks}
         for other in ("sft_matched", "warm", "probe"):
             row[f"evolved_minus_{other}"] = tasks_pooled(
-                {
-                    t: {c["seed"]: (c["right"]["evolved"], c["right"][other]) for c in here if c["task"] == t}
-                    for t in tasks
-                }
+                {t: control_pairs([c for c in here if c["task"] == t], other) for t in tasks}
             )
         out.append(row)
     return out
@@ -316,7 +341,9 @@ def markdown(
         "Accuracy on each task's whole test split, mean ± SD over seeds (each seed its own draw of labeled "
         "rows). Differences: evolved minus the other, the mean over seeds with a 95% two-level bootstrap "
         "interval (seeds, then test rows). warm = SFT on the labeled rows at the recipe's settings; matched = "
-        "the labeled rows alone for as many optimizer steps as warm and evolve together; default = SFT at "
+        "the labeled rows alone for as many optimizer steps as warm and evolve together (under a recipe with "
+        "sft.members: the mean of its warm models, each that control under its own training seed, paired row by "
+        "row with the evolved model); default = SFT at "
         "semievol's default settings (lr 1e-4, 2 epochs); CV = SFT at lr 1e-3 with its epochs (8, 24 or 48) "
         "chosen by 2-fold cross-validation on the labeled rows (`sft.cv_epochs`); best SFT = whichever of "
         "matched, default and CV has the highest mean accuracy over the row's seeds (chosen on the test split, "

@@ -186,3 +186,19 @@ def test_every_recipe_file_is_a_valid_run_config(tmp_path):
         # the benchmark replaces the task with a cell's draw; here any files will do
         d["task"] = {name: str(tmp_path / f"{name}.csv") for name in ("labeled", "unlabeled", "test")}
         build_config(d)  # raises ConfigError naming the field a recipe got wrong
+
+
+def test_under_sft_members_the_control_is_the_warm_models_mean_row_by_row():
+    evolved = [True] * 15 + [False] * 5
+    warm, m1, m2 = [True] * 12 + [False] * 8, [True] * 6 + [False] * 14, [False] * 20
+    right = {"warm": warm, "evolved": evolved, "member1": m1, "member2": m2, "probe": warm}
+    cell = _cell(0, evolved, warm) | {"right": right}
+    cell["accuracy"] = {m: sum(v) / len(v) for m, v in right.items()} | {"sft_matched": (12 + 6 + 0) / 60}
+    assert few_labels.evaluated_models({"sft": {"members": 5}}) == ["warm", "evolved", "members"]
+    assert few_labels.evaluated_models({"sft": {}}) == list(few_labels.MODELS)
+    ((seed, (a, b)),) = few_labels.control_pairs([cell], "sft_matched").items()
+    assert seed == 0 and a == evolved and b[0] == 2 / 3 and b[10] == 1 / 3 and b[19] == 0
+    (row,) = few_labels.summarise([cell])
+    assert abs(row["sft_matched"]["mean"] - 0.3) < 1e-9
+    assert abs(row["evolved_minus_sft_matched"]["mean"] - (0.75 - 0.3)) < 1e-9
+    assert abs(row["evolved_minus_warm"]["mean"] - (0.75 - 0.6)) < 1e-9  # the warm model alone: seed 0's

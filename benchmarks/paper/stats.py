@@ -96,7 +96,8 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
     """Model A minus model B over the test rows, per seed and pooled: is a difference larger than the noise of
     drawing these test rows, and than the noise of training on another seed?
 
-    ``pairs`` maps a seed to (A right?, B right?) on the same test rows (every seed shares the test split).
+    ``pairs`` maps a seed to (A right?, B right?) on the same test rows (every seed shares the test split); B
+    may be a share per row instead (the mean of several models' answers), its difference then a fraction.
     Per seed: the difference, the rows only A / only B got right, and a 95% paired bootstrap interval over the
     rows. Pooled: the mean over seeds with a two-level bootstrap that redraws the seeds, then the test rows
     (the same rows for every seed drawn), so both sources of noise are in the interval.
@@ -108,7 +109,7 @@ def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 200
     n = len(pairs[seeds[0]][0])
     if any(len(a) != n or len(b) != n for a, b in pairs.values()):
         raise ValueError("row_paired: every seed's predictions must cover the same test rows")
-    diff = {s: [int(a) - int(b) for a, b in zip(*pairs[s], strict=True)] for s in seeds}
+    diff = {s: [float(a) - float(b) for a, b in zip(*pairs[s], strict=True)] for s in seeds}
     per_seed = {}
     for s in seeds:
         d = diff[s]
@@ -144,7 +145,9 @@ def tasks_pooled(
     if not tasks:
         return {"n_tasks": 0}
     rng = random.Random(seed)
-    diff = {t: {s: [int(a) - int(b) for a, b in zip(*p[s], strict=True)] for s in sorted(p)} for t, p in tasks.items()}
+    diff = {
+        t: {s: [float(a) - float(b) for a, b in zip(*p[s], strict=True)] for s in sorted(p)} for t, p in tasks.items()
+    }
     boots = sorted(statistics.fmean(redraw(d, rng) for d in diff.values()) for _ in range(draws))
     per_task = {t: statistics.fmean(sum(v) / len(v) for v in d.values()) for t, d in diff.items()}
     return {
