@@ -148,7 +148,7 @@ def compare(members: list[dict[str, Any]], students: list[dict[str, Any]]) -> di
     }
 
 
-def collect(args: argparse.Namespace) -> dict[str, Any]:
+def collect() -> dict[str, Any]:
     """Every variant of every cell with a finished student (processes side by side share the page)."""
     results = {}
     for vdir in sorted(RUNS.glob("*/l*/seed*/*")):
@@ -162,16 +162,18 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
+def write_page(results: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ensemble_student.json").write_text(
-        json.dumps({"args": vars(args), "results": results}, indent=1) + "\n"
-    )
+    # the cells come from several invocations (variants, tasks): the record keeps the machine, not one's args
+    record = {"machine": machine(), "results": results}
+    (RESULTS / "ensemble_student.json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [
         "# One model trained on the warm ensemble's labels against SFT trained as long (issue 22, development rows)",
         "",
-        "Command: `python benchmarks/ensemble_student.py --tasks fpb --threads 1` and, beside it, `--tasks sst2 "
-        f"--threads 1`, after `warm_ensemble.py` scored the teacher's members; machine: {machine()}, bf16 training. "
+        "Commands: `python benchmarks/ensemble_student.py --tasks fpb --students 2 --threads 1` and, beside it, "
+        "`--tasks sst2`; then for each task `--members 1 --students 1` and `--align --students 1` (`--students 0` "
+        "rebuilds this page), after `warm_ensemble.py --members 5` scored the teacher's members; machine: "
+        f"{machine()}, bf16 training. "
         "Each member is SFT on the labeled rows alone for as many optimizer steps as a student (the "
         "compute-matched control), with another training seed; a student trains from the base model on the "
         "labeled rows and every unlabeled row under the members' mean (aligned: rescaled to the labeled draw's "
@@ -219,7 +221,8 @@ def main() -> None:
     for task, seed in zip(tasks, seeds, strict=True):
         for i in range(args.students):
             student_predictions(task, seed, i, args)
-            write_page(collect(args), args)
+            write_page(collect())
+    write_page(collect())
 
 
 if __name__ == "__main__":
