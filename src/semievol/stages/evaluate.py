@@ -70,22 +70,19 @@ def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> di
     seeds = ["warm"] + sorted(k for k in correct if k.startswith("member")) if "warm" in correct else []
     if "evolved" not in correct or not set(VERDICT_AGAINST) & set(correct):
         return None
-    out: dict[str, Any] = {"lines": []}
-    against = dict(VERDICT_AGAINST)
+    evolved = correct["evolved"]
+    # (what, in words, the paired difference, what the sentence adds)
+    compared = [(o, w, paired_difference(evolved, correct[o]), "") for o, w in VERDICT_AGAINST.items() if o in correct]
     if len(seeds) > 1:  # the seed-covering control: each row's correctness averaged over the warm models
-        against["warm_models"] = (
-            f"the mean of {len(seeds)} warm models (SFT on the labeled rows, {len(seeds)} training seeds"
-            + (", each trained as many steps as the evolved model)" if members_as_long else ")")
+        accs = [100 * float(np.mean(correct[k])) for k in seeds]
+        words = f"the mean of {len(seeds)} warm models (SFT on the labeled rows, {len(seeds)} training seeds" + (
+            ", each trained as many steps as the evolved model)" if members_as_long else ")"
         )
-    for other, words in against.items():
-        if other not in correct and other != "warm_models":
-            continue
-        if other == "warm_models":
-            d = paired_difference(correct["evolved"], np.mean([correct[k] for k in seeds], axis=0).tolist())
-            accs = [100 * float(np.mean(correct[k])) for k in seeds]
-            spread = f"; the warm models {min(accs):.1f} to {max(accs):.1f}%"
-        else:
-            d, spread = paired_difference(correct["evolved"], correct[other]), ""
+        share = np.mean([correct[k] for k in seeds], axis=0).tolist()
+        spread = f"; the warm models {min(accs):.1f} to {max(accs):.1f}%"
+        compared.append(("warm_models", words, paired_difference(evolved, share), spread))
+    out: dict[str, Any] = {"lines": []}
+    for other, words, d, spread in compared:
         lo, hi = d["ci95"]
         call = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
         out[other] = d
