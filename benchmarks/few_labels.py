@@ -82,9 +82,10 @@ def evaluated_models(cfg: dict[str, Any]) -> list[str]:
     return ["warm", "evolved", "members"] if cfg.get("sft", {}).get("members", 1) > 1 else list(MODELS)
 
 
-def warm_models(right: dict[str, list[bool]]) -> list[str]:
-    """The warm model and sft.members' others among a cell's answers, in seed order."""
-    return ["warm"] + sorted((m for m in right if m.startswith("member")), key=lambda m: int(m[len("member") :]))
+def warm_models_share(right: dict[str, list[bool]]) -> list[float]:
+    """Per test row, the share of a cell's warm models (the warm model and sft.members' others) that got it
+    right: under sft.members, the compute-matched control's answer."""
+    return np.mean([right["warm"]] + [v for m, v in right.items() if m.startswith("member")], axis=0).tolist()
 
 
 def control_pairs(cells: list[dict[str, Any]], other: str) -> dict[int, tuple[list[bool], list[Any]]]:
@@ -94,7 +95,7 @@ def control_pairs(cells: list[dict[str, Any]], other: str) -> dict[int, tuple[li
     for c in cells:
         r = c["right"]
         if other == "sft_matched" and "member1" in r:
-            out[c["seed"]] = (r["evolved"], np.mean([r[m] for m in warm_models(r)], axis=0).tolist())
+            out[c["seed"]] = (r["evolved"], warm_models_share(r))
         elif other in r:
             out[c["seed"]] = (r["evolved"], r[other])
     return out
@@ -261,7 +262,7 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         "right": right,
         "accuracy": {m: float(np.mean(v)) for m, v in right.items()}
         # under sft.members the control's accuracy is the warm models' mean (control_pairs pairs with it)
-        | ({"sft_matched": float(np.mean([right[m] for m in warm_models(right)]))} if "member1" in right else {}),
+        | ({"sft_matched": float(np.mean(warm_models_share(right)))} if "member1" in right else {}),
         "pseudo_all": pseudo["all"],
         "pseudo_kept": pseudo["kept"],
         "kept": pseudo["n_kept"],
