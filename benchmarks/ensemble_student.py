@@ -34,8 +34,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from recipe_runs import machine
-from warm_ensemble import DEV_SEED, dev_cell
 from warm_ensemble import RUNS as TEACHERS
+from warm_ensemble import dev_arguments, dev_cell, dev_draws
 
 RESULTS = HERE / "results" / "teacher"
 RUNS = ROOT / "runs" / "ensemble_student"
@@ -199,26 +199,14 @@ def write_page(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--tasks", default="fpb,sst2")
-    ap.add_argument("--seeds", default="", help="draw seeds, one per task (default: the recipe_dev draws)")
+    ap = dev_arguments(__doc__)
     ap.add_argument("--members", type=int, default=5, help="warm members in the teacher")
     ap.add_argument("--students", type=int, default=2)
     ap.add_argument("--targets", choices=("soft", "hard"), default="soft")
     ap.add_argument("--align", action="store_true", help="align the members' mean to the labeled draw's prior")
     ap.add_argument("--labeled-repeat", type=int, default=2)
-    ap.add_argument("--labeled", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    tasks = args.tasks.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [DEV_SEED.get(t, 0) for t in tasks]
-    for task, seed in zip(tasks, seeds, strict=True):
+    for task, seed in dev_draws(args):
         for i in range(args.students):
             student_predictions(task, seed, i, args)
             write_page(collect())

@@ -207,24 +207,36 @@ def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
     (RESULTS / "warm_ensemble.md").write_text("\n".join(lines))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def dev_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every development-cell benchmark takes: where the data is, which draws, the labeled rows,
+    the learning rate and torch's threads."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--tasks", default="fpb,sst2")
     ap.add_argument("--seeds", default="", help="draw seeds, one per task (default: the recipe_dev draws)")
-    ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--labeled", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=48)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    return ap
+
+
+def dev_draws(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(task, draw seed) for each asked-for cell; torch's threads set as asked."""
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     tasks = args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [DEV_SEED.get(t, 0) for t in tasks]
-    for task, seed in zip(tasks, seeds, strict=True):
+    return list(zip(tasks, seeds, strict=True))
+
+
+def main() -> None:
+    ap = dev_arguments(__doc__)
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=48)
+    args = ap.parse_args()
+    for task, seed in dev_draws(args):
         cell_views(task, seed, args)
         for j in range(args.members):
             member_predictions(task, seed, j, args)
