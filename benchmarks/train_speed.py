@@ -1,6 +1,7 @@
 """LoRA training throughput on real FPB rows, in one process: fp32 with torch's dropout (semievol before this
 change), bf16 autocast with the frozen weights stored in bf16, then the shared prompt prefix run once per
-micro-batch, then LoRA dropout from 16-bit random numbers (the default on a CPU with fast bf16).
+micro-batch, then LoRA dropout from 16-bit random numbers, then eager attention on short micro-batches (the
+default on a CPU with fast bf16).
 
     python benchmarks/train_speed.py --data-dir ../shared/data [--rows 96] [--steps 12] [--rounds 2]
 
@@ -31,10 +32,16 @@ from semievol.training import train_lora
 
 OUT = Path(__file__).resolve().parent / "results"
 SETTINGS = {
-    "fp32, torch's dropout (before)": {"bf16": "off", "prefix": False, "fast_dropout": False},
-    "bf16 autocast, frozen weights in bf16": {"bf16": "on", "prefix": False, "fast_dropout": False},
-    "+ shared prefix": {"bf16": "on", "prefix": True, "fast_dropout": False},
-    "+ 16-bit dropout (the default)": {"bf16": "on", "prefix": True, "fast_dropout": True},
+    "fp32, torch's dropout (before)": {"bf16": "off", "prefix": False, "fast_dropout": False, "eager": False},
+    "bf16 autocast, frozen weights in bf16": {"bf16": "on", "prefix": False, "fast_dropout": False, "eager": False},
+    "+ shared prefix": {"bf16": "on", "prefix": True, "fast_dropout": False, "eager": False},
+    "+ 16-bit dropout": {"bf16": "on", "prefix": True, "fast_dropout": True, "eager": False},
+    "+ eager attention on short rows (the default)": {
+        "bf16": "on",
+        "prefix": True,
+        "fast_dropout": True,
+        "eager": True,
+    },
 }
 BEFORE = next(iter(SETTINGS))
 
@@ -45,7 +52,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=96)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default (one per core)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     task = load_task(TaskConfig(task="fpb", data_dir=args.data_dir, limit_labeled=args.rows), seed=0)
     pairs = [training_pair(e, e.answer or "", task.kind, False) for e in task.labeled.iter_examples()]
     source = resolve_model("embedded")
@@ -59,6 +69,7 @@ def main() -> None:
                 bf16=s["bf16"],
                 shared_prefix=s["prefix"],
                 fast_dropout=s["fast_dropout"],
+                eager_attention=s["eager"],
             )
             with tempfile.TemporaryDirectory() as tmp:
                 res = train_lora(source, pairs, cfg, Path(tmp) / "a", seed=0, desc=name)
@@ -92,7 +103,10 @@ def main() -> None:
                 "all_runs_tokens_per_s": [r["tokens_per_s"] for r in rs],
             }
         )
-    cmd = f"python benchmarks/train_speed.py --data-dir {args.data_dir} --rows {args.rows} --steps {args.steps} --rounds {args.rounds}"
+    cmd = (
+        f"python benchmarks/train_speed.py --data-dir {args.data_dir} --rows {args.rows} --steps {args.steps} --rounds {args.rounds}"
+        + (f" --threads {args.threads}" if args.threads else "")
+    )
     head = (
         f"LoRA training on {args.rows} FPB labeled rows, {args.steps} steps of batch 8 per run, {args.rounds} rounds "
         f"in turns; {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; `{cmd}`"

@@ -59,3 +59,66 @@ def test_speed_up_lora_swaps_dropout_and_stores_frozen_weights_in_bf16_with_auto
     drops = [d for m in with_dropout.modules() if hasattr(m, "lora_dropout") for d in m.lora_dropout.values()]
     assert drops and all(isinstance(d, Int16Dropout) and d.p == 0.1 for d in drops)
     assert all(p.dtype == torch.float32 for p in with_dropout.parameters())  # no bf16 without autocast
+
+
+def test_attention_for_runs_eager_attention_on_short_cpu_rows_with_sdpas_numbers(tiny_model, monkeypatch):
+    from transformers import AutoModelForCausalLM
+    from transformers.models.llama import modeling_llama
+
+    from semievol.training_speed import EAGER_MAX_KEYS, attention_for
+
+    calls = []
+    eager = modeling_llama.eager_attention_forward
+    monkeypatch.setattr(modeling_llama, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
+    ids = torch.randint(10, 1000, (3, 20), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0  # a padded row: eager's mask must hide the same keys as SDPA's
+
+    def logits_and_grad(keys: int, enabled: bool = True):
+        model.zero_grad()
+        with attention_for(model, keys, enabled):
+            inside = model.config._attn_implementation
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        (logits[mask.bool()] ** 2).mean().backward()
+        return inside, logits.detach(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+
+    n = len(calls)
+    assert logits_and_grad(EAGER_MAX_KEYS + 1)[0] == "sdpa" and len(calls) == n  # long rows keep SDPA
+    assert logits_and_grad(20, enabled=False)[0] == "sdpa" and len(calls) == n
+    _, want, want_grad = logits_and_grad(EAGER_MAX_KEYS + 1)
+    inside, got, got_grad = logits_and_grad(20)
+    assert inside == "eager" and len(calls) == n + 2  # once per layer
+    assert model.config._attn_implementation == "sdpa"  # restored after the block
+    torch.testing.assert_close(got[mask.bool()], want[mask.bool()], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-3, atol=1e-6)
+    eager_model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="eager")
+    with attention_for(eager_model, 20):  # a model that chose its kernel keeps it
+        assert eager_model.config._attn_implementation == "eager"
+
+
+def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_losses(tiny_model, tmp_path, monkeypatch):
+    import json
+
+    from transformers.models.llama import modeling_llama
+
+    from semievol.config import TrainConfig
+    from semievol.models import ModelSource
+    from semievol.prompts import training_pair
+    from semievol.tasks import Example
+    from semievol.training import train_lora
+
+    calls = []
+    eager = modeling_llama.eager_attention_forward
+    monkeypatch.setattr(modeling_llama, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    exs = [Example(id=str(i), question=f"Question {i}?", options=["yes", "no"], answer="AB"[i % 2]) for i in range(8)]
+    pairs = [training_pair(e, e.answer or "", "choice", False) for e in exs]
+    logs = []
+    for on in (False, True):
+        cfg = TrainConfig(
+            lr=1e-2, max_steps=3, batch_size=4, micro_batch_size=4, lora_dropout=0.0, bf16="off", eager_attention=on
+        )
+        res = train_lora(ModelSource(str(tiny_model)), pairs, cfg, tmp_path / str(on), seed=0)
+        logs.append([json.loads(x)["loss"] for x in (res.adapter_dir / "train_log.jsonl").read_text().splitlines()])
+        assert bool(calls) == on
+    assert logs[1] == pytest.approx(logs[0], rel=1e-4)

@@ -124,7 +124,7 @@ def train_lora(
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
-    from .training_speed import shared_prefix, speed_up_lora, use_bf16
+    from .training_speed import attention_for, shared_prefix, speed_up_lora, use_bf16
     from .training_state import data_digest, load_resume_state, resume_state, resumed_schedule
 
     if not pairs:
@@ -258,7 +258,7 @@ def train_lora(
             sync = (
                 contextlib.nullcontext() if accelerator is None or j == len(pieces) - 1 else accelerator.no_sync(model)
             )
-            with sync:
+            with sync, attention_for(model, width + n_prefix, cfg.eager_attention):
                 # token-weighted mean over the whole effective batch (every process's micro-batches)
                 loss = response_loss(
                     model,

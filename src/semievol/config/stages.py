@@ -70,6 +70,9 @@ class TrainConfig:
     fast_dropout: bool = runtime(True)
     """LoRA dropout from 16-bit random numbers (the same keep rate and scale as torch's dropout, about a seventh of
     its time on CPU, where torch's took two fifths of a step); off: torch's own."""
+    eager_attention: bool = runtime(True)
+    """On a CPU, eager attention instead of SDPA for micro-batches of at most 256 tokens (prefix included): the
+    same function, and torch's CPU SDPA backward pass is about twice as slow on short rows; off: the model's own."""
     launcher: Literal["none", "accelerate"] = runtime("none")
     """'accelerate': sft and evolve re-launch semievol under `accelerate launch` (DDP; FSDP or DeepSpeed through
     accelerate_config). Under accelerate launch or torchrun already, training is distributed either way."""
