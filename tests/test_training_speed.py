@@ -121,4 +121,6 @@ def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_los
         res = train_lora(ModelSource(str(tiny_model)), pairs, cfg, tmp_path / str(on), seed=0)
         logs.append([json.loads(x)["loss"] for x in (res.adapter_dir / "train_log.jsonl").read_text().splitlines()])
         assert bool(calls) == on
+        # the rows share their system turn, so the eager path also runs on top of the prefix's cache
+        assert json.loads((res.adapter_dir / "train_summary.json").read_text())["shared_prefix_tokens"] > 0
     assert logs[1] == pytest.approx(logs[0], rel=1e-4)
