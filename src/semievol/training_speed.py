@@ -16,8 +16,8 @@ where a row sees at most ``EAGER_MAX_KEYS`` keys, the model's SDPA otherwise. to
 attention whose backward pass is slow for short rows: forward and backward of one layer's attention on one thread
 of a 2-core EPYC took 25 ms eager against 46 ms SDPA for 8 rows of 128 tokens, 93 against 110 ms at 256, 242
 against 175 ms for 4 rows of 512 (SmolLM2-135M's 9 query and 3 key/value heads of 64). Eager also keeps the
-[rows, heads, queries, keys] weights for the backward pass, which grow with the square of the length; below 256
-keys that is a few MB a layer.
+[rows, heads, queries, keys] weights for the backward pass, which grow with the square of the length: at 8 rows
+of 256 keys about 28 MB a layer (the fp32 softmax and its bf16 copy), hence the bound.
 """
 
 from __future__ import annotations
