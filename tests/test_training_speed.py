@@ -61,15 +61,22 @@ def test_speed_up_lora_swaps_dropout_and_stores_frozen_weights_in_bf16_with_auto
     assert all(p.dtype == torch.float32 for p in with_dropout.parameters())  # no bf16 without autocast
 
 
-def test_attention_for_runs_eager_attention_on_short_cpu_rows_with_sdpas_numbers(tiny_model, monkeypatch):
-    from transformers import AutoModelForCausalLM
+@pytest.fixture
+def eager_calls(monkeypatch) -> list[int]:
+    """One entry per call of the Llama model's eager attention function, which still runs as before."""
     from transformers.models.llama import modeling_llama
+
+    calls: list[int] = []
+    eager = modeling_llama.eager_attention_forward
+    monkeypatch.setattr(modeling_llama, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    return calls
+
+
+def test_attention_for_runs_eager_attention_on_short_cpu_rows_with_sdpas_numbers(tiny_model, eager_calls):
+    from transformers import AutoModelForCausalLM
 
     from semievol.training_speed import EAGER_MAX_KEYS, attention_for
 
-    calls = []
-    eager = modeling_llama.eager_attention_forward
-    monkeypatch.setattr(modeling_llama, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
     model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
     ids = torch.randint(10, 1000, (3, 20), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
@@ -83,12 +90,12 @@ def test_attention_for_runs_eager_attention_on_short_cpu_rows_with_sdpas_numbers
         (logits[mask.bool()] ** 2).mean().backward()
         return inside, logits.detach(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()
 
-    n = len(calls)
-    assert logits_and_grad(EAGER_MAX_KEYS + 1)[0] == "sdpa" and len(calls) == n  # long rows keep SDPA
-    assert logits_and_grad(20, enabled=False)[0] == "sdpa" and len(calls) == n
+    n = len(eager_calls)
+    assert logits_and_grad(EAGER_MAX_KEYS + 1)[0] == "sdpa" and len(eager_calls) == n  # long rows keep SDPA
+    assert logits_and_grad(20, enabled=False)[0] == "sdpa" and len(eager_calls) == n
     _, want, want_grad = logits_and_grad(EAGER_MAX_KEYS + 1)
     inside, got, got_grad = logits_and_grad(20)
-    assert inside == "eager" and len(calls) == n + 2  # once per layer
+    assert inside == "eager" and len(eager_calls) == n + 2  # once per layer
     assert model.config._attn_implementation == "sdpa"  # restored after the block
     torch.testing.assert_close(got[mask.bool()], want[mask.bool()], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_grad, want_grad, rtol=1e-3, atol=1e-6)
@@ -97,10 +104,8 @@ def test_attention_for_runs_eager_attention_on_short_cpu_rows_with_sdpas_numbers
         assert eager_model.config._attn_implementation == "eager"
 
 
-def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_losses(tiny_model, tmp_path, monkeypatch):
+def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_losses(tiny_model, tmp_path, eager_calls):
     import json
-
-    from transformers.models.llama import modeling_llama
 
     from semievol.config import TrainConfig
     from semievol.models import ModelSource
@@ -108,9 +113,6 @@ def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_los
     from semievol.tasks import Example
     from semievol.training import train_lora
 
-    calls = []
-    eager = modeling_llama.eager_attention_forward
-    monkeypatch.setattr(modeling_llama, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
     exs = [Example(id=str(i), question=f"Question {i}?", options=["yes", "no"], answer="AB"[i % 2]) for i in range(8)]
     pairs = [training_pair(e, e.answer or "", "choice", False) for e in exs]
     logs = []
@@ -120,7 +122,7 @@ def test_training_runs_short_micro_batches_with_eager_attention_and_the_same_los
         )
         res = train_lora(ModelSource(str(tiny_model)), pairs, cfg, tmp_path / str(on), seed=0)
         logs.append([json.loads(x)["loss"] for x in (res.adapter_dir / "train_log.jsonl").read_text().splitlines()])
-        assert bool(calls) == on
+        assert bool(eager_calls) == on
         # the rows share their system turn, so the eager path also runs on top of the prefix's cache
         assert json.loads((res.adapter_dir / "train_summary.json").read_text())["shared_prefix_tokens"] > 0
     assert logs[1] == pytest.approx(logs[0], rel=1e-4)
