@@ -193,6 +193,18 @@ def answers_right(rd: Path, model: str) -> list[bool]:
     return [bool(r["correct"]) for r in rows]
 
 
+def ensemble_right(rd: Path, members: list[str]) -> list[bool]:
+    """Whether the warm models together (the mean of their option distributions, before select's alignment to
+    the labeled shares) answered each test row right, in the order of the rows' ids: the teacher of a recipe
+    with sft.members, and what a user who trained as many models and kept them all would serve."""
+    answers = [
+        sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{m}.jsonl")), key=lambda r: r["id"])
+        for m in members
+    ]
+    mean = np.mean([[r["dist"] for r in rows] for rows in answers], axis=0)
+    return [LETTERS[int(k)] == r["gold"] for k, r in zip(mean.argmax(axis=1), answers[0], strict=True)]
+
+
 def baselines_right(root: Path, task: str, n: int, seed: int) -> dict[str, list[bool]]:
     """The answers of the baselines whose runs on a cell's draw have finished."""
     return {
@@ -248,6 +260,8 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         return None
     evaluated = json.loads((rd / "evaluate" / "metrics.json").read_text())["models"]
     right = {m: answers_right(rd, m) for m in evaluated if m in MODELS or m.startswith("member")}
+    if "member1" in right:
+        right["ensemble"] = ensemble_right(rd, ["warm", *sorted(m for m in right if m.startswith("member"))])
     if not variant:
         right |= baselines_right(root, task, n, seed)
     rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
@@ -282,9 +296,9 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key=lambda c: c["seed"],
         )
         row: dict[str, Any] = {"task": task, "labeled": n, "variant": variant, "seeds": [c["seed"] for c in cs]}
-        for m in (*MODELS, "probe", *BASELINES):  # a baseline counts on the seeds where it finished
+        for m in (*MODELS, "ensemble", "probe", *BASELINES):  # a baseline counts on the seeds where it finished
             row[m] = stats([c["accuracy"][m] for c in cs if m in c["accuracy"]])
-        for other in ("sft_matched", "warm", "probe", *BASELINES):
+        for other in ("sft_matched", "warm", "ensemble", "probe", *BASELINES):
             pairs = control_pairs(cs, other)
             row[f"evolved_minus_{other}"] = row_paired(pairs) if pairs else {}
         # the strongest SFT baseline by mean accuracy, among those that finished on every seed of the row
@@ -316,7 +330,7 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(tasks) < 2:
             continue
         row: dict[str, Any] = {"labeled": n, "tasks": tasks}
-        for other in ("sft_matched", "warm", "probe"):
+        for other in ("sft_matched", "warm", "ensemble", "probe"):
             row[f"evolved_minus_{other}"] = tasks_pooled(
                 {t: control_pairs([c for c in here if c["task"] == t], other) for t in tasks}
             )
@@ -375,7 +389,27 @@ def markdown(
             f"{p['evolved_minus_sft_matched']['n_cells']} cells; the interval redraws seeds and test rows within "
             "each task): evolved minus matched "
             f"{delta(p['evolved_minus_sft_matched'])}, minus warm {delta(p['evolved_minus_warm'])}, "
-            f"minus logreg {delta(p['evolved_minus_probe'])}.",
+            f"minus logreg {delta(p['evolved_minus_probe'])}"
+            + (
+                f", minus the warm models' ensemble {delta(p['evolved_minus_ensemble'])}"
+                if p["evolved_minus_ensemble"].get("n_tasks") == len(p["tasks"])
+                else ""
+            )
+            + ".",
+        ]
+    ens = [r for r in rows if not r["variant"] and r["ensemble"].get("n") == len(r["seeds"])]
+    if ens:
+        lines += [
+            "",
+            "The warm models' ensemble (the mean of their option distributions on each test row: the recipe's "
+            "teacher before alignment, and what a user who trained as many models and served them all would "
+            "get, at that many times the inference cost) against the one evolved model: "
+            + "; ".join(
+                f"{r['task']} ({r['labeled']}) ensemble {pct(r['ensemble'])}, evolved minus it "
+                f"{delta(r['evolved_minus_ensemble'])}"
+                for r in ens
+            )
+            + ".",
         ]
     ablation = [r for r in rows if r["variant"]]
     if ablation:
