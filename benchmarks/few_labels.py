@@ -67,6 +67,7 @@ from sft_baselines import run_sft_cv, run_sft_default
 
 from semievol.answers import LETTERS
 from semievol.config import TaskConfig
+from semievol.stages.evaluate import ensemble_correct
 from semievol.tasks import load_task
 
 RUNS = ROOT / "runs" / "few_labels"
@@ -194,15 +195,17 @@ def answers_right(rd: Path, model: str) -> list[bool]:
 
 
 def ensemble_right(rd: Path, members: list[str]) -> list[bool]:
-    """Whether the warm models together (the mean of their option distributions, before select's alignment to
-    the labeled shares) answered each test row right, in the order of the rows' ids: the teacher of a recipe
-    with sft.members, and what a user who trained as many models and kept them all would serve."""
-    answers = [
+    """Whether the warm models served together (the evaluate stage's ``ensemble_correct``: the mean of their
+    option distributions, before select's alignment to the labeled shares) answered each test row right, in the
+    order of the rows' ids: the teacher of a recipe with sft.members, and what a user who kept every warm model
+    could serve instead of the evolved one."""
+    preds = [
         sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{m}.jsonl")), key=lambda r: r["id"])
         for m in members
     ]
-    mean = np.mean([[r["dist"] for r in rows] for rows in answers], axis=0)
-    return [LETTERS[int(k)] == r["gold"] for k, r in zip(mean.argmax(axis=1), answers[0], strict=True)]
+    got = ensemble_correct(preds)
+    assert got is not None, f"{rd}: the warm models' predictions carry no option distributions"
+    return got
 
 
 def baselines_right(root: Path, task: str, n: int, seed: int) -> dict[str, list[bool]]:

@@ -131,6 +131,8 @@ def test_members_train_with_their_own_seeds_vote_and_survive_a_killed_sft(tiny_m
     assert set(metrics["models"]) == {"warm", "evolved", "member1", "member2"}
     lines = metrics["verdict"]["lines"]
     assert any("the mean of 3 warm models" in line for line in lines)
+    assert any("the 3 warm models served together" in line for line in lines)
+    assert metrics["warm_ensemble"]["n"] == metrics["models"]["warm"]["n"]
 
 
 def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():
@@ -151,6 +153,27 @@ def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():
     assert not any("Not compared" in x for x in said["lines"])  # the warm models are the compute-matched control
     assert any("Not compared" in x for x in verdict(correct)["lines"])
     assert "warm_models" not in verdict({k: correct[k] for k in ("evolved", "warm")})
+
+
+def test_the_warm_models_served_together_vote_with_their_mean_distribution():
+    from semievol.stages.evaluate import ensemble_correct, verdict
+
+    def rows(*dists):
+        return [{"id": str(i), "gold": g, "dist": d} for i, (g, d) in enumerate(dists)]
+
+    # row 0: two of three lean to A a little, one is sure of B: the mean says B; row 1: the mean says A
+    a = rows(("B", [0.6, 0.4]), ("A", [0.9, 0.1]))
+    b = rows(("B", [0.55, 0.45]), ("A", [0.2, 0.8]))
+    c = rows(("B", [0.0, 1.0]), ("A", [0.7, 0.3]))
+    assert ensemble_correct([a, b, c]) == [True, True]  # where the majority of the three is wrong on row 0
+    assert ensemble_correct([a, [{"id": "0", "gold": "B", "pred": "B"}]]) is None  # free-form: no distributions
+
+    correct = {"evolved": [True, False], "warm": [False, True], "member1": [False, False]}
+    said = verdict(correct, members_as_long=True, ensemble=[True, True])
+    assert said["warm_ensemble"]["difference"] == pytest.approx(-0.5)
+    line = next(x for x in said["lines"] if "served together" in x)
+    assert "the 2 warm models served together" in line and "that ensemble 100.0%" in line
+    assert "warm_ensemble" not in verdict({k: correct[k] for k in ("evolved", "warm")}, ensemble=[True, True])
 
 
 def test_evaluating_the_members_needs_them(tiny_model, choice_task, tmp_path):

@@ -62,10 +62,13 @@ VERDICT_AGAINST = {
 }
 
 
-def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> dict[str, Any] | None:
+def verdict(
+    correct: dict[str, list[bool]], members_as_long: bool = False, ensemble: list[bool] | None = None
+) -> dict[str, Any] | None:
     """The evolved model against the warm model, the compute-matched control and, where sft.members' other warm
     models were evaluated (``member1``, ...), the mean of the warm models: paired differences on the test rows
-    and one sentence each. ``members_as_long``: each warm model trained as many steps as the evolved one. None
+    and one sentence each. ``members_as_long``: each warm model trained as many steps as the evolved one.
+    ``ensemble``: whether the warm models served together (``ensemble_correct``) answered each row right. None
     without an evolved model and one to compare it with."""
     seeds = ["warm"] + sorted(k for k in correct if k.startswith("member")) if "warm" in correct else []
     if "evolved" not in correct or not set(VERDICT_AGAINST) & set(correct):
@@ -81,6 +84,16 @@ def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> di
         share = np.mean([correct[k] for k in seeds], axis=0).tolist()
         spread = f"; the warm models {min(accs):.1f} to {max(accs):.1f}%"
         compared.append(("warm_models", words, paired_difference(evolved, share), spread))
+    if ensemble is not None and len(seeds) > 1:  # what a user who kept every warm model could serve instead
+        words = f"the {len(seeds)} warm models served together (the mean of their option distributions)"
+        compared.append(
+            (
+                "warm_ensemble",
+                words,
+                paired_difference(evolved, ensemble),
+                f"; that ensemble {100 * float(np.mean(ensemble)):.1f}%",
+            )
+        )
     out: dict[str, Any] = {"lines": []}
     for other, words, d, spread in compared:
         lo, hi = d["ci95"]
@@ -97,6 +110,15 @@ def verdict(correct: dict[str, list[bool]], members_as_long: bool = False) -> di
             "add sft_matched to evaluate.models (one more adapter, trained as long as sft and evolve together)."
         )
     return out
+
+
+def ensemble_correct(preds: list[list[dict[str, Any]]]) -> list[bool] | None:
+    """Per test row, whether the mean of several models' option distributions puts its top on the gold letter;
+    None where a model has no distributions (free-form tasks)."""
+    if not preds or any("dist" not in p for rows in preds for p in rows):
+        return None
+    mean = np.mean([[p["dist"] for p in rows] for rows in preds], axis=0)
+    return [LETTERS[int(k)] == p["gold"] for k, p in zip(mean.argmax(axis=1), preds[0], strict=True)]
 
 
 def accuracy_record(correct: list[bool]) -> dict[str, Any]:
@@ -187,6 +209,7 @@ def run_evaluate(
     engine = ctx.cached_engine()
     metrics: dict[str, Any] = {"task": task.name, "kind": task.kind, "models": {}}
     right: dict[str, list[bool]] = {}
+    warm_preds: list[list[dict[str, Any]]] = []  # the warm model's and every member's, for their ensemble
     for name, adapter in models.items():
         preds, rec = evaluate_model(
             engine,
@@ -198,12 +221,17 @@ def run_evaluate(
         )
         atomic_write_jsonl(out / f"predictions_{name}.jsonl", preds)
         right[name] = [bool(p["correct"]) for p in preds]
+        if name == "warm" or name.startswith("member"):
+            warm_preds.append(preds)
         metrics["models"][name] = rec
         log(
             f"evaluate: {name} accuracy {rec['accuracy']:.3f} (95% CI {rec['ci95'][0]:.3f}-{rec['ci95'][1]:.3f}, "
             f"n={rec['n']})"
         )
-    said = verdict(right, members_as_long=members_trained_as_long(ctx, trained))
+    ensemble = ensemble_correct(warm_preds) if len(warm_preds) > 1 else None
+    if ensemble is not None:
+        metrics["warm_ensemble"] = accuracy_record(ensemble)
+    said = verdict(right, members_as_long=members_trained_as_long(ctx, trained), ensemble=ensemble)
     if said:
         metrics["verdict"] = said
         for line in said["lines"]:
