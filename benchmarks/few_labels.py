@@ -188,10 +188,14 @@ def probe_right(data_dir: Path, task: str, n: int, seed: int) -> dict[str, bool]
     return {e.id: LETTERS[int(p)] == e.answer for e, p in zip(vecs["test_examples"], pred, strict=True)}
 
 
+def predictions(rd: Path, model: str) -> list[dict[str, Any]]:
+    """The evaluate stage's predictions of ``model`` on the test rows, in the order of the rows' ids."""
+    return sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{model}.jsonl")), key=lambda r: r["id"])
+
+
 def answers_right(rd: Path, model: str) -> list[bool]:
     """Whether ``model`` answered each test row right, in the order of the rows' ids."""
-    rows = sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{model}.jsonl")), key=lambda r: r["id"])
-    return [bool(r["correct"]) for r in rows]
+    return [bool(r["correct"]) for r in predictions(rd, model)]
 
 
 def ensemble_right(rd: Path, members: list[str]) -> list[bool]:
@@ -199,11 +203,7 @@ def ensemble_right(rd: Path, members: list[str]) -> list[bool]:
     option distributions, before select's alignment to the labeled shares) answered each test row right, in the
     order of the rows' ids: the teacher of a recipe with sft.members, and what a user who kept every warm model
     could serve instead of the evolved one."""
-    preds = [
-        sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{m}.jsonl")), key=lambda r: r["id"])
-        for m in members
-    ]
-    got = ensemble_correct(preds)
+    got = ensemble_correct([predictions(rd, m) for m in members])
     assert got is not None, f"{rd}: the warm models' predictions carry no option distributions"
     return got
 
@@ -267,7 +267,7 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         right["ensemble"] = ensemble_right(rd, ["warm", *sorted(m for m in right if m.startswith("member"))])
     if not variant:
         right |= baselines_right(root, task, n, seed)
-    rows = sorted(map(json.loads, open(rd / "evaluate" / "predictions_evolved.jsonl")), key=lambda r: r["id"])
+    rows = predictions(rd, "evolved")
     probe = probe_right(data_dir, task, n, seed)
     right["probe"] = [probe[r["id"]] for r in rows]
     pseudo = pseudo_accuracy(rd)

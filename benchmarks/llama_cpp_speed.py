@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import statistics
@@ -77,10 +78,7 @@ def build_prompts(data_dir: str, n: int) -> dict[str, Any]:
         "passes": {name: [engine.encode(p) for p in ps] for name, ps in passes.items()},
         "n_options": [len(ex.options) for ex in rows],
         "letter_ids": engine._letter_ids,
-        "prompts": {
-            name: [[list(m) for m in p.messages] + [p.prefix, p.shared_system, p.shared_chars] for p in ps]
-            for name, ps in passes.items()
-        },
+        "prompts": {name: [dataclasses.asdict(p) for p in ps] for name, ps in passes.items()},
     }
 
 
@@ -102,7 +100,7 @@ def child_hf(work: dict[str, Any], threads: int) -> dict[str, Any]:
     engine = HFEngine(model="embedded", quiet=True)
     n_opt = work["n_options"]
     prompts = {
-        name: [Prompt(tuple(tuple(m) for m in p[:-3]), p[-3], shared_system=p[-2], shared_chars=p[-1]) for p in ps]
+        name: [Prompt(**{**p, "messages": tuple(map(tuple, p["messages"]))}) for p in ps]
         for name, ps in work["prompts"].items()
     }
     engine.score_options(prompts["no demos"][:WARMUP], n_opt[:WARMUP], None)
@@ -194,10 +192,9 @@ def run_child(work_file: Path, threads: int, spec: list[str]) -> dict[str, Any]:
 
 
 def agreement(probs: dict[str, list], ref: dict[str, list]) -> tuple[float, float]:
-    a = np.array([p for name in ref for p in probs[name]], dtype=object)
-    b = np.array([p for name in ref for p in ref[name]], dtype=object)
-    same = [int(np.argmax(x) == np.argmax(y)) for x, y in zip(a, b, strict=True)]
-    diff = [float(np.abs(np.array(x) - np.array(y)).mean()) for x, y in zip(a, b, strict=True)]
+    pairs = [(np.array(x), np.array(y)) for name in ref for x, y in zip(probs[name], ref[name], strict=True)]
+    same = [int(x.argmax() == y.argmax()) for x, y in pairs]
+    diff = [float(np.abs(x - y).mean()) for x, y in pairs]
     return statistics.mean(same), statistics.mean(diff)
 
 
