@@ -29,3 +29,12 @@ def test_example_config_loads_its_task(path, data_dir):
     cfg.task.data_dir = str(data_dir)
     task = load_task(cfg.task, seed=cfg.seed, need_test=True)
     assert len(task.labeled) > 0 and len(task.unlabeled) > 0 and task.test is not None
+
+
+def test_few_labels_example_is_the_v5_recipe():
+    """The example a few-labels user copies is the recipe the benchmark ran on the test splits, but its seed."""
+    root = Path(__file__).resolve().parents[1]
+    example = load_yaml(root / "examples/fpb_few_labels.yaml")
+    recipe = load_yaml(root / "benchmarks/recipes/few_labels_v5.yaml")
+    del example["seed"], recipe["seed"]
+    assert example == recipe
