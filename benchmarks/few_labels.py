@@ -132,13 +132,15 @@ SFT_BASELINES = ("sft_matched", "sft_default", "sft_cv")  # 'the best of the SFT
 # the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "probe_only": {"propagate": {"configs": ["probe:0:0"]}},  # no LLM vote: the logistic regression teaches
-    "llm_only": {"propagate": {"configs": ["warm:0:0"]}},  # no second view: the warm model's vote alone
+    # the warm model's vote alone (v4: no second view; v5: one warm model teaches, not the five's mean)
+    "llm_only": {"propagate": {"configs": ["warm:0:0"]}},
     "short_warm": {"sft": {"epochs": 8}},  # warm trained as in v1 (8 epochs: 64 steps at 64 rows)
-    "no_align": {"select": {"align": False}},  # class_rank's quotas stay; the distributions are not rescaled
+    "no_align": {"select": {"align": False}},  # the distributions are not rescaled (v4: class_rank's quotas stay)
     "class_quota": {"select": {"rule": "class_quota"}},  # the quotas filled from each class's argmax rows
     "one_epoch": {"evolve": {"train_epochs": 1}},
     "fresh": {"evolve": {"mode": "fresh"}},  # evolve from the base model, not the warm adapter
     "labeled_once": {"evolve": {"labeled_repeat": 1}},
+    "hard_targets": {"evolve": {"targets": "hard"}},  # the aligned mean's argmax instead of its distribution
 }
 
 
@@ -509,12 +511,14 @@ def main() -> None:
     stored = stored_cells(RESULTS / f"{root.name}.json")
 
     def collect() -> list[dict[str, Any]]:
+        # read again: another few_labels process (other seeds, an ablation) may have written cells meanwhile
+        on_disk = stored_cells(RESULTS / f"{root.name}.json")
         fresh = [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
-        for key, c in stored.items():  # a baseline finished now on the draw of a cell whose run folder is gone
+        for key, c in on_disk.items():  # a baseline finished now on the draw of a cell whose run folder is gone
             if not key[3] and not cell_dir(root, *key[:3]).exists() and (new := baselines_right(root, *key[:3])):
                 accuracy = {m: float(np.mean(v)) for m, v in new.items()}
                 fresh.append(c | {"right": c["right"] | new, "accuracy": c["accuracy"] | accuracy})
-        return merge_cells(stored, fresh)
+        return merge_cells(on_disk, fresh)
 
     if not args.collect_only:
         for phase in phases:
