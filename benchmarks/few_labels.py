@@ -36,6 +36,7 @@ import argparse
 import collections
 import functools
 import json
+import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -142,6 +143,20 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "labeled_once": {"evolve": {"labeled_repeat": 1}},
     "hard_targets": {"evolve": {"targets": "hard"}},  # the aligned mean's argmax instead of its distribution
 }
+
+
+def unmatched_members(recipe: dict[str, Any], n: int) -> str | None:
+    """Why the recipe's warm models are not the compute-matched control at ``n`` labeled rows, or None.
+    Under sft.members each warm model stands for SFT trained as many steps as the evolved model; a recipe
+    that gives the warm models epochs and evolve a fixed number of steps matches them at one label count
+    only (v5: 48 epochs of 64 rows, 384 steps)."""
+    sft, evolve = recipe.get("sft", {}), recipe.get("evolve", {})
+    if sft.get("members", 1) < 2 or not evolve.get("steps") or evolve.get("mode") != "fresh":
+        return None
+    warm = sft.get("max_steps") or math.ceil(math.ceil(n / sft.get("batch_size", 8)) * sft["epochs"])
+    if warm == evolve["steps"]:
+        return None
+    return f"at {n} labeled rows each warm model trains {warm} steps and the evolved model {evolve['steps']}"
 
 
 def cell_dir(root: Path, task: str, n: int, seed: int, variant: str = "") -> Path:
@@ -499,6 +514,9 @@ def main() -> None:
     for flag, names, known in (("--baselines", baselines, BASELINES), ("--ablation", variants, ABLATIONS)):
         if unknown := [v for v in names if v not in known]:
             raise SystemExit(f"{flag}: unknown name(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for n in sorted({g[1] for g in grid}):  # the verdict's control must be what the page says it is
+        if why := unmatched_members(recipe, n):
+            raise SystemExit(f"{args.recipe}: {why}; give sft.max_steps equal to evolve.steps for this label count")
     todo = [(*g, "") for g in grid] + [(*g, v) for v in baselines + variants for g in grid]
     # the recipe's cells first; an ablation variant starts from its seed's recipe cell
     phases = [

@@ -202,3 +202,14 @@ def test_under_sft_members_the_control_is_the_warm_models_mean_row_by_row():
     assert abs(row["sft_matched"]["mean"] - 0.3) < 1e-9
     assert abs(row["evolved_minus_sft_matched"]["mean"] - (0.75 - 0.3)) < 1e-9
     assert abs(row["evolved_minus_warm"]["mean"] - (0.75 - 0.6)) < 1e-9  # the warm model alone: seed 0's
+
+
+def test_recipe_v5_is_refused_where_its_warm_models_are_not_the_matched_control():
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks/recipes/few_labels_v5.yaml").read_text())
+    assert few_labels.unmatched_members(recipe, 64) is None  # 48 epochs of 8 steps = evolve's 384
+    assert "96 steps" in few_labels.unmatched_members(recipe, 16)
+    assert "768 steps" in few_labels.unmatched_members(recipe, 128)
+    fixed = recipe | {"sft": recipe["sft"] | {"max_steps": 384}}
+    assert few_labels.unmatched_members(fixed, 16) is None and few_labels.unmatched_members(fixed, 128) is None
