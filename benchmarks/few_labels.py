@@ -436,16 +436,19 @@ def markdown(
             "",
             "Ablation: one part of the recipe undone at a time, on the same seeds (a variant reuses its seed's "
             "stages that it leaves unchanged). Overrides: "
-            + "; ".join(f"`{k}` {json.dumps(v)}" for k, v in ABLATIONS.items()),
+            + "; ".join(
+                f"`{k}` {json.dumps(v)}" for k, v in ABLATIONS.items() if k in {r["variant"] for r in ablation}
+            ),
             "",
-            "| task | labeled | variant | seeds | evolved | matched | evolved - matched | variant - recipe |",
-            "|---|---|---|---|---|---|---|---|",
+            "| task | labeled | variant | seeds | evolved | matched | evolved - matched | variant - recipe "
+            "| pseudo-labels right: all / kept |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in ablation:
             lines.append(
                 f"| {r['task']} | {r['labeled']} | {r['variant']} | {len(r['seeds'])} | {pct(r['evolved'])} | "
                 f"{pct(r['sft_matched'])} | {delta(r['evolved_minus_sft_matched'])} | "
-                f"{delta(r['evolved_minus_recipe'])} |"
+                f"{delta(r['evolved_minus_recipe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} |"
             )
     return "\n".join(lines) + "\n"
 

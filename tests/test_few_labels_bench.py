@@ -59,6 +59,8 @@ def test_an_ablation_row_is_paired_with_the_recipe_on_the_same_seeds():
     assert abs(ablated["evolved_minus_recipe"]["mean"] - (11 - 15) / 20) < 1e-9
     page = few_labels.markdown(rows, "examples/fpb_few_labels.yaml", "test machine")
     assert "| fpb | 64 | one_epoch | 1 | 55.0 | 50.0 | +5.0 [" in page and "| -20.0 [" in page
+    assert "] | 70.0 / 85.0 |" in page  # the variant's pseudo-labels, all / kept
+    assert '`one_epoch` {"evolve": {"train_epochs": 1}}' in page and "`probe_only`" not in page  # run ones only
 
 
 def test_the_best_sft_baseline_is_the_strongest_one_that_ran_on_every_seed():
