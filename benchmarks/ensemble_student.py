@@ -149,8 +149,10 @@ def compare(members: list[dict[str, Any]], students: list[dict[str, Any]]) -> di
 
 
 def collect() -> dict[str, Any]:
-    """Every variant of every cell with a finished student (processes side by side share the page)."""
-    results = {}
+    """Every variant of every cell with a finished student (processes side by side share the page), over the
+    variants the results JSON already holds (a later session's machine has lost their run folders)."""
+    stored = RESULTS / "ensemble_student.json"
+    results = json.loads(stored.read_text())["results"] if stored.exists() else {}
     for vdir in sorted(RUNS.glob("*/l*/seed*/*")):
         found = sorted(vdir.glob("student*/predictions.json"), key=lambda p: int(p.parent.name[len("student") :]))
         if not found:

@@ -244,8 +244,10 @@ def main() -> None:
 
 
 def collect() -> dict[str, Any]:
-    """Every cell with at least two scored members on this machine (so processes side by side share the page)."""
-    results = {}
+    """Every cell with at least two scored members on this machine (so processes side by side share the page),
+    over the cells the results JSON already holds (a later session's machine has lost their run folders)."""
+    stored = RESULTS / "warm_ensemble.json"
+    results = json.loads(stored.read_text())["results"] if stored.exists() else {}
     for cell in sorted({p.parent.parent for p in RUNS.glob("*/l*/seed*/member*/predictions.json")}):
         found = sorted(cell.glob("member*/predictions.json"), key=lambda p: int(p.parent.name[len("member") :]))
         if len(found) > 1:
