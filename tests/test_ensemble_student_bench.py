@@ -60,3 +60,27 @@ def test_alignment_moves_the_mean_towards_the_labeled_draws_class_shares():
     assert np.allclose(aligned.sum(-1), 1.0)
     assert (aligned[:, 0] < plain[:, 0]).all()
     assert aligned.argmax(-1).tolist() == [0, 1, 0, 1]  # rows 1 and 3 now go to 'B'
+
+
+def test_a_rebuilt_page_keeps_the_variants_of_run_folders_an_earlier_machine_took(tmp_path, monkeypatch):
+    import json
+
+    gold = ["A", "B"]
+    results, runs, teachers = tmp_path / "results", tmp_path / "runs", tmp_path / "teachers"
+    results.mkdir()
+    old = {"rows": 500, "student_minus_mean_member": 4.3}  # a session-22 variant: its folder is gone
+    (results / "ensemble_student.json").write_text(json.dumps({"results": {"fpb/l64/seed0/soft_k5_rep2": old}}))
+    (teachers / "fpb" / "l64" / "seed0" / "member0").mkdir(parents=True)
+    (teachers / "fpb" / "l64" / "seed0" / "member0" / "predictions.json").write_text(
+        json.dumps(rec([[0.9, 0.1], [0.9, 0.1]], gold))
+    )
+    (runs / "fpb" / "l64" / "seed0" / "soft_aligned_k1_rep2" / "student0").mkdir(parents=True)
+    (runs / "fpb" / "l64" / "seed0" / "soft_aligned_k1_rep2" / "student0" / "predictions.json").write_text(
+        json.dumps(rec([[0.9, 0.1], [0.1, 0.9]], gold))
+    )
+    monkeypatch.setattr(ensemble_student, "RESULTS", results)
+    monkeypatch.setattr(ensemble_student, "RUNS", runs)
+    monkeypatch.setattr(ensemble_student, "TEACHERS", teachers)
+    found = ensemble_student.collect()
+    assert found["fpb/l64/seed0/soft_k5_rep2"] == old
+    assert found["fpb/l64/seed0/soft_aligned_k1_rep2"]["student_minus_mean_member"] == 50.0

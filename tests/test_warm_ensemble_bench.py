@@ -47,3 +47,21 @@ def test_signals_point_at_the_member_that_leans_on_one_class():
     assert r["signals"]["probe_agreement"] == [1.0, 0.5]
     assert r["signals"]["share_kl"][0] == 0.0 and r["signals"]["share_kl"][1] > 0.5
     assert r["chosen"]["probe_agreement"] == 0 and r["chosen"]["share_kl"] == 0
+
+
+def test_a_rebuilt_page_keeps_the_cells_of_run_folders_an_earlier_machine_took(tmp_path, monkeypatch):
+    import json
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    old = {"dev": {"rows": 500}}  # a session-21 cell: its members' folders are gone
+    (results / "warm_ensemble.json").write_text(json.dumps({"results": {"fpb/l64/seed0": old}}))
+    cell = runs / "sst2" / "l64" / "seed1"
+    for j, dists in enumerate(([[0.9, 0.1], [0.9, 0.1]], [[0.9, 0.1], [0.1, 0.9]])):
+        (cell / f"member{j}").mkdir(parents=True)
+        (cell / f"member{j}" / "predictions.json").write_text(json.dumps(member(dists, ["A", "B"])))
+    monkeypatch.setattr(warm_ensemble, "RESULTS", results)
+    monkeypatch.setattr(warm_ensemble, "RUNS", runs)
+    found = warm_ensemble.collect()
+    assert found["fpb/l64/seed0"] == old
+    assert found["sst2/l64/seed1"]["dev"]["member_acc"] == [50.0, 100.0]
