@@ -155,6 +155,19 @@ def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():
     assert "warm_models" not in verdict({k: correct[k] for k in ("evolved", "warm")})
 
 
+def test_one_warm_model_trained_as_long_as_a_fresh_evolved_model_is_the_control_it_is_compared_with():
+    from semievol.stages.evaluate import verdict
+
+    correct = {"evolved": [True, True, False, True], "warm": [True, False, False, False]}
+    said = verdict(correct, members_as_long=True)
+    line = next(x for x in said["lines"] if "warm model" in x)
+    assert "trained as many steps as the evolved model: the compute-matched control, one seed" in line
+    assert not any("Not compared" in x for x in said["lines"])
+    plain = verdict(correct)  # evolve continued the warm model, or trained other steps: the control is missing
+    assert any("Not compared" in x for x in plain["lines"])
+    assert not any("compute-matched control" in x for x in plain["lines"])
+
+
 def test_the_warm_models_served_together_vote_with_their_mean_distribution():
     from semievol.stages.evaluate import ensemble_correct, verdict
 

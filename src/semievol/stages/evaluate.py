@@ -75,7 +75,10 @@ def verdict(
         return None
     evolved = correct["evolved"]
     # (what, in words, the paired difference, what the sentence adds)
-    compared = [(o, w, paired_difference(evolved, correct[o]), "") for o, w in VERDICT_AGAINST.items() if o in correct]
+    against = dict(VERDICT_AGAINST)
+    if members_as_long and len(seeds) == 1:  # one warm model, as many steps as the fresh evolved one: the control
+        against["warm"] += ", trained as many steps as the evolved model: the compute-matched control, one seed"
+    compared = [(o, w, paired_difference(evolved, correct[o]), "") for o, w in against.items() if o in correct]
     if len(seeds) > 1:  # the seed-covering control: each row's correctness averaged over the warm models
         accs = [100 * float(np.mean(correct[k])) for k in seeds]
         words = f"the mean of {len(seeds)} warm models (SFT on the labeled rows, {len(seeds)} training seeds" + (
@@ -103,8 +106,8 @@ def verdict(
             f"The evolved model is {call} {words}: {100 * d['difference']:+.1f} points "
             f"(95% paired interval {100 * lo:+.1f} to {100 * hi:+.1f}, {d['n']} test rows{spread})."
         )
-    # the baseline a user must beat: say that it was not run, and how to run it (unless the warm models are it)
-    if "sft_matched" not in correct and not (members_as_long and len(seeds) > 1):
+    # the baseline a user must beat: say that it was not run, and how to run it (unless the warm model(s) are it)
+    if "sft_matched" not in correct and not (members_as_long and seeds):
         out["lines"].append(
             "Not compared with SFT trained as many steps on the labeled rows alone, the control a gain must beat: "
             "add sft_matched to evaluate.models (one more adapter, trained as long as sft and evolve together)."
