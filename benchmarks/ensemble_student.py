@@ -181,7 +181,10 @@ def write_page(results: dict[str, Any]) -> None:
         "labeled rows and every unlabeled row under the members' mean (aligned: rescaled to the labeled draw's "
         "class shares first). Variant name: targets, alignment, members in the teacher, labeled-row repeats. Development rows as recipe_dev.py cuts them; the test split is not read. "
         "The interval is a paired bootstrap over the rows of (students' mean - members' mean) correctness: it "
-        "covers the rows, the spread of the members and students shows the seed.",
+        "covers the rows, the spread of the members and students shows the seed. Each row compares its students "
+        "with the members they learnt from: a variant run in a later session, on a new machine, retrained its "
+        "members there (`warm_ensemble.py --members 1` for the one-member variants of session 26), and bf16 "
+        "training does not repeat bit for bit across machines, so its member 0 differs from the five-member rows'.",
         "",
         "| cell / variant | rows | members (control, one per seed) | mean member | ensemble of members | students "
         "| students - mean member [95%] | students above the best member | seconds per student |",

@@ -38,3 +38,15 @@ def test_few_labels_example_is_the_v5_recipe():
     recipe = load_yaml(root / "benchmarks/recipes/few_labels_v5.yaml")
     del example["seed"], recipe["seed"]
     assert example == recipe
+
+
+def test_one_teacher_example_is_v5_with_the_warm_model_alone_teaching():
+    """The two-training option is the llm_only ablation of v5 that the benchmark measured, without the four
+    warm models that served there as further controls only."""
+    root = Path(__file__).resolve().parents[1]
+    example = load_yaml(root / "examples/fpb_few_labels_one_teacher.yaml")
+    recipe = load_yaml(root / "benchmarks/recipes/few_labels_v5.yaml")
+    del example["seed"], recipe["seed"], example["run_dir"], recipe["run_dir"], recipe["sft"]["members"]
+    recipe["propagate"]["configs"] = ["warm:0:0"]
+    recipe["evaluate"]["models"] = [m for m in recipe["evaluate"]["models"] if m != "members"]
+    assert example == recipe
