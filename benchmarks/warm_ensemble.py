@@ -76,7 +76,7 @@ def member_predictions(task: str, seed: int, j: int, args: argparse.Namespace) -
         pairs = labeled_pairs(t.labeled.examples, t.kind, False)
         train_lora(resolve_model("embedded"), pairs, cfg, adapter, seed=seed + 1000 * j)
     trained = json.loads(summary.read_text())
-    rec: dict[str, Any] = {k: trained.get(k) for k in ("seconds", "steps", "final_loss")}
+    rec: dict[str, Any] = {k: trained.get(k) for k in ("seconds", "steps", "final_loss")} | {"machine": machine()}
     engine = engine_for(ModelConfig(model="embedded", threads=args.threads), quiet=True)
     engine.add_adapter(f"member{j}", str(adapter))
     for name, examples in (("dev", t.test.examples), ("unlabeled", t.unlabeled.examples)):
@@ -158,16 +158,21 @@ def compare(members: list[dict[str, Any]], views: dict[str, Any] | None = None) 
     return out
 
 
-def write_page(results: dict[str, Any], args: argparse.Namespace) -> None:
+def write_page(results: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "warm_ensemble.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1) + "\n")
+    # the settings live in each cell: a later invocation (another task, --members 1) leaves earlier cells' alone
+    (RESULTS / "warm_ensemble.json").write_text(json.dumps({"results": results}, indent=1) + "\n")
+    under: dict[str, list[str]] = {}
+    for cell, r in results.items():
+        under.setdefault(describe(r.get("settings", {})), []).append(cell)
+    settings = [f"{', '.join(cells)}: {how}" for how, cells in under.items()]
     lines = [
         "# An ensemble of warm models as the teacher (issue 22, development rows)",
         "",
-        "Command: `python benchmarks/warm_ensemble.py --tasks fpb --threads 1` and, beside it, `--tasks sst2 "
-        f"--threads 1` (`--members {max((r['members'] for r in results.values()), default=0)}`); machine: {machine()}, bf16 training. {args.labeled} labeled rows, lr {args.lr}, {args.epochs} epochs of "
-        "batch 8 per member (a full schedule each), training seeds seed + 1000 j. Scored on the development rows "
-        "and the unlabeled rows recipe_dev.py cuts (gold answers read for grading only); the test split is not read.",
+        "Command: `python benchmarks/warm_ensemble.py --tasks fpb --members 5 --threads 1` and, beside it, `--tasks "
+        "sst2 --members 5 --threads 1`; bf16 training; batch 8 per member (a full schedule each), training seeds "
+        f"seed + 1000 j. Cells trained under: {'; '.join(settings)}. Scored on the development rows and the "
+        "unlabeled rows recipe_dev.py cuts (gold answers read for grading only); the test split is not read.",
         "",
         "| cell | rows | members (accuracy each) | mean of members | ensemble | ensemble - member 0 | any member right "
         "| all agree | labels changed from member 0: all / right / were right |",
@@ -240,14 +245,37 @@ def main() -> None:
         cell_views(task, seed, args)
         for j in range(args.members):
             member_predictions(task, seed, j, args)
-            write_page(collect(), args)
+            write_page(collect())
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """A cell's training settings in words, for the page's header."""
+    if not settings:
+        return "not recorded"
+    return (
+        f"{settings['labeled']} labeled rows, lr {settings['lr']}, {settings['steps']} steps, on "
+        f"{settings.get('machine') or 'a machine not recorded'}"
+    )
+
+
+def trained_under(cell: Path, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The settings a cell's members were trained under, from member 0's training summary (and the machine that
+    scored it, where its predictions recorded one), not from the arguments of whichever run rebuilds the page."""
+    summary = cell / "member0" / "adapter" / "train_summary.json"
+    if not summary.exists():
+        return {}
+    trained = json.loads(summary.read_text())
+    return {"labeled": trained["examples"], "lr": trained["lr"], "steps": trained["steps"]} | {
+        "machine": members[0].get("machine")
+    }
 
 
 def collect() -> dict[str, Any]:
     """Every cell with at least two scored members on this machine (so processes side by side share the page),
-    over the cells the results JSON already holds (a later session's machine has lost their run folders)."""
-    stored = RESULTS / "warm_ensemble.json"
-    results = json.loads(stored.read_text())["results"] if stored.exists() else {}
+    over the cells the results JSON already holds (a later session's machine has lost their run folders).
+    Each cell keeps the settings its members were trained under."""
+    path = RESULTS / "warm_ensemble.json"
+    results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
     for cell in sorted({p.parent.parent for p in RUNS.glob("*/l*/seed*/member*/predictions.json")}):
         found = sorted(cell.glob("member*/predictions.json"), key=lambda p: int(p.parent.name[len("member") :]))
         if len(found) > 1:
@@ -255,7 +283,7 @@ def collect() -> dict[str, Any]:
             members = [json.loads(p.read_text()) for p in found]
             results[str(cell.relative_to(RUNS))] = compare(
                 members, json.loads(views.read_text()) if views.exists() else None
-            )
+            ) | {"settings": trained_under(cell, members)}
     return results
 
 

@@ -65,3 +65,45 @@ def test_a_rebuilt_page_keeps_the_cells_of_run_folders_an_earlier_machine_took(t
     found = warm_ensemble.collect()
     assert found["fpb/l64/seed0"] == old
     assert found["sst2/l64/seed1"]["dev"]["member_acc"] == [50.0, 100.0]
+
+
+def test_each_cell_keeps_the_settings_its_members_were_trained_under(tmp_path, monkeypatch):
+    import json
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    old = {
+        "members": 5,
+        "dev": {
+            "rows": 2,
+            "member_acc": [80.0] * 5,
+            "ensemble_acc": 84.0,
+            "any_member_right": 90.0,
+            "all_members_agree": 70.0,
+            "changed_from_member0": 1,
+            "changed_and_right": 1,
+            "changed_and_member0_was_right": 0,
+        },
+    }
+    old["unlabeled"] = old["dev"]
+    old["settings"] = {"labeled": 64, "lr": 0.001, "steps": 384, "machine": "AMD EPYC, 2 CPUs, no GPU"}
+    (results / "warm_ensemble.json").write_text(json.dumps({"results": {"fpb/l64/seed0": old}}))
+    cell = runs / "sst2" / "l16" / "seed1"
+    for j in range(2):
+        (cell / f"member{j}" / "adapter").mkdir(parents=True)
+        (cell / f"member{j}" / "predictions.json").write_text(
+            json.dumps(member([[0.9, 0.1], [0.1, 0.9]], ["A", "B"]) | {"machine": "Intel Xeon"})
+        )
+        summary = {"examples": 16, "lr": 0.0005, "steps": 96}
+        (cell / f"member{j}" / "adapter" / "train_summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(warm_ensemble, "RESULTS", results)
+    monkeypatch.setattr(warm_ensemble, "RUNS", runs)
+    # a later invocation (one member, another learning rate) rebuilds the page: its arguments are not the cells'
+    warm_ensemble.write_page(warm_ensemble.collect())
+    stored = json.loads((results / "warm_ensemble.json").read_text())["results"]
+    assert stored["fpb/l64/seed0"]["settings"] == old["settings"]
+    assert stored["sst2/l16/seed1"]["settings"] == {"labeled": 16, "lr": 0.0005, "steps": 96, "machine": "Intel Xeon"}
+    page = (results / "warm_ensemble.md").read_text()
+    assert "fpb/l64/seed0: 64 labeled rows, lr 0.001, 384 steps, on AMD EPYC" in page
+    assert "sst2/l16/seed1: 16 labeled rows, lr 0.0005, 96 steps, on Intel Xeon" in page
+    assert "lr 0.1" not in page
