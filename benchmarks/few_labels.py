@@ -298,6 +298,7 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         | ({"sft_matched": float(np.mean(warm_models_share(right)))} if "member1" in right else {}),
         "pseudo_all": pseudo["all"],
         "pseudo_kept": pseudo["kept"],
+        "pseudo_weighted": pseudo["weighted"],
         "kept": pseudo["n_kept"],
         "steps": trained_steps(rd),
         "wall_seconds": wall_seconds(rd),
@@ -333,6 +334,8 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["evolved_minus_recipe"] = row_paired(pairs)
         row["pseudo_all"] = stats([c["pseudo_all"] for c in cs if c["pseudo_all"] is not None])
         row["pseudo_kept"] = stats([c["pseudo_kept"] for c in cs if c["pseudo_kept"] is not None])
+        # a cell collected before session 27 has no weighted figure: its run folder went with its machine
+        row["pseudo_weighted"] = stats([c["pseudo_weighted"] for c in cs if c.get("pseudo_weighted") is not None])
         row["wall_seconds"] = stats([c["wall_seconds"] for c in cs if c["wall_seconds"]])
         out.append(row)
     return out
@@ -363,6 +366,15 @@ def pct(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['sd']:.1f}" if s["n"] > 1 else "")
 
 
+def pseudo(row: dict[str, Any]) -> str:
+    """A row's pseudo-label accuracy: the teacher's on every row, the kept rows', and the kept rows' weighted by
+    how far each soft target is from uniform (``soft_weighted_accuracy``), with its seed count where fewer
+    cells have it (it is read from run folders, and cells collected before session 27 lost theirs)."""
+    w = row.get("pseudo_weighted", {})
+    some = f" ({w['n']} of {len(row['seeds'])} seeds)" if w.get("n") and w["n"] < len(row["seeds"]) else ""
+    return f"{pct(row['pseudo_all'])} / {pct(row['pseudo_kept'])} / {pct(w)}{some}"
+
+
 def markdown(
     rows: list[dict[str, Any]], recipe_path: str, machine: str, pooled: list[dict[str, Any]] | None = None
 ) -> str:
@@ -384,10 +396,14 @@ def markdown(
         "in the baselines' favour); logreg = "
         "logistic regression on all-MiniLM-L6-v2 vectors of the same labeled rows; paper = the paper's SemiEvol "
         "(semievol's defaults), majority = the same without the justification (LMSI-style majority vote). A '-' "
-        "baseline did not run on every seed.",
+        "baseline did not run on every seed. Pseudo-labels right: all = the teacher's answer on every unlabeled "
+        "row; kept = the selected rows' labels; weighted = the kept rows' most likely option under their "
+        "training target, each weighted by one minus the target's normalised entropy (how much a soft target "
+        "teaches), read from run folders collected since session 27.",
         "",
         "| task | labeled | seeds | warm | matched | default | CV | logreg | paper | majority | evolved | "
-        "evolved - best SFT | evolved - paper | evolved - logreg | pseudo-labels right: all / kept | wall s per run |",
+        "evolved - best SFT | evolved - paper | evolved - logreg | pseudo-labels right: all / kept / weighted | "
+        "wall s per run |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if not r["variant"]):
@@ -399,7 +415,7 @@ def markdown(
             f"{base['sft_default']} | {base['sft_cv']} | {pct(r['probe'])} | {base['semievol_paper']} | "
             f"{base['majority_vote']} | {pct(r['evolved'])} | "
             f"{delta(r['evolved_minus_best_sft'])} ({r['best_sft'].removeprefix('sft_')}) | "
-            f"{delta(r['evolved_minus_semievol_paper'])} | {delta(r['evolved_minus_probe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} | {wall} |"
+            f"{delta(r['evolved_minus_semievol_paper'])} | {delta(r['evolved_minus_probe'])} | {pseudo(r)} | {wall} |"
         )
     for p in pooled or []:
         lines += [
@@ -441,14 +457,14 @@ def markdown(
             ),
             "",
             "| task | labeled | variant | seeds | evolved | matched | evolved - matched | variant - recipe "
-            "| pseudo-labels right: all / kept |",
+            "| pseudo-labels right: all / kept / weighted |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in ablation:
             lines.append(
                 f"| {r['task']} | {r['labeled']} | {r['variant']} | {len(r['seeds'])} | {pct(r['evolved'])} | "
                 f"{pct(r['sft_matched'])} | {delta(r['evolved_minus_sft_matched'])} | "
-                f"{delta(r['evolved_minus_recipe'])} | {pct(r['pseudo_all'])} / {pct(r['pseudo_kept'])} |"
+                f"{delta(r['evolved_minus_recipe'])} | {pseudo(r)} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -49,11 +49,26 @@ def pseudo_accuracy(rd: Path) -> dict[str, Any]:
     graded = [r for r in rows if r.get("gold") is not None]
     plain = [LETTERS[int(np.argmax(np.mean([v["dist"] for v in r["votes"]], axis=0)))] == r["gold"] for r in graded]
     kept = [r["correct"] for r in graded if r.get("selected") and "correct" in r]
+    soft = [r for r in graded if r.get("selected") and r.get("target_dist")]
     return {
         "all": float(np.mean(plain)) if plain else None,
         "kept": float(np.mean(kept)) if kept else None,
         "n_kept": len(kept),
+        "weighted": soft_weighted_accuracy(soft) if soft else None,
     }
+
+
+def soft_weighted_accuracy(rows: list[dict[str, Any]]) -> float:
+    """How right soft targets are, counted as training sees them: each kept row's most likely option graded
+    against its gold answer, weighted by one minus its target's entropy over log(options) (1 for a one-hot
+    target, 0 for a uniform one, which teaches no option). Under evolve.targets 'soft' every row is kept, so
+    the kept rows' plain accuracy is the teacher's; this is the analogue of a confidence-weighted selection."""
+    from semievol.answers import LETTERS
+
+    targets = [np.clip(np.asarray(r["target_dist"], dtype=float), 1e-12, None) for r in rows]
+    weights = np.asarray([1 + (t * np.log(t)).sum() / np.log(len(t)) for t in targets])
+    right = np.asarray([LETTERS[int(np.argmax(t))] == r["gold"] for t, r in zip(targets, rows, strict=True)])
+    return float((weights * right).sum() / weights.sum())
 
 
 def trained_steps(rd: Path) -> dict[str, int]:

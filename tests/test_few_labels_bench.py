@@ -47,7 +47,7 @@ def test_summary_pairs_evolved_with_each_control_on_the_same_rows_and_seeds():
     assert row["best_sft"] == "sft_matched"
     assert "| fpb | 64 | 2 | 0.0 ± 0.0 | 55.0 ± 7.1 | - | - | 55.0 ± 7.1 | - | - | 72.5 ± 3.5 | +17.5 [" in page
     assert "] (matched) |" in page
-    assert "| 70.0 ± 0.0 / 85.0 ± 0.0 | 100 |" in page
+    assert "| 70.0 ± 0.0 / 85.0 ± 0.0 / - | 100 |" in page  # cells from before session 27: no weighted figure
 
 
 def test_an_ablation_row_is_paired_with_the_recipe_on_the_same_seeds():
@@ -59,7 +59,7 @@ def test_an_ablation_row_is_paired_with_the_recipe_on_the_same_seeds():
     assert abs(ablated["evolved_minus_recipe"]["mean"] - (11 - 15) / 20) < 1e-9
     page = few_labels.markdown(rows, "examples/fpb_few_labels.yaml", "test machine")
     assert "| fpb | 64 | one_epoch | 1 | 55.0 | 50.0 | +5.0 [" in page and "| -20.0 [" in page
-    assert "] | 70.0 / 85.0 |" in page  # the variant's pseudo-labels, all / kept
+    assert "] | 70.0 / 85.0 / - |" in page  # the variant's pseudo-labels, all / kept / weighted
     assert '`one_epoch` {"evolve": {"train_epochs": 1}}' in page and "`probe_only`" not in page  # run ones only
 
 
@@ -214,3 +214,30 @@ def test_recipe_v5_warm_models_train_as_many_steps_as_the_evolved_model_at_every
     for n in (16, 128):  # 96 and 768 steps by epochs
         assert few_labels.with_member_steps(recipe, n)["sft"]["max_steps"] == recipe["evolve"]["steps"] == 384
     assert "max_steps" not in recipe["sft"]  # the recipe itself is not changed
+
+
+def test_soft_targets_are_graded_as_training_weighs_them(tmp_path):
+    import json
+
+    from recipe_runs import pseudo_accuracy
+
+    rows = [  # a sure right target, a near-uniform wrong one, a sure wrong one (weight 0.5 of 3 options)
+        {"gold": "A", "target_dist": [1.0, 0.0, 0.0]},
+        {"gold": "A", "target_dist": [1 / 3 - 0.01, 1 / 3 + 0.02, 1 / 3 - 0.01]},
+        {"gold": "C", "target_dist": [0.0, 1.0, 0.0]},
+    ]
+    (tmp_path / "select").mkdir()
+    with open(tmp_path / "select" / "pseudo_labels.jsonl", "w") as f:
+        for r in rows:
+            votes = [{"dist": r["target_dist"]}]
+            right = "ABC"[r["target_dist"].index(max(r["target_dist"]))] == r["gold"]
+            f.write(json.dumps(r | {"votes": votes, "selected": True, "correct": right}) + "\n")
+    got = pseudo_accuracy(tmp_path)
+    assert got["all"] == got["kept"] == 1 / 3
+    # the uniform-ish row teaches almost nothing, so the weighted figure is one right of two sure rows
+    assert abs(got["weighted"] - 0.5) < 0.01
+    cell = _cell(0, [True] * 15 + [False] * 5, [True] * 10 + [False] * 10) | {"pseudo_weighted": got["weighted"]}
+    older = _cell(1, [True] * 15 + [False] * 5, [True] * 10 + [False] * 10)
+    (row,) = few_labels.summarise([cell, older])
+    page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
+    assert "| 70.0 ± 0.0 / 85.0 ± 0.0 / 50.0 (1 of 2 seeds) | 100 |" in page
