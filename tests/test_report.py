@@ -182,6 +182,10 @@ def test_report_says_when_the_kept_labels_only_repeat_the_warm_model(tmp_path):
     selection.write_text(json.dumps(record | {"new_to_warm": {"kept": 350, "new": 0, "share": 0.0, "note": "x"}}))
     classes = _section(write_report(run).read_text(), "classes")
     assert "0 of the 350 kept pseudo-labels differ" in classes and "(none: evolve was shown only" in classes
+    student = {"kept": 350, "new": 0, "share": 0.0, "note": "x", "student": True}  # evolve.mode 'fresh'
+    selection.write_text(json.dumps(record | {"new_to_warm": student}))
+    classes = _section(write_report(run).read_text(), "classes")
+    assert "(none: the evolved model, trained from the base model, learns" in classes and "shown only" not in classes
     selection.write_text(json.dumps(record | {"new_to_warm": {"kept": 10, "new": 3, "share": 0.3, "note": None}}))
     assert "3 of the 10 kept pseudo-labels differ from the warm model&#x27;s own answer (30%)" in _section(
         write_report(run).read_text(), "classes"

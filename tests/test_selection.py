@@ -12,6 +12,7 @@ from semievol.config import SelectConfig
 from semievol.stages.scoring import (
     decide,
     lean_from_counts,
+    lean_warning,
     majority,
     mean_distributions,
     new_to_warm,
@@ -156,6 +157,10 @@ def test_justifier_lean_flags_one_option_the_votes_do_not_back():
     assert justifier_lean([dict(r, justified=False) for r in rows]) is None
     assert justifier_lean([dict(r, options=None) for r in rows]) is None
     assert lean_from_counts(Counter({"B": 79, "A": 21}), Counter({"B": 100, "A": 200})) is None  # under 80%
+    said = lean_warning(lean, calibrated=False)
+    assert "answered C for 93% of the 100 rows" in said and "voted C 31% of the time" in said
+    assert said.endswith("--select.calibrate true --select.candidates_only true")
+    assert "--select.calibrate" not in lean_warning(lean, calibrated=True)  # the fix is applied already
 
 
 def test_kept_labels_are_counted_against_the_warm_models_own_vote():
@@ -169,8 +174,13 @@ def test_kept_labels_are_counted_against_the_warm_models_own_vote():
     counts: Counter[str] = Counter()
     for warm, label in [("B", "B")] * 7 + [("B", "A")] * 3:
         counts.update(warm_agreement(votes(warm, "A"), label, "choice"))
-    assert new_to_warm(counts) == {"kept": 10, "new": 3, "share": 0.3, "note": None}
+    assert new_to_warm(counts) == {"kept": 10, "new": 3, "share": 0.3, "note": None, "student": False}
     # every kept label is the warm model's own answer: said in words, with the count
     same = new_to_warm(Counter({"kept": 350}))
     assert same is not None and same["new"] == 0 and "all 350 kept pseudo-labels" in same["note"]
+    assert "can only repeat" in same["note"]
+    # a student trained from the base model learns those answers anew: the note does not say nothing can come of it
+    taught = new_to_warm(Counter({"kept": 350}), student=True)
+    assert taught is not None and taught["student"] and "all 350 kept pseudo-labels" in taught["note"]
+    assert "can only repeat" not in taught["note"] and "trained from the base model" in taught["note"]
     assert new_to_warm(Counter()) is None  # no configuration gave the warm model's own answer

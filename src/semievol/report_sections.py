@@ -237,10 +237,13 @@ def section_classes(rows: list[dict[str, Any]] | None, selection: dict[str, Any]
         out += html_note(
             f"{new['new']} of the {new['kept']} kept pseudo-labels differ from the warm model's own answer "
             + (
-                "(none: evolve was shown only answers the warm model already gives, so it can repeat them but not "
-                "correct them)."
-                if not new["new"]
-                else f"({new['share']:.0%}): what evolve can learn that the warm model does not already say."
+                f"({new['share']:.0%}): what evolve can learn that the warm model does not already say."
+                if new["new"]
+                else "(none: the evolved model, trained from the base model, learns the warm model's answers "
+                "through the unlabeled rows; any gain over the warm model is that transfer, not corrected labels)."
+                if new.get("student")
+                else "(none: evolve was shown only answers the warm model already gives, so it can repeat them but "
+                "not correct them)."
             )
         )
     return out

@@ -92,6 +92,16 @@ def lean_from_counts(answers: Counter[str], votes: Counter[str]) -> dict[str, An
     return None
 
 
+def lean_warning(lean: dict[str, Any], calibrated: bool) -> str:
+    """The log line for a justifier's lean (``lean_from_counts``), with the fix when it is not applied yet."""
+    return (
+        f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
+        f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
+        f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
+        "the question" + ("" if calibrated else ": try --select.calibrate true --select.candidates_only true")
+    )
+
+
 WARM_OWN = "warm:0:0"
 """The configuration whose vote is the warm model's own answer: no demos, greedy."""
 
@@ -105,21 +115,31 @@ def warm_agreement(votes: list[dict[str, Any]], answer: str | None, kind: str) -
     return ("kept",) if answers_match(own.get("answer"), answer, kind) else ("kept", "new")
 
 
-def new_to_warm(counts: Counter[str]) -> dict[str, Any] | None:
+def new_to_warm(counts: Counter[str], student: bool = False) -> dict[str, Any] | None:
     """How many kept pseudo-labels differ from the warm model's own answers, and the note to log when none
     does: evolve is then shown only answers the warm model already gives (at 64 labeled rows of FPB and
-    SST-2 with recipe v4, 0 of 350 each: the evolved model ended within a point of the warm one). None
-    without the warm model's vote."""
+    SST-2 with recipe v4, 0 of 350 each: the evolved model, the warm one trained on, ended within a point of
+    it). ``student``: evolve trains a model from the base model (evolve.mode 'fresh'), which learns the warm
+    model's answers through the unlabeled rows instead of repeating them to itself; issue 22's one-teacher
+    form measured such students above their teacher, so the note says what the student learns, not that
+    nothing can come of it. None without the warm model's vote."""
     if not counts["kept"]:
         return None
     n, new = counts["kept"], counts["new"]
-    note = (
-        f"note: select: all {n} kept pseudo-labels are the warm model's own answers ({WARM_OWN}): evolve can "
-        "only repeat what it already says; what adds is a teacher that corrects it where it is wrong"
-        if not new
-        else None
-    )
-    return {"kept": n, "new": new, "share": round(new / n, 4), "note": note}
+    if new:
+        note = None
+    elif student:
+        note = (
+            f"note: select: all {n} kept pseudo-labels are the warm model's own answers ({WARM_OWN}): the "
+            "evolved model, trained from the base model, learns the warm model through the unlabeled rows; "
+            "what it gains over the warm model is that transfer, not corrected labels"
+        )
+    else:
+        note = (
+            f"note: select: all {n} kept pseudo-labels are the warm model's own answers ({WARM_OWN}): evolve "
+            "can only repeat what it already says; what adds is a teacher that corrects it where it is wrong"
+        )
+    return {"kept": n, "new": new, "share": round(new / n, 4), "note": note, "student": student}
 
 
 def select_mask(

@@ -39,6 +39,7 @@ from .scoring import (
     class_shares,
     decide,
     lean_from_counts,
+    lean_warning,
     majority,
     mean_distributions,
     new_to_warm,
@@ -85,6 +86,7 @@ class How:
     numeric: bool
     seed: int
     max_new_tokens: int
+    student: bool = False  # evolve trains from the base model (mode 'fresh'): what repeated labels can teach
 
     @property
     def confidence(self) -> str:
@@ -102,13 +104,14 @@ class How:
 
 def run_select(ctx: RunContext, votes: Path, out: Path, warm: Adapter) -> Path:
     """Write ``pseudo_labels.jsonl`` and ``selection.json`` into ``out`` from propagate's ``votes``."""
-    how = How(ctx.cfg.select, ctx.task.kind, ctx.task.numeric, ctx.cfg.seed, ctx.cfg.model.max_new_tokens)
-    check_votes(votes, len(ctx.task.unlabeled))
-    shares = class_shares(ctx.task.labeled.examples) if how.cfg.align or how.cfg.rule in QUOTA_RULES else {}
-    judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, ctx.task.unlabeled, how)
+    c, task = ctx.cfg, ctx.task
+    how = How(c.select, task.kind, task.numeric, c.seed, c.model.max_new_tokens, c.evolve.mode == "fresh")
+    check_votes(votes, len(task.unlabeled))
+    shares = class_shares(task.labeled.examples) if how.cfg.align or how.cfg.rule in QUOTA_RULES else {}
+    judged = judge(ctx.cached_engine(), lambda: ctx.adapter(warm), votes, task.unlabeled, how)
     priors = calibrate(judged, how, shares)
     keep, info = choose(judged, how.cfg, shares)
-    write(out, votes, ctx.task.unlabeled, judged, keep, info, priors, shares, how)
+    write(out, votes, task.unlabeled, judged, keep, info, priors, shares, how)
     return out / "pseudo_labels.jsonl"
 
 
@@ -278,16 +281,11 @@ def write(
             yield rec
 
     atomic_write_jsonl(out / "pseudo_labels.jsonl", records())
-    lean, new = lean_from_counts(lean_answers, lean_votes), new_to_warm(own)
+    lean, new = lean_from_counts(lean_answers, lean_votes), new_to_warm(own, student=how.student)
     if new and new["note"]:
         log(new["note"])
     if lean:
-        log(
-            f"warning: select: the justification answered {lean['answer']} for {lean['share']:.0%} of the "
-            f"{lean['rows']} rows it justified, where the configurations voted {lean['answer']} "
-            f"{lean['vote_share']:.0%} of the time; a small model's justifier can lean to one option whatever "
-            "the question" + ("" if cfg.calibrate else ": try --select.calibrate true --select.candidates_only true")
-        )
+        log(lean_warning(lean, cfg.calibrate))
     atomic_write_json(
         out / "selection.json",
         {
