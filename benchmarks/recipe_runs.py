@@ -23,7 +23,7 @@ WALL = "wall_seconds.txt"  # the seconds `semievol run` took, written into the r
 def run_semievol(cfg: dict[str, Any], rd: Path, commands: tuple[str, ...] = ("run",)) -> None:
     """``semievol run`` of ``cfg`` into ``rd`` (its YAML and log beside the folder), timed into ``rd/WALL``;
     ``commands``: these semievol commands one after the other instead (``("sft", "evaluate")``)."""
-    cfg = {**cfg, "run_dir": str(rd)}
+    cfg = {"recipe": "paper", **cfg, "run_dir": str(rd)}  # every setting is spelt out: no recipe's underneath
     rd.mkdir(parents=True, exist_ok=True)
     path = rd.parent / f"{rd.name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

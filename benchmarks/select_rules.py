@@ -74,6 +74,7 @@ def run_rule(rd: Path, name: str, work: Path) -> dict[str, Any]:
                 shutil.copytree(rd / stage, dest / stage)
         cfg = yaml.safe_load((rd.parent / f"{rd.name}.yaml").read_text())
         cfg["run_dir"] = str(dest)
+        cfg.setdefault("recipe", "paper")  # the run's settings as they were, no recipe's underneath
         cfg["select"] = {**cfg.get("select", {}), **RULES[name]}
         path = work / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))

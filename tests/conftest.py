@@ -93,6 +93,7 @@ def tiny_config_dict(tiny_model: Path, task: Path, run_dir: Path) -> dict:
     return {
         "run_dir": str(run_dir),
         "seed": 0,
+        "recipe": "paper",  # the paper's procedure: 'auto' would give these few labeled rows 'few_labels'
         "model": {"model": str(tiny_model), "dtype": "fp32", "embedder": "hash", "batch_size": 8},
         "task": {
             "labeled": str(task / "labeled.csv"),

@@ -486,6 +486,7 @@ def test_the_command_line_marks_a_failing_row_exits_2_with_the_count_retries_it_
         cfg = {
             "run_dir": str(run_dir),
             "seed": 0,
+            "recipe": "paper",  # one short training, not recipe few_labels' six
             "model": {
                 "model": "embedded",
                 "engine": "openai",

@@ -85,6 +85,8 @@ def test_a_user_folder_is_refused_before_anything_is_written(tiny_model, choice_
         str(choice_task / "unlabeled.csv"),
         "--k",
         "2",
+        "--recipe",
+        "paper",  # one short training, not recipe few_labels' six
         "--run-dir",
         str(proj),
     ]

@@ -22,6 +22,7 @@ from .stats import acc
 from .subsets import read_rows, subset, tune_split
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: semievol runs from here
+PAPER = {"recipe": "paper"}  # the paper's procedure and its baselines at any labeled count, no recipe underneath
 
 
 def semievol(args: list[str], log: Path) -> None:
@@ -36,7 +37,7 @@ def run_config(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
     """Run (or resume) one configuration; returns its metrics, or None if it failed."""
     metrics = run_dir / "evaluate" / "metrics.json"
     summary = run_dir / "bench_summary.json"
-    text = yaml.safe_dump(cfg | {"run_dir": str(run_dir)}, sort_keys=False)
+    text = yaml.safe_dump(PAPER | cfg | {"run_dir": str(run_dir)}, sort_keys=False)
     written = run_dir / "bench_config.yaml"
     if summary.exists() and written.exists() and written.read_text() == text:
         return json.loads(summary.read_text())
@@ -84,7 +85,7 @@ def choose_sft(settings: Settings, task: str, data: Path, lrs: list[float], epoc
         cfg = settings.task_config(task, tdata, 0, {"lr": lr, "epochs": ep})
         cfg["evaluate"] = {"models": ["warm"]}
         rd.mkdir(parents=True, exist_ok=True)
-        (rd / "cfg.yaml").write_text(yaml.safe_dump(cfg | {"run_dir": str(rd)}, sort_keys=False))
+        (rd / "cfg.yaml").write_text(yaml.safe_dump(PAPER | cfg | {"run_dir": str(rd)}, sort_keys=False))
         semievol(["--quiet", "sft", str(rd / "cfg.yaml")], rd / "bench.log")
         res = rd / "val.json"
         # a free-form task has no gold NLL; an older choice result lacks it: evaluate again

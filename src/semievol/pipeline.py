@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .config import RunConfig, fingerprint_settings, to_dict
+from .config.recipes import resolve_recipe
 from .distributed import is_main, relaunch, should_relaunch, world_size
 from .jsonio import atomic_write_json, atomic_write_text
 from .progress import log
@@ -345,11 +346,16 @@ def write_run_header(ctx: RunContext) -> None:
     atomic_write_json(ctx.run_dir / "data_warnings.json", ctx.task.warnings)  # skipped rows, overlaps, ...
 
 
-def make_context(cfg: RunConfig, quiet: bool = False, need_test: bool = False, engine: Any = None) -> RunContext:
-    """The task loaded for ``cfg`` (its warnings logged) and the context the stages share."""
+def make_context(
+    cfg: RunConfig, quiet: bool = False, need_test: bool = False, engine: Any = None, layers: Any = None
+) -> RunContext:
+    """The task loaded for ``cfg`` (its warnings logged) and the context the stages share, with recipe 'auto'
+    resolved by the labeled rows' count. ``layers``: the command's defaults and the user's settings the config
+    was built from (``cli.config_layers``); without them 'auto' keeps the settings the config holds ('paper')."""
     task = load_task(cfg.task, seed=cfg.seed, need_test=need_test, min_labeled=cfg.propagate.k)
     for w in task.warnings:
         log(f"warning: {w}")
+    cfg = resolve_recipe(cfg, len(task.labeled), layers)
     return RunContext(cfg=cfg, task=task, run_dir=Path(cfg.run_dir), engine=engine, quiet=quiet)
 
 
@@ -357,7 +363,8 @@ def run_command(cfg: RunConfig, args: Any) -> int:
     """``semievol run`` and ``semievol demo``: every stage, then the summary table and the verdict."""
     from .stages.evaluate import summary_table
 
-    res = run(make_context(cfg, quiet=args.quiet, need_test=True), COMMANDS)
+    layers = getattr(args, "config_layers", None)
+    res = run(make_context(cfg, quiet=args.quiet, need_test=True, layers=layers), COMMANDS)
     if "metrics" in res:
         print(summary_table(res["metrics"]))
     return 0
@@ -366,7 +373,12 @@ def run_command(cfg: RunConfig, args: Any) -> int:
 def stage_command(cfg: RunConfig, args: Any) -> int:
     """``semievol sft|propagate|select|evolve|evaluate``: that stage alone (``--shard I/N`` for propagate)."""
     run(
-        make_context(cfg, quiet=args.quiet, need_test=args.command == "evaluate"),
+        make_context(
+            cfg,
+            quiet=args.quiet,
+            need_test=args.command == "evaluate",
+            layers=getattr(args, "config_layers", None),
+        ),
         (args.command,),
         shard=getattr(args, "shard", None),
     )

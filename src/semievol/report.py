@@ -230,18 +230,16 @@ def render(run_dir: Path) -> str:
         "config": section_config(run_dir),
         "timings": section_timings(run_dir),
     }
-    task = (
-        (metrics or {}).get("task")
-        or (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task", {}).get("task")
-        or ""
-    )
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    task = (metrics or {}).get("task") or saved.get("task", {}).get("task") or ""
+    recipe = f", recipe <code>{esc(saved['recipe'])}</code>" if saved.get("recipe") else ""  # none before recipes
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS.items())
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>semievol report {esc(task)} {esc(run_dir.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>semievol report: {esc(task or run_dir.name)}</h1>",
-        f"<p>Run directory <code>{esc(run_dir.resolve())}</code></p><nav>{nav}</nav>",
+        f"<p>Run directory <code>{esc(run_dir.resolve())}</code>{recipe}</p><nav>{nav}</nav>",
     ]
     for key, title in SECTIONS.items():
         suffix = where if key in ("confidence", "coverage", "agreement", "classes") else ""
