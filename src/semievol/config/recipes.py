@@ -92,9 +92,11 @@ def resolve_recipe(cfg: RunConfig, n_labeled: int, layers: tuple[dict[str, Any],
     base, user = layers
     cfg = config_with_recipe(base, user, n_labeled=n_labeled)
     if cfg.recipe == "few_labels":
+        steps = cfg.sft.max_steps or "its epochs'"
         log(
             f"recipe: few_labels ({n_labeled} labeled rows, at most {FEW_LABELS_MAX_ROWS}): {cfg.sft.members} warm "
-            f"models and a student of {FEW_LABELS_STEPS} steps each; --recipe paper for the paper's procedure"
+            f"model(s) of {steps} steps, then a student of {cfg.evolve.steps or 'its epochs'}; --recipe paper for "
+            "the paper's procedure"
         )
     else:
         log(f"recipe: paper ({n_labeled} labeled rows, above the {FEW_LABELS_MAX_ROWS} recipe few_labels is for)")
