@@ -20,7 +20,6 @@ import yaml
 
 from ..progress import log
 from .build import build_config, merge
-from .fields import ConfigError
 from .stages import RunConfig
 
 FEW_LABELS_MAX_ROWS = 64
@@ -49,23 +48,15 @@ def pick_recipe(name: str, n_labeled: int) -> str:
     return "few_labels" if n_labeled <= FEW_LABELS_MAX_ROWS else "paper"
 
 
-def recipe_name(values: dict[str, Any]) -> str:
-    name = values.get("recipe", "auto")
-    if name not in ("auto", *RECIPES):
-        raise ConfigError(f"recipe: must be one of auto, {', '.join(RECIPES)}; got {name!r}")
-    return str(name)
-
-
 def config_with_recipe(base: dict[str, Any], user: dict[str, Any], n_labeled: int | None = None) -> RunConfig:
     """The config of the command defaults ``base`` under its recipe's settings under the user's ``user``.
 
     With recipe 'auto' and ``n_labeled`` not yet known the config holds the paper's settings and says 'auto';
     ``n_labeled`` resolves it, and the config names the recipe chosen."""
-    values = merge(base, user)
-    name = recipe_name(values)
-    if name == "auto" and n_labeled is None:
-        return build_config(values)
-    chosen = pick_recipe(name, n_labeled or 0)
+    cfg = build_config(merge(base, user))  # checks 'recipe' with every other setting
+    if cfg.recipe == "auto" and n_labeled is None:
+        return cfg
+    chosen = pick_recipe(cfg.recipe, n_labeled or 0)
     return build_config(merge(merge(merge(base, RECIPES[chosen]), user), {"recipe": chosen}))
 
 
