@@ -174,11 +174,10 @@ def section_audit(run_dir: Path) -> str:
     return intro + (table if rows else html_note("No labeled row is flagged.")) + more
 
 
-def section_config(run_dir: Path) -> str:
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    model = cfg.get("model") or {}
+def section_config(run_dir: Path, saved: dict[str, Any]) -> str:
+    model = saved.get("model") or {}
     hidden = other_engines_settings(str(model.get("engine")))  # each engine's settings shown only for it
-    cfg["model"] = {k: v for k, v in model.items() if k not in hidden}
+    cfg = {**saved, "model": {k: v for k, v in model.items() if k not in hidden}}
     out = [f"<pre>{esc(yaml.safe_dump(cfg, sort_keys=False))}</pre>"]
     for name in ("templates.json", "versions.json"):
         data = _json(run_dir / name)
@@ -213,6 +212,7 @@ def render(run_dir: Path) -> str:
     need_run_dir(run_dir)
     v = last_finished(run_dir, "evaluate")
     metrics = _json(v / "metrics.json") if v else None
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     rows, where = None, ""
     selection: dict[str, Any] = {}
     if last_finished(run_dir, "select") is not None:
@@ -227,10 +227,9 @@ def render(run_dir: Path) -> str:
         "classes": section_classes(rows, selection),
         "training": section_training(run_dir),
         "audit": section_audit(run_dir),
-        "config": section_config(run_dir),
+        "config": section_config(run_dir, saved),
         "timings": section_timings(run_dir),
     }
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     task = (metrics or {}).get("task") or saved.get("task", {}).get("task") or ""
     recipe = f", recipe <code>{esc(saved['recipe'])}</code>" if saved.get("recipe") else ""  # none before recipes
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS.items())
