@@ -55,6 +55,7 @@ from paper.settings import merge
 from paper.stats import delta, row_paired, stats, tasks_pooled
 from recipe_runs import (
     embedder,
+    end_children_on_sigterm,
     fit_probe,
     machine,
     pseudo_accuracy,
@@ -517,6 +518,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads a cell (2 with --workers 1 on two cores)")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
+    end_children_on_sigterm()
     data_dir = args.data_dir.resolve()
     recipe = yaml.safe_load((ROOT / args.recipe).read_text())
     recipe["model"]["threads"] = args.threads

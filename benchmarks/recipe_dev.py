@@ -34,6 +34,7 @@ from paper.runs import copy_run
 from paper.settings import merge
 from recipe_runs import (
     embedder,
+    end_children_on_sigterm,
     fit_probe,
     machine,
     pseudo_accuracy,
@@ -271,6 +272,7 @@ def main() -> None:
     ap.add_argument("--variants", default="recipe")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
+    end_children_on_sigterm()
     if not args.collect_only:
         for task in args.tasks.split(","):
             data = dev_splits(Path(args.data_dir), task)

@@ -8,6 +8,7 @@ import functools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,41 @@ import numpy as np
 import yaml
 
 WALL = "wall_seconds.txt"  # the seconds `semievol run` took, written into the run folder after it ends
+_CHILDREN: set[subprocess.Popen[bytes]] = set()  # the commands running now, from any worker thread
+
+
+def run_logged(argv: list[str], log: Any) -> None:
+    """Run ``argv`` with its output into the open file ``log``, as ``subprocess.run(check=True)``, where
+    ``end_children_on_sigterm`` can reach it."""
+    with subprocess.Popen(argv, stdout=log, stderr=log) as child:
+        _CHILDREN.add(child)
+        try:
+            code = child.wait()
+        finally:
+            _CHILDREN.discard(child)
+    if code:
+        raise subprocess.CalledProcessError(code, argv)
+
+
+def end_children_on_sigterm(grace_s: float = 30.0) -> None:
+    """On SIGTERM, pass it to every command ``run_logged`` started, wait up to ``grace_s`` for them, and exit
+    143. Without this a killed benchmark leaves its `semievol` children running, and they hold their run
+    folders' locks until they finish; a semievol command killed mid-stage resumes from its last finished
+    stage, and the benchmark's own files are written by rename, so nothing is left half-written."""
+
+    def stop(signum: int, frame: Any) -> None:
+        children = list(_CHILDREN)
+        for child in children:
+            child.terminate()
+        deadline = time.time() + grace_s
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        os._exit(128 + signum)  # the worker threads would otherwise start the next queued cell
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_semievol(cfg: dict[str, Any], rd: Path, commands: tuple[str, ...] = ("run",)) -> None:
@@ -30,7 +66,7 @@ def run_semievol(cfg: dict[str, Any], rd: Path, commands: tuple[str, ...] = ("ru
     t0 = time.time()
     with open(rd.parent / f"{rd.name}.log", "a") as log:
         for command in commands:
-            subprocess.run([sys.executable, "-m", "semievol", command, str(path)], check=True, stdout=log, stderr=log)
+            run_logged([sys.executable, "-m", "semievol", command, str(path)], log)
     (rd / WALL).write_text(f"{time.time() - t0:.0f}\n")
 
 
