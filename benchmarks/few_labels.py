@@ -104,6 +104,36 @@ def control_pairs(cells: list[dict[str, Any]], other: str) -> dict[int, tuple[li
     return out
 
 
+def class_weighted(
+    pairs: dict[int, tuple[list[Any], list[Any]]], gold: str
+) -> dict[int, tuple[list[float], list[float]]]:
+    """``pairs`` (``control_pairs``) with each test row's answers scaled by N / (K * the count of its gold class):
+    the mean of a model's scaled answers is its balanced accuracy (its recall averaged over the K classes), so
+    ``row_paired`` on them gives differences and intervals in balanced accuracy, where a class the test split
+    holds few rows of counts as much as a common one and answering only the common classes earns nothing."""
+    count = collections.Counter(gold)
+    w = [len(gold) / (len(count) * count[g]) for g in gold]
+    return {
+        s: ([x * float(a) for x, a in zip(w, ev, strict=True)], [x * float(b) for x, b in zip(w, other, strict=True)])
+        for s, (ev, other) in pairs.items()
+    }
+
+
+def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evolved model against the compute-matched control in balanced accuracy, on cells of one task that
+    know their test rows' gold answers (``gold``); empty where one does not."""
+    if not cells or any("gold" not in c for c in cells):
+        return {}
+    if len({c["gold"] for c in cells}) > 1:
+        raise ValueError(f"{cells[0]['task']}: cells answered different test rows")
+    pairs = class_weighted(control_pairs(cells, "sft_matched"), cells[0]["gold"])
+    return {
+        "evolved": stats([float(np.mean(ev)) for ev, _ in pairs.values()]),
+        "sft_matched": stats([float(np.mean(m)) for _, m in pairs.values()]),
+        "evolved_minus_sft_matched": row_paired(pairs),
+    }
+
+
 def run_paper(cfg: dict[str, Any], rd: Path) -> None:
     """The paper's SemiEvol: semievol's defaults (4 configurations, justification, entropy percentile, evolve
     from the base model), on the cell's draws."""
@@ -205,6 +235,15 @@ def probe_right(data_dir: Path, task: str, n: int, seed: int) -> dict[str, bool]
     return {e.id: LETTERS[int(p)] == e.answer for e, p in zip(vecs["test_examples"], pred, strict=True)}
 
 
+@functools.cache
+def test_answers(data_dir: Path, task: str) -> str:
+    """A task's test rows' gold answers in the order of their ids (the order of a cell's ``right``): the
+    balanced accuracy of cells stored before cells kept their ``gold``."""
+    drawn = load_task(TaskConfig(task=task, data_dir=str(data_dir), limit_labeled=1, limit_unlabeled=1), seed=0)
+    assert drawn.test is not None, f"{task}: no test split in {data_dir}"
+    return "".join(str(e.answer) for e in sorted(drawn.test.examples, key=lambda e: e.id))
+
+
 def predictions(rd: Path, model: str) -> list[dict[str, Any]]:
     """The evaluate stage's predictions of ``model`` on the test rows, in the order of the rows' ids."""
     return sorted(map(json.loads, open(rd / "evaluate" / f"predictions_{model}.jsonl")), key=lambda r: r["id"])
@@ -294,6 +333,7 @@ def cell_result(root: Path, data_dir: Path, task: str, n: int, seed: int, varian
         "seed": seed,
         "variant": variant,
         "right": right,
+        "gold": "".join(r["gold"] for r in rows),  # the test rows' answers, in the order of ``right``
         "accuracy": {m: float(np.mean(v)) for m, v in right.items()}
         # under sft.members the control's accuracy is the warm models' mean (control_pairs pairs with it)
         | ({"sft_matched": float(np.mean(warm_models_share(right)))} if "member1" in right else {}),
@@ -338,6 +378,7 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # a cell collected before session 27 has no weighted figure: its run folder went with its machine
         row["pseudo_weighted"] = stats([c["pseudo_weighted"] for c in cs if c.get("pseudo_weighted") is not None])
         row["wall_seconds"] = stats([c["wall_seconds"] for c in cs if c["wall_seconds"]])
+        row["balanced"] = balanced(cs)
         out.append(row)
     return out
 
@@ -356,6 +397,14 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for other in ("sft_matched", "warm", "ensemble", "probe"):
             row[f"evolved_minus_{other}"] = tasks_pooled(
                 {t: control_pairs([c for c in here if c["task"] == t], other) for t in tasks}
+            )
+        if all("gold" in c for c in here):
+            row["balanced_minus_sft_matched"] = tasks_pooled(
+                {
+                    t: class_weighted(control_pairs(cs, "sft_matched"), cs[0]["gold"])
+                    for t in tasks
+                    if (cs := [c for c in here if c["task"] == t])
+                }
             )
         out.append(row)
     return out
@@ -430,6 +479,26 @@ def markdown(
                 f", minus the warm models' ensemble {delta(p['evolved_minus_ensemble'])}"
                 if p["evolved_minus_ensemble"].get("n_tasks") == len(p["tasks"])
                 else ""
+            )
+            + ".",
+        ]
+    fair = [r for r in rows if not r["variant"] and r.get("balanced")]
+    if fair:
+        lines += [
+            "",
+            "Balanced accuracy (each class's recall averaged over the classes: FPB's and emotion's test splits are "
+            "imbalanced, and a model gains accuracy there by answering their common classes alone), evolved "
+            "against matched, with the difference's interval: "
+            + "; ".join(
+                f"{r['task']} ({r['labeled']}, {len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)}) "
+                f"{pct(r['balanced']['evolved'])} against "
+                f"{pct(r['balanced']['sft_matched'])}, {delta(r['balanced']['evolved_minus_sft_matched'])}"
+                for r in fair
+            )
+            + "".join(
+                f"; over the tasks at {p['labeled']} labeled rows {delta(p['balanced_minus_sft_matched'])}"
+                for p in pooled or []
+                if "balanced_minus_sft_matched" in p
             )
             + ".",
         ]
@@ -553,7 +622,12 @@ def main() -> None:
             if not key[3] and not cell_dir(root, *key[:3]).exists() and (new := baselines_right(root, *key[:3])):
                 accuracy = {m: float(np.mean(v)) for m, v in new.items()}
                 fresh.append(c | {"right": c["right"] | new, "accuracy": c["accuracy"] | accuracy})
-        return merge_cells(on_disk, fresh)
+        cells = merge_cells(on_disk, fresh)
+        for c in cells:  # cells stored before they kept their test rows' answers
+            c.setdefault("gold", test_answers(data_dir, c["task"]))
+            if len(c["gold"]) != len(c["right"]["evolved"]):
+                raise SystemExit(f"{c['task']} seed {c['seed']}: its cell answered another test split than {data_dir}")
+        return cells
 
     if not args.collect_only:
         for phase in phases:

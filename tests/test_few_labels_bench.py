@@ -241,3 +241,24 @@ def test_soft_targets_are_graded_as_training_weighs_them(tmp_path):
     (row,) = few_labels.summarise([cell, older])
     page = few_labels.markdown([row], "examples/fpb_few_labels.yaml", "test machine")
     assert "| 70.0 ± 0.0 / 85.0 ± 0.0 / 50.0 (1 of 2 seeds) | 100 |" in page
+
+
+def test_balanced_accuracy_counts_each_class_once_however_many_test_rows_it_holds():
+    """A model that gains accuracy by answering the common class alone must not gain in balanced accuracy: on
+    three 'A' rows and one 'B', evolved gets the A rows (75% right, 50% balanced) where matched gets one A row
+    and the B row (50% right, 67% balanced)."""
+    gold = "AAAB" * 5
+    evolved, matched = [True, True, True, False] * 5, [True, False, False, True] * 5
+    cells = [_cell(s, evolved, matched) | {"gold": gold} for s in (0, 1)]
+    (row,) = few_labels.summarise(cells)
+    assert abs(row["evolved_minus_sft_matched"]["mean"] - 0.25) < 1e-9
+    b = row["balanced"]
+    assert abs(b["evolved"]["mean"] - 0.5) < 1e-9 and abs(b["sft_matched"]["mean"] - (1 / 3 + 1) / 2) < 1e-9
+    assert abs(b["evolved_minus_sft_matched"]["mean"] - (0.5 - 2 / 3)) < 1e-9
+    pooled = few_labels.over_tasks(cells + [c | {"task": "sst2"} for c in cells])
+    assert abs(pooled[0]["balanced_minus_sft_matched"]["mean"] - (0.5 - 2 / 3)) < 1e-9
+    page = few_labels.markdown(few_labels.summarise(cells), "x.yaml", "test machine", pooled)
+    assert "Balanced accuracy" in page and "fpb (64, 2 seeds) 50.0 ± 0.0 against 66.7 ± 0.0, -16.7 [" in page
+    # a cell stored before cells kept their answers gives no balanced figure rather than a wrong one
+    (old,) = few_labels.summarise([_cell(0, evolved, matched)])
+    assert old["balanced"] == {}
