@@ -285,7 +285,11 @@ def test_eval_reports_gold_option_nll_and_letter_counts(tiny_model, choice_task,
         val["gold_counts"].values()
     )
     # the evaluate stage writes the same record format
-    assert {"accuracy", "ci95", "seconds", "prediction_counts", "gold_counts", "gold_nll"} <= set(val)
+    assert {"accuracy", "ci95", "seconds", "prediction_counts", "gold_counts", "gold_nll", "recall"} <= set(val)
+    # each gold class's recall, weighted by its rows, gives back the rows answered right; their mean is balanced
+    assert set(val["recall"]) == set(val["gold_counts"])
+    assert round(sum(val["recall"][c] * n for c, n in val["gold_counts"].items())) == val["correct"]
+    assert abs(val["balanced_accuracy"] - sum(val["recall"].values()) / len(val["recall"])) < 1e-12
 
 
 def test_calibrated_justification_reruns_select_only_and_answers_from_candidates(tiny_model, choice_task, tmp_path):

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -381,3 +382,39 @@ def test_the_training_section_says_which_epochs_cross_validation_chose(tmp_path)
     training = _section(write_report(run).read_text(), "training")
     assert "trained 24 epochs, chosen by 2-fold cross-validation" in training
     assert "8: 50.0%, 24: 62.5%" in training and 'class="note"' not in training
+
+
+def test_report_shows_balanced_accuracy_and_names_a_class_a_model_never_answers(tmp_path):
+    """Few labels and few steps collapse a model onto the common classes: its accuracy hides that, so the
+    accuracy table gives each model's balanced accuracy (recall averaged over the gold classes) and a note
+    names each class a model never answered. On 3 'A' rows and 1 'B': always 'A' is 75% right, 50% balanced."""
+    from semievol.stages.evaluate import class_recall, summary_table
+
+    gold = ["A", "A", "A", "B"]
+    answers = {"warm": ["A", "A", "A", "A"], "evolved": ["A", "B", "A", "B"]}
+    models = {}
+    for name, pred in answers.items():
+        preds = [{"gold": g, "pred": p, "correct": g == p} for g, p in zip(gold, pred, strict=True)]
+        rec = accuracy_record([p["correct"] for p in preds])
+        rec["recall"] = class_recall(preds)
+        rec["balanced_accuracy"] = sum(rec["recall"].values()) / len(rec["recall"])
+        rec["prediction_counts"], rec["gold_counts"] = dict(Counter(pred)), {"A": 3, "B": 1}
+        models[name] = rec
+    assert models["warm"]["recall"] == {"A": 1.0, "B": 0.0} and models["warm"]["balanced_accuracy"] == 0.5
+    assert models["evolved"]["recall"] == {"A": 2 / 3, "B": 1.0}
+    run = make_run(tmp_path)
+    metrics_path = run / "evaluate" / "metrics.json"
+    metrics_path.write_text(json.dumps(json.loads(metrics_path.read_text()) | {"models": models}))
+    accuracy = _section(write_report(run).read_text(), "accuracy")
+    assert "<th>balanced accuracy</th>" in accuracy and "50.0%" in accuracy and "83.3%" in accuracy
+    assert "warm never answered B (1 test rows)" in accuracy and "evolved never answered" not in accuracy
+    table = summary_table({"models": models})
+    assert "| balanced accuracy |" in table and "| warm | 75.0% |" in table and "| 50.0% | 4 |" in table
+    # a run evaluated before balanced accuracy was recorded: the table keeps its old columns, no note
+    old = {
+        m: {k: v for k, v in r.items() if k not in ("balanced_accuracy", "recall", "gold_counts")}
+        for m, r in models.items()
+    }
+    metrics_path.write_text(json.dumps(json.loads(metrics_path.read_text()) | {"models": old}))
+    accuracy = _section(write_report(run).read_text(), "accuracy")
+    assert "balanced accuracy" not in accuracy and "never answered" not in accuracy

@@ -73,8 +73,11 @@ def section_accuracy(metrics: dict[str, Any] | None) -> str:
             "No test accuracy yet: the evaluate stage has not finished (evaluate/metrics.json is missing)."
         )
     models = metrics["models"]
+    balanced = all("balanced_accuracy" in r for r in models.values())  # runs before it was recorded have none
     rows = [
-        [name, pct(r["accuracy"]), f"{pct(r['ci95'][0])} - {pct(r['ci95'][1])}", r["correct"], r["n"]]
+        [name, pct(r["accuracy"]), f"{pct(r['ci95'][0])} - {pct(r['ci95'][1])}"]
+        + ([pct(r["balanced_accuracy"])] if balanced else [])
+        + [r["correct"], r["n"]]
         for name, r in models.items()
     ]
 
@@ -89,7 +92,25 @@ def section_accuracy(metrics: dict[str, Any] | None) -> str:
         ax.set_ylabel("accuracy")
         ax.set_title(f"{metrics.get('task', '')}: test accuracy, 95% Wilson interval")
 
-    return html_plot(draw, 5.5, 3.2) + html_table(["model", "accuracy", "95% interval", "correct", "n"], rows)
+    header = ["model", "accuracy", "95% interval"] + (["balanced accuracy"] if balanced else []) + ["correct", "n"]
+    return html_plot(draw, 5.5, 3.2) + html_table(header, rows) + unanswered_classes(models)
+
+
+def unanswered_classes(models: dict[str, Any]) -> str:
+    """A note naming the classes the test split holds that a model never answered (the collapse onto a few
+    classes that few labels and few steps bring), or nothing."""
+    said = []
+    for name, r in models.items():
+        gold, answered = r.get("gold_counts") or {}, r.get("prediction_counts") or {}
+        never = [f"{c} ({n} test rows)" for c, n in gold.items() if n and not answered.get(c)]
+        if never:
+            said.append(f"{name} never answered {', '.join(never)}")
+    if not said:
+        return ""
+    return html_note(
+        "; ".join(said) + ": accuracy does not show a class left out; the balanced accuracy (each class's recall "
+        "averaged) does."
+    )
 
 
 def section_training(run_dir: Path) -> str:

@@ -180,12 +180,21 @@ def gold_nll(examples: list[Example], preds: list[dict[str, Any]]) -> float:
     return sum(nll) / len(nll) if nll else float("nan")
 
 
+def class_recall(preds: list[dict[str, Any]]) -> dict[str, float]:
+    """Gold answer -> the share of its test rows the model answered right: a model that answers one class
+    everywhere scores 1 there and 0 elsewhere, whatever its accuracy."""
+    rows = Counter(str(p["gold"]) for p in preds)
+    right = Counter(str(p["gold"]) for p in preds if p["correct"])
+    return {g: right[g] / n for g, n in sorted(rows.items())}
+
+
 def evaluate_model(
     engine: Engine, examples: list[Example], kind: str, adapter: str | None, max_new_tokens: int, numeric: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predictions on ``examples`` and their record: accuracy with its interval, seconds, how often each
     answer was predicted and, for multiple choice, the gold option's mean NLL (which tells apart models
-    whose accuracies tie, say two that answer the majority class everywhere)."""
+    whose accuracies tie, say two that answer the majority class everywhere) and each gold class's recall
+    with their mean, the balanced accuracy (which no answering of the common classes alone can raise)."""
     t = time.time()
     preds = predict(engine, examples, kind, adapter, max_new_tokens, numeric)
     rec = accuracy_record([p["correct"] for p in preds])
@@ -194,6 +203,8 @@ def evaluate_model(
     if kind == "choice":
         rec["gold_counts"] = counts([e.answer for e in examples])
         rec["gold_nll"] = gold_nll(examples, preds)
+        rec["recall"] = class_recall(preds)
+        rec["balanced_accuracy"] = sum(rec["recall"].values()) / len(rec["recall"]) if rec["recall"] else float("nan")
     return preds, rec
 
 
@@ -296,11 +307,16 @@ def pseudo_label_metrics(records: list[dict[str, Any]]) -> dict[str, Any] | None
 
 
 def summary_table(m: dict[str, Any]) -> str:
-    rows = ["| model | accuracy | 95% interval | n |", "|---|---|---|---|"]
+    balanced = all("balanced_accuracy" in rec for rec in m["models"].values())  # multiple choice only
+    rows = [
+        "| model | accuracy | 95% interval |" + (" balanced accuracy |" if balanced else "") + " n |",
+        "|---|---|---|" + ("---|" if balanced else "") + "---|",
+    ]
     for name, rec in m["models"].items():
         rows.append(
-            f"| {name} | {100 * rec['accuracy']:.1f}% | "
-            f"{100 * rec['ci95'][0]:.1f}-{100 * rec['ci95'][1]:.1f}% | {rec['n']} |"
+            f"| {name} | {100 * rec['accuracy']:.1f}% | {100 * rec['ci95'][0]:.1f}-{100 * rec['ci95'][1]:.1f}% |"
+            + (f" {100 * rec['balanced_accuracy']:.1f}% |" if balanced else "")
+            + f" {rec['n']} |"
         )
     pl = m.get("pseudo_labels")
     if pl:
