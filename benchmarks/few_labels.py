@@ -119,14 +119,21 @@ def class_weighted(
     }
 
 
-def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """The evolved model against the compute-matched control in balanced accuracy, on cells of one task that
-    know their test rows' gold answers (``gold``); empty where one does not."""
+def balanced_pairs(cells: list[dict[str, Any]]) -> dict[int, tuple[list[float], list[float]]] | None:
+    """The evolved model's and the compute-matched control's answers per seed, weighted for balanced accuracy
+    (``class_weighted``), on cells of one task; None where a cell does not know its test rows' gold answers."""
     if not cells or any("gold" not in c for c in cells):
-        return {}
+        return None
     if len({c["gold"] for c in cells}) > 1:
         raise ValueError(f"{cells[0]['task']}: cells answered different test rows")
-    pairs = class_weighted(control_pairs(cells, "sft_matched"), cells[0]["gold"])
+    return class_weighted(control_pairs(cells, "sft_matched"), cells[0]["gold"])
+
+
+def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evolved model against the compute-matched control in balanced accuracy, on cells of one task; empty
+    where a cell does not know its test rows' gold answers."""
+    if (pairs := balanced_pairs(cells)) is None:
+        return {}
     return {
         "evolved": stats([float(np.mean(ev)) for ev, _ in pairs.values()]),
         "sft_matched": stats([float(np.mean(m)) for _, m in pairs.values()]),
@@ -398,14 +405,9 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"evolved_minus_{other}"] = tasks_pooled(
                 {t: control_pairs([c for c in here if c["task"] == t], other) for t in tasks}
             )
-        if all("gold" in c for c in here):
-            row["balanced_minus_sft_matched"] = tasks_pooled(
-                {
-                    t: class_weighted(control_pairs(cs, "sft_matched"), cs[0]["gold"])
-                    for t in tasks
-                    if (cs := [c for c in here if c["task"] == t])
-                }
-            )
+        fair = {t: balanced_pairs([c for c in here if c["task"] == t]) for t in tasks}
+        if all(p is not None for p in fair.values()):
+            row["balanced_minus_sft_matched"] = tasks_pooled({t: p for t, p in fair.items() if p is not None})
         out.append(row)
     return out
 

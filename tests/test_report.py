@@ -396,8 +396,7 @@ def test_report_shows_balanced_accuracy_and_names_a_class_a_model_never_answers(
     for name, pred in answers.items():
         preds = [{"gold": g, "pred": p, "correct": g == p} for g, p in zip(gold, pred, strict=True)]
         rec = accuracy_record([p["correct"] for p in preds])
-        rec["recall"] = class_recall(preds)
-        rec["balanced_accuracy"] = sum(rec["recall"].values()) / len(rec["recall"])
+        rec |= class_recall(preds)
         rec["prediction_counts"], rec["gold_counts"] = dict(Counter(pred)), {"A": 3, "B": 1}
         models[name] = rec
     assert models["warm"]["recall"] == {"A": 1.0, "B": 0.0} and models["warm"]["balanced_accuracy"] == 0.5

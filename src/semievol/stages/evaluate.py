@@ -180,12 +180,13 @@ def gold_nll(examples: list[Example], preds: list[dict[str, Any]]) -> float:
     return sum(nll) / len(nll) if nll else float("nan")
 
 
-def class_recall(preds: list[dict[str, Any]]) -> dict[str, float]:
-    """Gold answer -> the share of its test rows the model answered right: a model that answers one class
-    everywhere scores 1 there and 0 elsewhere, whatever its accuracy."""
+def class_recall(preds: list[dict[str, Any]]) -> dict[str, Any]:
+    """``recall``: gold answer -> the share of its test rows the model answered right (a model that answers one
+    class everywhere scores 1 there and 0 elsewhere, whatever its accuracy); ``balanced_accuracy``: their mean."""
     rows = Counter(str(p["gold"]) for p in preds)
     right = Counter(str(p["gold"]) for p in preds if p["correct"])
-    return {g: right[g] / n for g, n in sorted(rows.items())}
+    recall = {g: right[g] / n for g, n in sorted(rows.items())}
+    return {"recall": recall, "balanced_accuracy": sum(recall.values()) / len(recall) if recall else float("nan")}
 
 
 def evaluate_model(
@@ -203,8 +204,7 @@ def evaluate_model(
     if kind == "choice":
         rec["gold_counts"] = counts([e.answer for e in examples])
         rec["gold_nll"] = gold_nll(examples, preds)
-        rec["recall"] = class_recall(preds)
-        rec["balanced_accuracy"] = sum(rec["recall"].values()) / len(rec["recall"]) if rec["recall"] else float("nan")
+        rec |= class_recall(preds)
     return preds, rec
 
 
