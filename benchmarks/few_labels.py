@@ -24,6 +24,8 @@ Runs go to runs/few_labels/RECIPE (the recipe file's name without .yaml), the ta
 benchmarks/results/few_labels/RECIPE.{json,md}: a changed recipe is a new file, and its cells never mix
 with an earlier recipe's.
 
+``--baselines-only`` runs the baselines alone (not the recipe's cells), beside a process running those cells:
+each cell takes the baselines' answers when both have finished.
 ``--baselines semievol_paper,majority_vote`` adds the paper's SemiEvol (semievol's defaults) and the
 LMSI-style majority vote (the same run without the justification) on the same draws: about an hour of LLM
 pseudo-labelling per cell on two cores.
@@ -587,6 +589,12 @@ def main() -> None:
     ap.add_argument("--baselines", default="", help=f"comma list of {', '.join(BASELINES)} (after the recipe's cells)")
     ap.add_argument("--ablation", default="", help=f"comma list of {', '.join(ABLATIONS)} (after the baselines)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads a cell (2 with --workers 1 on two cores)")
+    ap.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="run the --baselines alone, not the recipe's cells: they train on the draws, not from the cells, so "
+        "they can run beside the process that runs those cells",
+    )
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args()
     end_children_on_sigterm()
@@ -605,7 +613,9 @@ def main() -> None:
     for flag, names, known in (("--baselines", baselines, BASELINES), ("--ablation", variants, ABLATIONS)):
         if unknown := [v for v in names if v not in known]:
             raise SystemExit(f"{flag}: unknown name(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    todo = [(*g, "") for g in grid] + [(*g, v) for v in baselines + variants for g in grid]
+    if args.baselines_only and (variants or not baselines):
+        raise SystemExit("--baselines-only runs --baselines and no --ablation (a variant starts from its recipe cell)")
+    todo = [(*g, "") for g in grid if not args.baselines_only] + [(*g, v) for v in baselines + variants for g in grid]
     # the recipe's cells first; an ablation variant starts from its seed's recipe cell
     phases = [
         [t for t in todo if not t[3]],
@@ -619,7 +629,9 @@ def main() -> None:
     def collect() -> list[dict[str, Any]]:
         # read again: another few_labels process (other seeds, an ablation) may have written cells meanwhile
         on_disk = stored_cells(RESULTS / f"{root.name}.json")
-        fresh = [c for t in todo if (c := cell_result(root, data_dir, *t)) is not None]
+        # the grid's recipe cells too: with --baselines-only, one that finished beside it takes its answers
+        read = dict.fromkeys([(*g, "") for g in grid] + todo)
+        fresh = [c for t in read if (c := cell_result(root, data_dir, *t)) is not None]
         for key, c in on_disk.items():  # a baseline finished now on the draw of a cell whose run folder is gone
             if not key[3] and not cell_dir(root, *key[:3]).exists() and (new := baselines_right(root, *key[:3])):
                 accuracy = {m: float(np.mean(v)) for m, v in new.items()}

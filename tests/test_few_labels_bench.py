@@ -262,3 +262,28 @@ def test_balanced_accuracy_counts_each_class_once_however_many_test_rows_it_hold
     # a cell stored before cells kept their answers gives no balanced figure rather than a wrong one
     (old,) = few_labels.summarise([_cell(0, evolved, matched)])
     assert old["balanced"] == {}
+
+
+def test_baselines_only_runs_the_baselines_and_not_the_recipe_cells_beside_them(tmp_path, monkeypatch):
+    """A baseline trains on the draw, not from the recipe's cell, so it may run beside the process running that
+    cell; the recipe's cell must not be started a second time."""
+    import sys
+
+    import pytest
+
+    calls = []
+    monkeypatch.setattr(few_labels, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(few_labels, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(few_labels, "run_cell", lambda recipe, root, data_dir, *cell: calls.append(cell))
+    argv = ["few_labels.py", "--recipe", "benchmarks/recipes/few_labels_v5.yaml", "--data-dir", str(tmp_path)]
+    argv += ["--tasks", "fpb", "--seeds", "9", "--workers", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--baselines", "sft_default", "--baselines-only"])
+    few_labels.main()
+    assert calls == [("fpb", 64, 9, "sft_default")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--baselines", "sft_default"])
+    few_labels.main()
+    assert calls[1:] == [("fpb", 64, 9, ""), ("fpb", 64, 9, "sft_default")]
+    for extra in (["--baselines-only"], ["--baselines-only", "--baselines", "sft_default", "--ablation", "fresh"]):
+        monkeypatch.setattr(sys, "argv", [*argv, *extra])
+        with pytest.raises(SystemExit, match="--baselines-only"):
+            few_labels.main()
