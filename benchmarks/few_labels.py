@@ -121,26 +121,47 @@ def class_weighted(
     }
 
 
-def balanced_pairs(cells: list[dict[str, Any]]) -> dict[int, tuple[list[float], list[float]]] | None:
-    """The evolved model's and the compute-matched control's answers per seed, weighted for balanced accuracy
-    (``class_weighted``), on cells of one task; None where a cell does not know its test rows' gold answers."""
+def balanced_pairs(
+    cells: list[dict[str, Any]], other: str = "sft_matched"
+) -> dict[int, tuple[list[float], list[float]]] | None:
+    """The evolved model's and ``other``'s answers per seed, weighted for balanced accuracy (``class_weighted``),
+    on cells of one task; None where a cell does not know its test rows' gold answers."""
     if not cells or any("gold" not in c for c in cells):
         return None
     if len({c["gold"] for c in cells}) > 1:
         raise ValueError(f"{cells[0]['task']}: cells answered different test rows")
-    return class_weighted(control_pairs(cells, "sft_matched"), cells[0]["gold"])
+    return class_weighted(control_pairs(cells, other), cells[0]["gold"])
+
+
+def class_recall(cells: list[dict[str, Any]], other: str) -> dict[str, dict[str, float]]:
+    """Each gold class's recall of the evolved model and of ``other``, averaged over the cells' seeds: where
+    the balanced accuracy's gain comes from (a class that few test rows hold, or the common ones)."""
+    gold = np.array(list(cells[0]["gold"]))
+    out: dict[str, dict[str, float]] = {"evolved": {}, other: {}}
+    for k in sorted(set(gold)):
+        for i, model in enumerate(out):
+            out[model][k] = float(
+                np.mean([np.mean(np.asarray(p[i], float)[gold == k]) for p in control_pairs(cells, other).values()])
+            )
+    return out
 
 
 def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """The evolved model against the compute-matched control in balanced accuracy, on cells of one task; empty
-    where a cell does not know its test rows' gold answers."""
+    """The evolved model against the compute-matched control and the logistic regression in balanced accuracy,
+    with each class's recall, on cells of one task; empty where a cell does not know its test rows' gold."""
     if (pairs := balanced_pairs(cells)) is None:
         return {}
-    return {
+    out = {
         "evolved": stats([float(np.mean(ev)) for ev, _ in pairs.values()]),
         "sft_matched": stats([float(np.mean(m)) for _, m in pairs.values()]),
         "evolved_minus_sft_matched": row_paired(pairs),
+        "recall": class_recall(cells, "sft_matched"),
     }
+    probe = balanced_pairs(cells, "probe") or {}
+    if len(probe) == len(cells):
+        out["probe"] = stats([float(np.mean(m)) for _, m in probe.values()])
+        out["evolved_minus_probe"] = row_paired(probe)
+    return out
 
 
 def run_paper(cfg: dict[str, Any], rd: Path) -> None:
@@ -497,12 +518,29 @@ def markdown(
                 f"{r['task']} ({r['labeled']}, {len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)}) "
                 f"{pct(r['balanced']['evolved'])} against "
                 f"{pct(r['balanced']['sft_matched'])}, {delta(r['balanced']['evolved_minus_sft_matched'])}"
+                + (
+                    f" (logreg {pct(r['balanced']['probe'])}, evolved minus it "
+                    f"{delta(r['balanced']['evolved_minus_probe'])})"
+                    if "probe" in r["balanced"]
+                    else ""
+                )
                 for r in fair
             )
             + "".join(
                 f"; over the tasks at {p['labeled']} labeled rows {delta(p['balanced_minus_sft_matched'])}"
                 for p in pooled or []
                 if "balanced_minus_sft_matched" in p
+            )
+            + ".",
+            "",
+            "Each class's recall (its option letter in the task's data), matched -> evolved, the mean over seeds: "
+            + "; ".join(
+                f"{r['task']} ({r['labeled']}) "
+                + ", ".join(
+                    f"{k} {100 * m:.0f} -> {100 * r['balanced']['recall']['evolved'][k]:.0f}"
+                    for k, m in r["balanced"]["recall"]["sft_matched"].items()
+                )
+                for r in fair
             )
             + ".",
         ]

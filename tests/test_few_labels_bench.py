@@ -259,6 +259,10 @@ def test_balanced_accuracy_counts_each_class_once_however_many_test_rows_it_hold
     assert abs(pooled[0]["balanced_minus_sft_matched"]["mean"] - (0.5 - 2 / 3)) < 1e-9
     page = few_labels.markdown(few_labels.summarise(cells), "x.yaml", "test machine", pooled)
     assert "Balanced accuracy" in page and "fpb (64, 2 seeds) 50.0 ± 0.0 against 66.7 ± 0.0, -16.7 [" in page
+    # the logistic regression (here answering as matched does) and where the difference comes from, class by class
+    assert abs(b["evolved_minus_probe"]["mean"] - (0.5 - 2 / 3)) < 1e-9 and "(logreg 66.7 ± 0.0, evolved" in page
+    assert b["recall"]["evolved"] == {"A": 1.0, "B": 0.0} and abs(b["recall"]["sft_matched"]["A"] - 1 / 3) < 1e-9
+    assert "fpb (64) A 33 -> 100, B 100 -> 0" in page
     # a cell stored before cells kept their answers gives no balanced figure rather than a wrong one
     (old,) = few_labels.summarise([_cell(0, evolved, matched)])
     assert old["balanced"] == {}
