@@ -55,6 +55,9 @@ def test_members_answer_with_the_mean_of_their_distributions_and_share_the_warm_
         want = np.mean([alone[n][i]["votes"][0]["dist"] for n in ("warm", "m1", "m2")], axis=0)
         assert np.allclose(r["votes"][1]["dist"], want, atol=1e-5)
         assert r["votes"][1]["answer"] == "ABC"[int(np.argmax(want))]
+        # each warm model's own answer, in the members' order (whether they agree is how much the mean can teach)
+        assert r["votes"][1]["members"] == "".join(alone[n][i]["votes"][0]["answer"] for n in ("warm", "m1", "m2"))
+        assert "members" not in r["votes"][0]
         assert r["votes"][0]["dist"] == alone["warm"][i]["votes"][0]["dist"]
 
 
@@ -133,6 +136,14 @@ def test_members_train_with_their_own_seeds_vote_and_survive_a_killed_sft(tiny_m
     assert any("the mean of 3 warm models" in line for line in lines)
     assert any("the 3 warm models served together" in line for line in lines)
     assert metrics["warm_ensemble"]["n"] == metrics["models"]["warm"]["n"]
+    # how many unlabeled rows the warm models split on, counted by the select stage and said in the report
+    split = json.loads((run_dir / "select" / "selection.json").read_text())["members_split"]
+    answers = [r["votes"][1]["members"] for r in votes]
+    assert split["rows"] == len(votes) and split["split"] == sum(len(set(a)) > 1 for a in answers)
+    assert (
+        f"The warm models gave different answers on {split['split']} of the {len(votes)}"
+        in (run_dir / "report.html").read_text()
+    )
 
 
 def test_the_verdict_against_the_warm_models_averages_each_row_over_the_seeds():

@@ -17,7 +17,9 @@ from semievol.stages.scoring import (
     mean_distributions,
     new_to_warm,
     normalized_entropy,
+    row_counts,
     select_mask,
+    split_share,
     warm_agreement,
 )
 from semievol.stages.voting import draw_vote, row_rng
@@ -184,3 +186,23 @@ def test_kept_labels_are_counted_against_the_warm_models_own_vote():
     assert taught is not None and taught["student"] and "all 350 kept pseudo-labels" in taught["note"]
     assert "can only repeat" not in taught["note"] and "trained from the base model" in taught["note"]
     assert new_to_warm(Counter()) is None  # no configuration gave the warm model's own answer
+
+
+def test_rows_the_warm_members_split_on_are_counted_over_every_row_kept_or_not():
+    def votes(members: str | None) -> list[dict[str, str]]:
+        own = {"config": "warm:0:0", "answer": "B"}
+        return [own] + ([{"config": "members:0:0", "answer": "B", "members": members}] if members else [])
+
+    counts: Counter[str] = Counter()
+    for members, kept in [("BBB", True), ("BAB", False), ("ABB", True), ("CCC", False)]:
+        counts.update(row_counts(votes(members), "B", "choice", kept))
+    assert split_share(counts) == {"rows": 4, "split": 2, "share": 0.5}
+    assert new_to_warm(counts) == {
+        "kept": 2,
+        "new": 0,
+        "share": 0.0,
+        "note": new_to_warm(counts)["note"],
+        "student": False,
+    }
+    # votes written before the members' answers were recorded, or no 'members' configuration: nothing to say
+    assert split_share(Counter(row_counts(votes(None), "B", "choice", True))) is None

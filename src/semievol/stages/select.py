@@ -44,9 +44,10 @@ from .scoring import (
     mean_distributions,
     new_to_warm,
     rank_by_class,
+    row_counts,
     select_mask,
+    split_share,
     vote_score,
-    warm_agreement,
 )
 
 # rows justified per round of engine calls: a multiple of the cache's chunk, so the cache cuts the calls at
@@ -244,7 +245,7 @@ def write(
     per_class: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
     lean_answers: Counter[str] = Counter()  # justified answers and their rows' votes, for the lean check
     lean_votes: Counter[str] = Counter()
-    own: Counter[str] = Counter()  # kept rows with the warm model's own vote, and those labeled otherwise
+    own: Counter[str] = Counter()  # row_counts: kept rows against the warm model's vote, the warm members' splits
 
     def records() -> Iterator[dict[str, Any]]:
         for (r, ex), j, kept in zip(_rows(votes, unlabeled), judged, keep, strict=True):
@@ -272,7 +273,7 @@ def write(
                 rec["correct"] = answers_match(j.answer, ex.answer, kind)
             per_class[str(j.answer)][0] += 1
             per_class[str(j.answer)][1] += int(kept)
-            own.update(warm_agreement(r["votes"], j.answer, kind) if kept else ())
+            own.update(row_counts(r["votes"], j.answer, kind, kept))
             if j.justified and kind == "choice" and j.answer is not None:
                 lean_answers[str(j.answer)] += 1
                 lean_votes.update(
@@ -313,6 +314,7 @@ def write(
             "prior": {str(k): [round(float(x), 6) for x in v] for k, v in sorted(priors.items())},
             "lean": lean,
             "new_to_warm": new,
+            "members_split": split_share(own),
             "per_class": {k: {"predicted": v[0], "selected": v[1]} for k, v in sorted(per_class.items())},
         },
     )

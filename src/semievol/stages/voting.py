@@ -79,6 +79,8 @@ def vote_chunk(
             scored[key] = dict(zip(live, results, strict=True))
         return [scored[key][i] for i in live]
 
+    each_answers: dict[int, str] = {}  # row -> each warm member's answer, under the 'members' configuration voting
+
     def members_mean(c: AnswerConfig, live: list[int]) -> list[np.ndarray | None]:
         """The mean of the warm members' distributions; a row any member's call failed on fails."""
         each: list[list[Any]] = []
@@ -90,6 +92,8 @@ def vote_chunk(
                 errors.update(e.errors)
                 each.append(e.results)
         mean = [None if j in errors else np.mean([d[j] for d in each], axis=0) for j in range(len(live))]
+        for j in set(range(len(live))) - set(errors):
+            each_answers[live[j]] = "".join(LETTERS[int(np.argmax(d[j]))] for d in each)
         if errors:
             raise CallsFailed(mean, errors)
         return mean
@@ -117,9 +121,10 @@ def vote_chunk(
                 continue
             if kind == "choice":
                 v = draw_vote(res, c.temperature, row_rng(seed, ci, chunk[i].id))
-                rows[i]["votes"].append(
-                    {"config": c.name, "answer": LETTERS[v], "dist": [round(float(x), 6) for x in res]}
-                )
+                vote = {"config": c.name, "answer": LETTERS[v], "dist": [round(float(x), 6) for x in res]}
+                if c.model == "members":  # whether the warm models agree: how much their mean has to teach
+                    vote["members"] = each_answers[i]
+                rows[i]["votes"].append(vote)
             else:
                 s = res[0]
                 rows[i]["votes"].append(
