@@ -413,6 +413,44 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def disagreement(cells: list[dict[str, Any]], draws: int = 2000) -> dict[str, Any] | None:
+    """Whether a cell's gain shows before the student trains. Per recipe cell with warm models: the share of
+    test rows its warm models split on (some right, some wrong), the ensemble's accuracy over their mean, and
+    the evolved model's over that mean; then Pearson's r of each of the first two with the third across the
+    cells, with a 95% interval from resampling the cells. None under 4 such cells."""
+    cs = [c for c in cells if not c.get("variant") and "member1" in c["right"] and "ensemble" in c["right"]]
+    if len(cs) < 4:
+        return None
+    per_cell = []
+    for c in cs:
+        share = np.asarray(warm_models_share(c["right"]))
+        per_cell.append(
+            {
+                "task": c["task"],
+                "seed": c["seed"],
+                "split": float(np.mean((share > 0) & (share < 1))),
+                "ensemble_gain": float(np.mean(c["right"]["ensemble"]) - share.mean()),
+                "gain": float(np.mean(c["right"]["evolved"]) - share.mean()),
+            }
+        )
+    x = np.array([[c["split"], c["ensemble_gain"], c["gain"]] for c in per_cell])
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(x), size=(draws, len(x)))
+    out: dict[str, Any] = {"cells": per_cell}
+    for i, name in enumerate(("split", "ensemble_gain")):
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample of alike cells has no r
+            rs = [np.corrcoef(x[p, i], x[p, 2])[0, 1] for p in picks]
+        low, high = np.nanpercentile(rs, [2.5, 97.5])
+        out[f"r_{name}"] = {"r": float(np.corrcoef(x[:, i], x[:, 2])[0, 1]), "ci95": [float(low), float(high)]}
+        # within tasks: each task's mean taken out, so that what tells tasks apart does not tell draws apart
+        task = np.array([c["task"] for c in per_cell])
+        centred = x.copy()
+        for t in set(task):
+            centred[task == t] -= x[task == t].mean(axis=0)
+        out[f"r_{name}"]["within_tasks"] = float(np.corrcoef(centred[:, i], centred[:, 2])[0, 1])
+    return out
+
+
 def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The recipe's evolved model against each control averaged over the tasks at one label count (each task
     weighted equally, on the seeds it ran): one line where the per-task rows hold a seed or two each."""
@@ -431,6 +469,8 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fair = {t: balanced_pairs([c for c in here if c["task"] == t]) for t in tasks}
         if all(p is not None for p in fair.values()):
             row["balanced_minus_sft_matched"] = tasks_pooled({t: p for t, p in fair.items() if p is not None})
+        if spread := disagreement(here):
+            row["disagreement"] = spread
         out.append(row)
     return out
 
@@ -544,6 +584,26 @@ def markdown(
             )
             + ".",
         ]
+    for p in pooled or []:
+        if spread := p.get("disagreement"):
+            lines += [
+                "",
+                f"Where the gain comes from (the {len(spread['cells'])} cells at {p['labeled']} labeled rows with "
+                "warm models): the evolved model's gain over the warm models' mean follows the share of test rows "
+                "the warm models split on (some right, some wrong), Pearson's r "
+                f"{spread['r_split']['r']:.2f} [{spread['r_split']['ci95'][0]:.2f}, "
+                f"{spread['r_split']['ci95'][1]:.2f}] (cells resampled; {spread['r_split']['within_tasks']:.2f} "
+                "within tasks, each task's mean taken out: the split tells tasks apart more than draws), and the "
+                f"warm models' ensemble's gain over their mean, r {spread['r_ensemble_gain']['r']:.2f} "
+                f"[{spread['r_ensemble_gain']['ci95'][0]:.2f}, {spread['r_ensemble_gain']['ci95'][1]:.2f}] "
+                f"({spread['r_ensemble_gain']['within_tasks']:.2f} within tasks): "
+                + ", ".join(
+                    f"{c['task']} {c['seed']} split {100 * c['split']:.0f}% ensemble {100 * c['ensemble_gain']:+.1f} "
+                    f"evolved {100 * c['gain']:+.1f}"
+                    for c in spread["cells"]
+                )
+                + ". Warm models that agree leave the unlabeled rows little to teach.",
+            ]
     ens = [r for r in rows if not r["variant"] and r["ensemble"].get("n") == len(r["seeds"])]
     if ens:
         lines += [

@@ -291,3 +291,35 @@ def test_baselines_only_runs_the_baselines_and_not_the_recipe_cells_beside_them(
         monkeypatch.setattr(sys, "argv", [*argv, *extra])
         with pytest.raises(SystemExit, match="--baselines-only"):
             few_labels.main()
+
+
+def test_the_gain_is_set_beside_the_share_of_rows_the_warm_models_split_on():
+    """Cell k: the warm model alone gets 2k more rows right than its four siblings, and the evolved model gets
+    those rows right too: the evolved model's gain over the warm models' mean grows with the rows they split on
+    (r = 1), and their ensemble, voting with the siblings, loses those rows (r = -1)."""
+    cells = []
+    for k in range(5):
+        base = [True] * 10 + [False] * 10
+        warm = [True] * (10 + 2 * k) + [False] * (10 - 2 * k)
+        right = {"warm": warm, "evolved": warm, "ensemble": base, "probe": base}
+        right |= {f"member{i}": base for i in range(1, 5)}
+        cells.append(_cell(k, warm, base) | {"right": right})
+    spread = few_labels.disagreement(cells)
+    assert [c["split"] for c in spread["cells"]] == [2 * k / 20 for k in range(5)]
+    assert abs(spread["cells"][4]["gain"] - (18 - (10 + 8 / 5)) / 20) < 1e-9
+    assert abs(spread["r_split"]["r"] - 1) < 1e-9 and abs(spread["r_ensemble_gain"]["r"] + 1) < 1e-9
+    # one task: taking its mean out leaves the same order
+    assert abs(spread["r_split"]["within_tasks"] - 1) < 1e-9
+    # two tasks, the second with more split rows and a larger gain; inside each, the more split cells gain less
+    # (the evolved model stays put while the warm models' mean rises): across them r is high, within them -1
+    flat = [c | {"task": "sst2" if c["seed"] < 3 else "fpb"} for c in cells]
+    for c in flat:
+        c["right"] = c["right"] | {
+            "evolved": [True] * (10 + 4 * (c["seed"] >= 3)) + [False] * (10 - 4 * (c["seed"] >= 3))
+        }
+    mixed = few_labels.disagreement(flat)
+    assert mixed["r_split"]["r"] > 0.5 and abs(mixed["r_split"]["within_tasks"] + 1) < 1e-9
+    (pooled,) = few_labels.over_tasks(cells + [c | {"task": "sst2"} for c in cells])
+    page = few_labels.markdown(few_labels.summarise(cells), "x.yaml", "test machine", [pooled])
+    assert "Where the gain comes from (the 10 cells at 64 labeled rows" in page and "Pearson's r 1.00" in page
+    assert few_labels.disagreement(cells[:3]) is None  # too few cells to read a correlation from

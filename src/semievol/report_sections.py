@@ -251,7 +251,8 @@ def section_classes(rows: list[dict[str, Any]] | None, selection: dict[str, Any]
         out += html_note(
             f"The warm models gave different answers on {split['split']} of the {split['rows']} unlabeled rows "
             f"({split['share']:.0%}): the rows where their mean can teach a student what one of them does not "
-            "know. In the few-labels benchmark the evolved model gained 1-4 points over the warm models where "
-            "these split on a fifth to a quarter of the test rows (FPB), 3-10 where a third or more (SST-2, emotion)."
+            "know. In the few-labels benchmark the evolved model gained 1-4 points over the warm models on FPB, "
+            "whose warm models split on a fifth to a quarter of the test rows, and 3-10 on SST-2 and emotion, a "
+            "third or more: a guide to the task, not to one draw of its labeled rows."
         )
     return out

@@ -135,7 +135,7 @@ def split_share(counts: Counter[str]) -> dict[str, Any] | None:
     has little to teach a student that any one of them does not know. In issue 22's 64-label cells the
     evolved model's gain over the warm models followed the test rows they split on (few_labels_v5.md): FPB's
     answered about a fifth to a quarter of them differently and gained 1-4 points, SST-2's 30-47% and
-    emotion's 57-75% (seeds 6 and 7), 3-10."""
+    emotion's 57-75% (seeds 6 and 7), 3-10: it told the tasks apart, not a task's draws."""
     if not counts["members"]:
         return None
     return {"rows": counts["members"], "split": counts["split"], "share": round(counts["split"] / counts["members"], 4)}
