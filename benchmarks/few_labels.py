@@ -137,12 +137,11 @@ def class_recall(cells: list[dict[str, Any]], other: str) -> dict[str, dict[str,
     """Each gold class's recall of the evolved model and of ``other``, averaged over the cells' seeds: where
     the balanced accuracy's gain comes from (a class that few test rows hold, or the common ones)."""
     gold = np.array(list(cells[0]["gold"]))
+    pairs = [tuple(np.asarray(a, float) for a in p) for p in control_pairs(cells, other).values()]
     out: dict[str, dict[str, float]] = {"evolved": {}, other: {}}
     for k in sorted(set(gold)):
         for i, model in enumerate(out):
-            out[model][k] = float(
-                np.mean([np.mean(np.asarray(p[i], float)[gold == k]) for p in control_pairs(cells, other).values()])
-            )
+            out[model][k] = float(np.mean([p[i][gold == k].mean() for p in pairs]))
     return out
 
 
@@ -436,17 +435,17 @@ def disagreement(cells: list[dict[str, Any]], draws: int = 2000) -> dict[str, An
     x = np.array([[c["split"], c["ensemble_gain"], c["gain"]] for c in per_cell])
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(x), size=(draws, len(x)))
+    # within tasks: each task's mean taken out, so that what tells tasks apart does not tell draws apart
+    task = np.array([c["task"] for c in per_cell])
+    centred = x.copy()
+    for t in set(task):
+        centred[task == t] -= x[task == t].mean(axis=0)
     out: dict[str, Any] = {"cells": per_cell}
     for i, name in enumerate(("split", "ensemble_gain")):
         with np.errstate(invalid="ignore", divide="ignore"):  # a resample of alike cells has no r
             rs = [np.corrcoef(x[p, i], x[p, 2])[0, 1] for p in picks]
         low, high = np.nanpercentile(rs, [2.5, 97.5])
         out[f"r_{name}"] = {"r": float(np.corrcoef(x[:, i], x[:, 2])[0, 1]), "ci95": [float(low), float(high)]}
-        # within tasks: each task's mean taken out, so that what tells tasks apart does not tell draws apart
-        task = np.array([c["task"] for c in per_cell])
-        centred = x.copy()
-        for t in set(task):
-            centred[task == t] -= x[task == t].mean(axis=0)
         out[f"r_{name}"]["within_tasks"] = float(np.corrcoef(centred[:, i], centred[:, 2])[0, 1])
     return out
 
