@@ -163,6 +163,12 @@ def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def partial(d: dict[str, Any], full: int) -> str:
+    """A difference with its interval, saying on how many of the row's seeds it was measured where not all."""
+    k = d.get("n_seeds", 0)
+    return delta(d) if k in (0, full) else f"{delta(d)} ({k} of {full} seeds)"
+
+
 def run_paper(cfg: dict[str, Any], rd: Path) -> None:
     """The paper's SemiEvol: semievol's defaults (4 configurations, justification, entropy percentile, evolve
     from the base model), on the cell's draws."""
@@ -188,6 +194,12 @@ BASELINES = {
     "sft_cv": (run_sft_cv, "warm"),
     "semievol_paper": (run_paper, "evolved"),
     "majority_vote": (run_majority, "evolved"),  # after semievol_paper: it starts from a copy of that cell
+}
+NAMES = {
+    "sft_default": "SFT at the defaults",
+    "sft_cv": "SFT with its epochs by cross-validation",
+    "semievol_paper": "the paper's SemiEvol",
+    "majority_vote": "the majority vote",
 }
 SFT_BASELINES = ("sft_matched", "sft_default", "sft_cv")  # 'the best of the SFT baselines' is the best of these
 # the ablation: each part of the recipe undone in turn (overrides of the recipe's config)
@@ -461,7 +473,7 @@ def over_tasks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(tasks) < 2:
             continue
         row: dict[str, Any] = {"labeled": n, "tasks": tasks}
-        for other in ("sft_matched", "warm", "ensemble", "probe"):
+        for other in ("sft_matched", "warm", "ensemble", "probe", *BASELINES):  # a baseline: the cells it ran on
             row[f"evolved_minus_{other}"] = tasks_pooled(
                 {t: control_pairs([c for c in here if c["task"] == t], other) for t in tasks}
             )
@@ -529,7 +541,8 @@ def markdown(
             f"{base['sft_default']} | {base['sft_cv']} | {pct(r['probe'])} | {base['semievol_paper']} | "
             f"{base['majority_vote']} | {pct(r['evolved'])} | "
             f"{delta(r['evolved_minus_best_sft'])} ({r['best_sft'].removeprefix('sft_')}) | "
-            f"{delta(r['evolved_minus_semievol_paper'])} | {delta(r['evolved_minus_probe'])} | {pseudo(r)} | {wall} |"
+            f"{partial(r['evolved_minus_semievol_paper'], full)} | {delta(r['evolved_minus_probe'])} | {pseudo(r)} | "
+            f"{wall} |"
         )
     for p in pooled or []:
         lines += [
@@ -546,6 +559,14 @@ def markdown(
             )
             + ".",
         ]
+        ran = [(NAMES[b], d) for b in BASELINES if (d := p[f"evolved_minus_{b}"]).get("n_tasks")]
+        if ran:
+            lines += [
+                "",
+                "On the draws where each baseline ran (each task weighted equally): evolved minus "
+                + "; ".join(f"{name} {delta(d)} ({d['n_cells']} cells, {d['n_tasks']} tasks)" for name, d in ran)
+                + ".",
+            ]
     fair = [r for r in rows if not r["variant"] and r.get("balanced")]
     if fair:
         lines += [

@@ -82,6 +82,19 @@ def test_the_best_sft_baseline_is_the_strongest_one_that_ran_on_every_seed():
     assert abs(row["evolved_minus_semievol_paper"]["mean"] - 0.15) < 1e-9
 
 
+def test_a_baseline_that_ran_on_some_of_the_seeds_says_on_how_many():
+    evolved, matched = [True] * 15 + [False] * 5, [True] * 10 + [False] * 10
+    paper = [True] * 12 + [False] * 8
+    cells = [_cell(0, evolved, matched, semievol_paper=paper), _cell(1, evolved, matched)]
+    (row,) = few_labels.summarise(cells)
+    page = few_labels.markdown([row], "benchmarks/recipes/x.yaml", "test machine")
+    assert "] (1 of 2 seeds) |" in page
+    cells[1]["right"]["semievol_paper"] = paper
+    cells[1]["accuracy"]["semievol_paper"] = 0.6
+    (row,) = few_labels.summarise(cells)
+    assert "seeds) |" not in few_labels.markdown([row], "benchmarks/recipes/x.yaml", "test machine")
+
+
 def test_finished_cells_outlive_their_run_folders_and_are_not_run_again(tmp_path, monkeypatch):
     """A new machine has no run folders: the results JSON alone must rebuild the table, keep a baseline that
     finished in an earlier session, and tell the driver which runs are done."""
@@ -142,6 +155,15 @@ def test_over_the_tasks_each_task_counts_once_whatever_its_seeds_and_test_rows()
     page = few_labels.markdown(few_labels.summarise(fpb + sst2), "x.yaml", "test machine", [p])
     assert "Over the tasks at 64 labeled rows (fpb, sst2; each task weighted equally, 3 cells;" in page
     assert "evolved minus matched +7.5 [" in page
+    assert "On the draws where each baseline ran" not in page
+    # a baseline on some draws is pooled over those alone: fpb seed 1 (75% against 50%), sst2 (50% against 60%)
+    fpb[1]["right"]["semievol_paper"] = [True] * 10 + [False] * 10
+    sst2[0]["right"]["semievol_paper"] = [True] * 24 + [False] * 16
+    (p,) = few_labels.over_tasks(fpb + sst2)
+    d = p["evolved_minus_semievol_paper"]
+    assert d["n_cells"] == 2 and d["per_task"] == {"fpb": 0.25, "sst2": -0.10}
+    page = few_labels.markdown(few_labels.summarise(fpb + sst2), "x.yaml", "test machine", [p])
+    assert "evolved minus the paper's SemiEvol +7.5 [" in page and "] (2 cells, 2 tasks)." in page
 
 
 def test_resume_steps_are_three_passes_over_the_labeled_rows_twice_and_half_the_unlabeled(tmp_path):
