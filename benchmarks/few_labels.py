@@ -163,10 +163,14 @@ def balanced(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def of_seeds(k: int, full: int) -> str:
+    """' (k of full seeds)' where a figure was measured on some but not all of a row's seeds, else ''."""
+    return f" ({k} of {full} seeds)" if 0 < k < full else ""
+
+
 def partial(d: dict[str, Any], full: int) -> str:
     """A difference with its interval, saying on how many of the row's seeds it was measured where not all."""
-    k = d.get("n_seeds", 0)
-    return delta(d) if k in (0, full) else f"{delta(d)} ({k} of {full} seeds)"
+    return delta(d) + of_seeds(d.get("n_seeds", 0), full)
 
 
 def run_paper(cfg: dict[str, Any], rd: Path) -> None:
@@ -497,8 +501,9 @@ def pseudo(row: dict[str, Any]) -> str:
     how far each soft target is from uniform (``soft_weighted_accuracy``), with its seed count where fewer
     cells have it (it is read from run folders, and cells collected before session 27 lost theirs)."""
     w = row.get("pseudo_weighted", {})
-    some = f" ({w['n']} of {len(row['seeds'])} seeds)" if w.get("n") and w["n"] < len(row["seeds"]) else ""
-    return f"{pct(row['pseudo_all'])} / {pct(row['pseudo_kept'])} / {pct(w)}{some}"
+    return (
+        f"{pct(row['pseudo_all'])} / {pct(row['pseudo_kept'])} / {pct(w)}{of_seeds(w.get('n', 0), len(row['seeds']))}"
+    )
 
 
 def markdown(
