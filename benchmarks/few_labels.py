@@ -494,7 +494,7 @@ def by_label_count(cells: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
     """Per task run at several label counts: the evolved model's gain over the row's best SFT baseline at each
     count, and the gain at the fewest labels minus the gain at the most (``gap_pooled``; the issue asks the
     former to be the larger: semi-supervision should matter most where labels are scarcest)."""
-    best = {(r["task"], r["labeled"]): r["best_sft"] for r in rows if not r["variant"]}
+    row_of = {(r["task"], r["labeled"]): r for r in rows if not r["variant"]}  # its best SFT and the gain over it
     recipe = [c for c in cells if not c.get("variant")]
     out = []
     for task in sorted({c["task"] for c in recipe}):
@@ -502,13 +502,22 @@ def by_label_count(cells: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
         if len(counts) < 2:
             continue
         pairs = {
-            n: control_pairs([c for c in recipe if (c["task"], c["labeled"]) == (task, n)], best[(task, n)])
+            n: control_pairs(
+                [c for c in recipe if (c["task"], c["labeled"]) == (task, n)], row_of[(task, n)]["best_sft"]
+            )
             for n in counts
         }
         out.append(
             {
                 "task": task,
-                "counts": [{"labeled": n, "best_sft": best[(task, n)], "gain": row_paired(pairs[n])} for n in counts],
+                "counts": [
+                    {
+                        "labeled": n,
+                        "best_sft": row_of[(task, n)]["best_sft"],
+                        "gain": row_of[(task, n)]["evolved_minus_best_sft"],
+                    }
+                    for n in counts
+                ],
                 "fewest_minus_most": gap_pooled(pairs[counts[0]], pairs[counts[-1]]),
             }
         )

@@ -82,14 +82,16 @@ def paired(a: dict[int, Any], model_a: str, b: dict[int, Any], model_b: str) -> 
     return stats(diffs)
 
 
-def redraw(diff: dict[int, list[int]], rng: random.Random) -> float:
+def redraw(diff: dict[int, list[float]], rng: random.Random, rows: list[int] | None = None) -> float:
     """One draw of the two-level bootstrap: the seeds drawn with replacement, then the test rows (the same rows
-    for every seed drawn), and the mean per-row difference over both."""
+    for every seed drawn; ``rows`` where the caller draws them once for several differences), and the mean
+    per-row difference over both."""
     seeds = list(diff)
     n = len(diff[seeds[0]])
     drawn = [seeds[rng.randrange(len(seeds))] for _ in seeds]
-    rows = [rng.randrange(n) for _ in range(n)]
-    return sum(diff[s][i] for s in drawn for i in rows) / (n * len(drawn))
+    if rows is None:
+        rows = [rng.randrange(n) for _ in range(n)]
+    return sum(diff[s][i] for s in drawn for i in rows) / (len(rows) * len(drawn))
 
 
 def row_paired(pairs: dict[int, tuple[list[bool], list[bool]]], draws: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -175,20 +177,15 @@ def gap_pooled(
     n = len(next(iter(diff[0].values())))
     if any(len(d) != n for side in diff for d in side.values()):
         raise ValueError("gap_pooled: both sides must cover the same test rows")
-
-    def mean_of(side: dict[int, list[float]], seeds: list[int], rows: list[int]) -> float:
-        return sum(side[s][i] for s in seeds for i in rows) / (len(seeds) * len(rows))
-
     boots = []
     for _ in range(draws):
         rows = [rng.randrange(n) for _ in range(n)]
-        drawn = [[list(side)[rng.randrange(len(side))] for _ in side] for side in diff]
-        boots.append(mean_of(diff[0], drawn[0], rows) - mean_of(diff[1], drawn[1], rows))
+        boots.append(redraw(diff[0], rng, rows) - redraw(diff[1], rng, rows))
     boots.sort()
-    every = list(range(n))
+    mean = [statistics.fmean(sum(d) / n for d in side.values()) for side in diff]
     return {
         "n_seeds": [len(a), len(b)],
-        "mean": mean_of(diff[0], list(diff[0]), every) - mean_of(diff[1], list(diff[1]), every),
+        "mean": mean[0] - mean[1],
         "ci95": [boots[int(0.025 * draws)], boots[int(0.975 * draws) - 1]],
     }
 
