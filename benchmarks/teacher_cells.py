@@ -64,7 +64,8 @@ def one_cell(cell: Path) -> dict:
     mean = dists.mean(axis=0)
     aligned = {}
     for a in PSEUDO_COUNTS:
-        target = np.stack([adjusted(d, mean / shrunk_shares(counts, a)) for d in dists])
+        prior = mean / shrunk_shares(counts, a)  # the divisor select.align uses, with these shares
+        target = np.stack([adjusted(d, prior) for d in dists])
         aligned["uniform" if np.isinf(a) else f"a={a:g}"] = scores(target, y)
     return {
         "task": cfg.task.task,
