@@ -87,7 +87,7 @@ def test_semievol_run_with_few_labeled_rows_runs_recipe_few_labels(tiny_model, c
     path = _user_config(tiny_model, choice_task, run_dir)
     assert main(["run", str(path)]) == 0
     said = capsys.readouterr().err
-    assert "recipe: few_labels (16 labeled rows, at most 64): 2 warm model(s) of 2 steps, then a student of 2" in said
+    assert "recipe: few_labels (16 labeled rows, at most 128): 2 warm model(s) of 2 steps, then a student of 2" in said
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["recipe"] == "few_labels"
     assert (saved["sft"]["members"], saved["sft"]["max_steps"], saved["evolve"]["steps"]) == (2, 2, 2)

@@ -359,9 +359,9 @@ class RunConfig:
     """Seed for shuffles, LoRA init, vote sampling."""
     recipe: Literal["auto", "paper", "few_labels"] = "auto"
     """Settings under the file's and the flags': 'paper' (the paper's procedure, every default), 'few_labels'
-    (five warm models of 384 steps teach a student from the base model on every unlabeled row; at 64 labeled rows
-    it beat SFT trained as long where the paper's procedure answered one class, docs/results/few_labels.md), or
-    'auto': 'few_labels' for at most 64 labeled rows, else 'paper'. The run's config.yaml names the one chosen."""
+    (five warm models of 384 steps teach a student from the base model on every unlabeled row; at 64 and 128
+    labeled rows it was above SFT trained as long where the paper's procedure was not, docs/results/few_labels.md), or
+    'auto': 'few_labels' for at most 128 labeled rows, else 'paper'. The run's config.yaml names the one chosen."""
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     sft: TrainConfig = field(default_factory=TrainConfig)
