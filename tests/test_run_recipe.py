@@ -12,7 +12,7 @@ from conftest import REPO, tiny_config_dict
 
 from semievol.cli import DEMO_DEFAULTS, main
 from semievol.config import ConfigError, build_config, load_yaml
-from semievol.config.recipes import FEW_LABELS_MAX_ROWS, config_with_recipe, resolve_recipe
+from semievol.config.recipes import FEW_LABELS_MAX_ROWS, config_with_recipe, pick_recipe, resolve_recipe
 
 STAGE_SECTIONS = ("sft", "propagate", "select", "evolve", "evaluate")
 
@@ -42,6 +42,8 @@ def test_auto_picks_by_the_labeled_rows_and_the_config_names_the_choice():
     many = config_with_recipe({}, {}, n_labeled=FEW_LABELS_MAX_ROWS + 1)
     assert (few.recipe, few.sft.members, few.evolve.mode, few.select.rule) == ("few_labels", 5, "fresh", "all")
     assert many.recipe == "paper" and _sections(many) == _sections(build_config({}))
+    # the line sits at the largest draw measured against both recipes (docs/results/few_labels.md, session 36)
+    assert (pick_recipe("auto", 128), pick_recipe("auto", 129)) == ("few_labels", "paper")
     named = config_with_recipe({}, {"recipe": "paper"}, n_labeled=10)
     assert named.recipe == "paper" and _sections(named) == _sections(build_config({}))
     assert config_with_recipe({}, {"recipe": "few_labels"}, n_labeled=500).recipe == "few_labels"
